@@ -1,0 +1,315 @@
+"""Load and validate check files: ``checks/**/*.yaml`` -> ``Check`` objects.
+
+Every problem found is reported as ``path:line: what is wrong``; nothing here lets a traceback
+through. Validation goes beyond the JSON Schema: duplicate ids, duplicate YAML keys, unknown facts
+and operations, fact arguments the fact does not take, broken regexes, templates naming host data
+that does not exist, ``expect`` that is not a valid JSON Schema, unknown or cyclic ``depends_on``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from . import hostdata, templating
+from .errors import CatalogError, CheckFileError
+
+DEFAULT_CHECKS_DIR = Path(os.environ.get("KEYSTONE_CHECKS_DIR", Path(__file__).resolve().parent.parent / "checks"))
+
+# Placeholder host data used to validate templates and expect schemas at load time.
+_SAMPLE_CONTEXT = {k.name: (k.default if k.default is not None else k.types[0]()) for k in hostdata.KEYS.values()}
+_SAMPLE_CONTEXT.update(role="installer", disk="/dev/vda", host="example")
+
+
+@dataclass
+class Check:
+    id: str
+    title: str
+    severity: str
+    phases: list[str]
+    roles: list[str]
+    guide: dict[str, str]
+    why: str
+    gather: dict[str, dict[str, Any]]
+    expect: dict[str, Any]
+    symptoms: list[Any] = field(default_factory=list)
+    depends_on: list[str] = field(default_factory=list)
+    fix: dict[str, Any] | None = None
+    prevention: list[str] = field(default_factory=list)
+    path: str = ""
+
+    @property
+    def symptom_patterns(self) -> list[re.Pattern]:
+        return [re.compile(s["regex"], re.I) if isinstance(s, dict) else re.compile(re.escape(s), re.I) for s in self.symptoms]
+
+
+@lru_cache(maxsize=1)
+def check_schema() -> dict:
+    return json.loads(resources.files("keystone_checks").joinpath("schema/check.schema.json").read_text())
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(check_schema())
+
+
+# -- YAML with line numbers ----------------------------------------------------------------------
+
+
+class _Lines(dict):
+    """Maps a path tuple inside the document to its 1-based line number."""
+
+
+def _to_python(node: yaml.Node, path: tuple, lines: _Lines, where: str, problems: list[CheckFileError]) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = _to_python(key_node, path, _Lines(), where, problems)
+            if key in result:
+                problems.append(CheckFileError(f"{where}:{key_node.start_mark.line + 1}", f"duplicate key '{key}'"))
+            result[key] = _to_python(value_node, path + (key,), lines, where, problems)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(v, path + (i,), lines, where, problems) for i, v in enumerate(node.value)]
+    return _scalar(node)
+
+
+def _scalar(node: yaml.ScalarNode) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def _line_for(lines: _Lines, path: tuple) -> int | None:
+    while path not in lines and path:
+        path = path[:-1]
+    return lines.get(path)
+
+
+def _loc(where: str, lines: _Lines, path: tuple) -> str:
+    line = _line_for(lines, tuple(path))
+    return f"{where}:{line}" if line else where
+
+
+# -- one file ------------------------------------------------------------------------------------
+
+
+def load_file(path: Path, root: Path | None = None) -> tuple[Check | None, list[CheckFileError], _Lines]:
+    where = str(path if root is None else _relative(path, root))
+    problems: list[CheckFileError] = []
+    lines = _Lines()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [CheckFileError(where, f"cannot read: {exc}")], lines
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        loc = f"{where}:{mark.line + 1}" if mark else where
+        reason = getattr(exc, "problem", None) or str(exc)
+        return None, [CheckFileError(loc, f"YAML syntax error: {reason}")], lines
+    if node is None:
+        return None, [CheckFileError(where, "empty file: a check file holds one YAML mapping")], lines
+    data = _to_python(node, (), lines, where, problems)
+    if not isinstance(data, dict):
+        return None, [CheckFileError(f"{where}:1", "a check file must be a YAML mapping (id:, title:, ...)")], lines
+
+    for error in sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        path = tuple(error.absolute_path)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            path = path + (extra[0],) if extra else path  # point at the offending key's line
+        problems.append(CheckFileError(_loc(where, lines, path), _schema_message(error)))
+    if problems:
+        return None, problems, lines
+
+    problems.extend(_semantic_problems(data, where, lines))
+    check = Check(**{k: v for k, v in data.items()}, path=where)
+    return (None if problems else check), problems, lines
+
+
+def _schema_message(error) -> str:
+    field_path = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties":
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        return f"{field_path}: {error.message}" + (f" (allowed keys: {allowed})" if allowed else "")
+    if error.validator == "oneOf" and field_path.startswith("fix"):
+        return f"{field_path}: a fix has either 'steps' with a 'risk', or 'manual' text (not both)"
+    return f"{field_path}: {error.message}"
+
+
+def _semantic_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileError]:
+    from .facts import FACTS
+    from .operations import resolve_operation
+
+    problems: list[CheckFileError] = []
+
+    def add(path: tuple, message: str) -> None:
+        problems.append(CheckFileError(_loc(where, lines, path), message))
+
+    for i, symptom in enumerate(data.get("symptoms", [])):
+        if isinstance(symptom, dict):
+            try:
+                re.compile(symptom["regex"])
+            except re.error as exc:
+                add(("symptoms", i, "regex"), f"symptoms[{i}]: broken regex {symptom['regex']!r}: {exc}")
+
+    for name, spec in data.get("gather", {}).items():
+        fact = FACTS.get(spec["fact"])
+        if fact is None:
+            add(("gather", name, "fact"), f"gather.{name}: unknown fact '{spec['fact']}' (known: {', '.join(sorted(FACTS))})")
+            continue
+        _check_call(fact().command, spec.get("args", {}), ("gather", name, "args"), f"gather.{name}: fact {spec['fact']}", add)
+
+    for i, step in enumerate((data.get("fix") or {}).get("steps", [])):
+        try:
+            op = resolve_operation(step["op"])
+        except LookupError as exc:
+            add(("fix", "steps", i, "op"), f"fix.steps[{i}]: {exc}")
+            continue
+        _check_call(getattr(op, "_inner", op), step.get("args", {}), ("fix", "steps", i, "args"), f"fix.steps[{i}]: operation {step['op']}", add)
+
+    for section in ("gather", "expect", "fix"):
+        for template in templating.walk_templates(data.get(section)):
+            try:
+                unknown = templating.variables(template) - set(_SAMPLE_CONTEXT)
+            except templating.TemplateProblem as exc:
+                add((section,), f"{section}: {exc}")
+                continue
+            if unknown:
+                add((section,), f"{section}: template {template!r} uses unknown host data {sorted(unknown)} "
+                                f"(known keys: see keystone_checks/hostdata.py)")
+
+    try:
+        rendered = templating.render(data["expect"], _SAMPLE_CONTEXT)
+        Draft202012Validator.check_schema(rendered)
+    except templating.TemplateProblem as exc:
+        add(("expect",), f"expect: {exc}")
+    except SchemaError as exc:
+        path = ("expect",) + tuple(exc.path)
+        add(path, f"{'.'.join(map(str, path))}: expect is not a valid JSON Schema: {exc.message}")
+    return problems
+
+
+def _check_call(func, args: dict, path: tuple, what: str, add) -> None:
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return
+    params = [p for p in signature.parameters.values() if p.name != "self"]
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in params)
+    names = {p.name for p in params}
+    for key in args:
+        if not accepts_any and key not in names:
+            add(path + (key,), f"{what} takes no argument '{key}' (takes: {', '.join(sorted(names)) or 'none'})")
+    for p in params:
+        if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in args:
+            add(path, f"{what} needs argument '{p.name}'")
+
+
+# -- the catalog ---------------------------------------------------------------------------------
+
+
+def check_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")))
+        else:
+            files.append(path)
+    return files
+
+
+def validate(paths: list[Path]) -> tuple[list[Check], list[CheckFileError]]:
+    """Load every check file under ``paths``; return the good checks and every problem found."""
+    root = Path.cwd()
+    checks: list[Check] = []
+    problems: list[CheckFileError] = []
+    files = check_files(paths)
+    for path in paths:
+        if not path.exists():
+            problems.append(CheckFileError(str(path), "no such file or directory"))
+    if paths and not files and not problems:
+        problems.append(CheckFileError(", ".join(map(str, paths)), "no check files (*.yaml) found"))
+    lines_by_path: dict[str, _Lines] = {}
+    for path in files:
+        check, file_problems, lines = load_file(path, root)
+        problems.extend(file_problems)
+        if check:
+            checks.append(check)
+            lines_by_path[check.path] = lines
+    problems.extend(_catalog_problems(checks, lines_by_path))
+    return checks, problems
+
+
+def _catalog_problems(checks: list[Check], lines_by_path: dict[str, _Lines]) -> list[CheckFileError]:
+    problems: list[CheckFileError] = []
+    by_id: dict[str, Check] = {}
+    for check in checks:
+        if check.id in by_id:
+            first = by_id[check.id]
+            problems.append(CheckFileError(_loc(check.path, lines_by_path[check.path], ("id",)),
+                                           f"duplicate id '{check.id}' (first defined in {first.path})"))
+        else:
+            by_id[check.id] = check
+    for check in checks:
+        for i, dep in enumerate(check.depends_on):
+            if dep not in by_id:
+                problems.append(CheckFileError(_loc(check.path, lines_by_path[check.path], ("depends_on", i)),
+                                               f"depends_on: unknown check id '{dep}'"))
+    for cycle in _cycles(by_id):
+        first = by_id[cycle[0]]
+        problems.append(CheckFileError(_loc(first.path, lines_by_path[first.path], ("depends_on",)),
+                                       "depends_on cycle: " + " -> ".join(cycle + [cycle[0]])))
+    return problems
+
+
+def _cycles(by_id: dict[str, Check]) -> list[list[str]]:
+    found: list[list[str]] = []
+    seen: set[str] = set()
+
+    def visit(node: str, stack: list[str]) -> None:
+        if node in stack:
+            cycle = stack[stack.index(node):]
+            if not set(cycle) & seen:
+                found.append(cycle)
+                seen.update(cycle)
+            return
+        if node in seen or node not in by_id:
+            return
+        for dep in by_id[node].depends_on:
+            visit(dep, stack + [node])
+
+    for check_id in sorted(by_id):
+        visit(check_id, [])
+    return found
+
+
+def load_catalog(paths: list[Path] | None = None) -> list[Check]:
+    """The validated catalog; raises CatalogError listing every problem if any file is broken."""
+    checks, problems = validate(paths or [DEFAULT_CHECKS_DIR])
+    if problems:
+        raise CatalogError(problems)
+    return checks
+
+
+def _relative(path: Path, root: Path) -> Path:
+    try:
+        return path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return path

@@ -1,0 +1,131 @@
+"""Evaluation: gathered data + a check's ``expect`` JSON Schema -> one outcome with operator words.
+
+The jsonschema library is the condition language; this module only turns its errors into
+"expected ... / found ..." lines, using each failing condition's ``description``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from . import templating
+from .catalog import Check
+
+
+class Outcome(str, Enum):
+    PASS = "pass"
+    FAIL = "fail"
+    ERROR = "error"  # could not be evaluated: never counted as pass
+    SKIPPED = "skipped"
+    FIXED = "fixed"
+    FIX_FAILED = "fix-failed"
+    WOULD_FIX = "would-fix"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class CheckResult:
+    check: str
+    title: str
+    severity: str
+    outcome: Outcome
+    message: str
+    expected: list[str] = field(default_factory=list)
+    found: list[str] = field(default_factory=list)
+    evidence: dict[str, Any] = field(default_factory=dict)
+    guide: dict[str, str] = field(default_factory=dict)
+    fix: dict[str, Any] | None = None
+    duration_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["outcome"] = str(self.outcome)
+        return data
+
+
+FAILED_FIX_STATES = {Outcome.FAIL, Outcome.FIX_FAILED, Outcome.WOULD_FIX}
+
+
+def result_for(check: Check, outcome: Outcome, message: str, **extra: Any) -> CheckResult:
+    return CheckResult(check=check.id, title=check.title, severity=check.severity, outcome=outcome,
+                       message=message, guide=dict(check.guide), **extra)
+
+
+def evaluate(check: Check, data: dict[str, Any], context: dict[str, Any]) -> CheckResult:
+    """Validate gathered ``data`` against the check's rendered ``expect`` schema."""
+    try:
+        schema = templating.render(check.expect, context)
+        validator = Draft202012Validator(schema)
+        errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    except templating.TemplateProblem as exc:
+        return result_for(check, Outcome.ERROR, f"cannot evaluate: {exc}", evidence=data)
+    except (SchemaError, TypeError, ValueError) as exc:  # e.g. a templated minimum that is not a number
+        return result_for(check, Outcome.ERROR, f"cannot evaluate: expect schema invalid for this host: {exc}", evidence=data)
+    if not errors:
+        return result_for(check, Outcome.PASS, "ok", evidence=data)
+    expected, found = [], []
+    for error in _leaf_errors(errors):
+        expected.append(_expected_text(error))
+        found.append(_found_text(error))
+    message = "; ".join(f"expected {e}, found {f}" for e, f in zip(expected, found))
+    return result_for(check, Outcome.FAIL, message, expected=expected, found=found, evidence=data)
+
+
+def _leaf_errors(errors):
+    """The most specific errors (combinators like anyOf report their sub-errors' context)."""
+    leaves = []
+    for error in errors:
+        if error.context and error.validator in ("anyOf", "oneOf") and not error.schema.get("description"):
+            best = min(error.context, key=lambda e: len(e.context or []))
+            leaves.append(best)
+        else:
+            leaves.append(error)
+    return leaves
+
+
+def _expected_text(error) -> str:
+    described = error.schema.get("description") if isinstance(error.schema, dict) else None
+    if described:
+        return described
+    where = _path(error)
+    value = error.validator_value
+    phrases = {
+        "const": lambda: f"{where} = {_short(value)}",
+        "enum": lambda: f"{where} one of {_short(value)}",
+        "minimum": lambda: f"{where} >= {value}",
+        "maximum": lambda: f"{where} <= {value}",
+        "exclusiveMinimum": lambda: f"{where} > {value}",
+        "exclusiveMaximum": lambda: f"{where} < {value}",
+        "maxItems": lambda: f"{where} to have at most {value} item(s)",
+        "minItems": lambda: f"{where} to have at least {value} item(s)",
+        "required": lambda: f"{where} to have {', '.join(map(str, value))}",
+        "type": lambda: f"{where} of type {value}",
+        "pattern": lambda: f"{where} matching /{value}/",
+        "contains": lambda: f"{where} to contain a matching item",
+        "not": lambda: f"{where} not to match {_short(value)}",
+    }
+    phrase = phrases.get(error.validator)
+    return phrase() if phrase else f"{where}: {error.message}"
+
+
+def _found_text(error) -> str:
+    if error.validator == "required":
+        return f"{_path(error)} without {error.message.split(' is a required')[0]}"
+    return f"{_path(error)} = {_short(error.instance)}"
+
+
+def _path(error) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "the data"
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = json.dumps(value, default=str, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

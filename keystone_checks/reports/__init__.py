@@ -1,0 +1,1 @@
+"""Report writers: each turns the report dict (see keystone_checks/report.py) into one format."""

@@ -1,0 +1,53 @@
+"""Readable per-host result table for a terminal (colour only when it is one)."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+_COLOURS = {"pass": "32", "fixed": "32", "fail": "31", "fix-failed": "31", "error": "35",
+            "would-fix": "33", "skipped": "2", "unreachable": "35"}
+_ORDER = {"fail": 0, "fix-failed": 1, "error": 2, "would-fix": 3, "fixed": 4, "pass": 5, "skipped": 6}
+
+
+def render(report: dict[str, Any], colour: bool = False, show_skipped: bool = False) -> str:
+    width = shutil.get_terminal_size((120, 20)).columns
+    out: list[str] = []
+
+    def paint(text: str, key: str) -> str:
+        code = _COLOURS.get(key)
+        return f"\033[{code}m{text}\033[0m" if colour and code else text
+
+    out.append(f"keystone-checks {report['phase']}: {report['summary']['hosts']} host(s), "
+               f"status {report['summary']['status'].upper()} (exit {report['summary']['exit_code']})")
+    for host in report["hosts"]:
+        roles = ",".join(host["roles"]) or "?"
+        out.append("")
+        if host["status"] != "ok":
+            out.append(paint(f"{host['name']} [{roles}]: {host['status'].upper()}: {host['error']}", "unreachable"))
+        else:
+            out.append(f"{host['name']} [{roles}]")
+        results = sorted(host["results"], key=lambda r: (_ORDER.get(r["outcome"], 9), r["check"]))
+        hidden = 0
+        for r in results:
+            if r["outcome"] == "skipped" and not show_skipped and r["message"].startswith("applies to"):
+                hidden += 1
+                continue
+            label = paint(f"{r['outcome']:<10}", r["outcome"])
+            line = f"  {label} {r['severity']:<8} {r['check']}"
+            if r["outcome"] != "pass":
+                message = r["message"]
+                room = max(width - len(line) + (len(label) - 10) - 3, 20)
+                if colour and len(message) > room:  # a terminal: keep one line per check; logs get it all
+                    message = message[: room - 3] + "..."
+                line += f": {message}"
+            out.append(line)
+            fix = r.get("fix") or {}
+            for command in fix.get("commands", []) if r["outcome"] in ("would-fix", "fix-failed") else []:
+                out.append(f"      $ {command}")
+        if hidden:
+            out.append(f"  ({hidden} check(s) not for this host's role)")
+    counts = ", ".join(f"{k} {v}" for k, v in report["summary"]["outcomes"].items() if v)
+    out.append("")
+    out.append(f"totals: {counts or 'no checks ran'}")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,269 @@
+"""The deploy-side engine: what ``playbooks/<phase>.py`` calls for each host.
+
+Per host: resolve host data -> plan the phase's checks for the host's roles -> ONE remote command
+gathering every fact (facts/batch.py) -> each fact parses its own section -> evaluate checks in
+dependency order -> (with ``--data fix=true``) queue fixes of failing checks, then re-check them
+at execute time -> record. Nothing raised for one check or host reaches pyinfra: an uncaught
+exception in deploy code aborts every host (see shared notes on pyinfra 3.10).
+
+The report is written when the pyinfra process exits (pyinfra has no "run finished" hook).
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+import time
+from typing import Any
+
+from pyinfra import logger
+from pyinfra.api.state import StateStage
+from pyinfra.operations import python as python_ops
+
+from . import hostdata, nodelay, report, templating
+from .catalog import Check, load_catalog
+from .errors import CatalogError, KeystoneChecksError
+from .evaluate import CheckResult, Outcome, evaluate, result_for
+from .facts import FACTS
+from .facts.base import ProbeOutput
+from .facts.batch import ProbeBatch, Probe, new_marker, split_batch
+from .operations import resolve_operation
+from .plan import checks_for_phase, plan_host
+
+_catalog_cache: dict[str, list[Check] | CatalogError] = {}
+
+
+def catalog() -> list[Check]:
+    if "checks" not in _catalog_cache:
+        try:
+            _catalog_cache["checks"] = load_catalog()
+        except CatalogError as exc:
+            _catalog_cache["checks"] = exc
+    cached = _catalog_cache["checks"]
+    if isinstance(cached, CatalogError):
+        raise cached
+    return cached
+
+
+# -- gathering -----------------------------------------------------------------------------------
+
+
+def gather(host, probes: list[Probe]) -> list[ProbeOutput]:
+    """Run every probe on ``host`` in one remote command; one ProbeOutput per probe."""
+    if not probes:
+        return []
+    marker = new_marker()
+    lines = host.get_fact(ProbeBatch, probes=tuple(probes), marker=marker)
+    return split_batch(lines or [], marker, len(probes))
+
+
+def parse_outputs(checks: list[Check], plan, outputs: list[ProbeOutput]) -> dict[int, tuple[Any, str | None]]:
+    """Probe index -> (value, error message). Each probe is parsed once, by the fact that made it."""
+    fact_of: dict[int, str] = {}
+    for check in checks:
+        for gather_name, index in plan.probe_index.get(check.id, {}).items():
+            fact_of[index] = check.gather[gather_name]["fact"]
+    parsed: dict[int, tuple[Any, str | None]] = {}
+    for index, fact_name in fact_of.items():
+        fact = FACTS[fact_name]()
+        try:
+            parsed[index] = (fact.parse(outputs[index]), None)
+        except KeystoneChecksError as exc:
+            parsed[index] = (None, f"{fact_name}: {exc}")
+        except Exception as exc:  # a parser bug must not take the run down; it is still an error
+            parsed[index] = (None, f"{fact_name}: parser failed: {type(exc).__name__}: {exc}")
+    return parsed
+
+
+# -- evaluation ----------------------------------------------------------------------------------
+
+
+def evaluate_host(checks: list[Check], plan, parsed, context) -> dict[str, CheckResult]:
+    results: dict[str, CheckResult] = {}
+    for check in checks:
+        started = time.perf_counter()
+        results[check.id] = _evaluate_one(check, plan, parsed, context, results)
+        results[check.id].duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    return results
+
+
+def _evaluate_one(check, plan, parsed, context, results) -> CheckResult:
+    if check in plan.skipped_by_role:
+        return result_for(check, Outcome.SKIPPED, f"applies to {', '.join(check.roles)} hosts only")
+    blocking = [d for d in check.depends_on if d in results and results[d].outcome != Outcome.PASS]
+    if blocking:
+        reasons = ", ".join(f"{d} ({results[d].outcome})" for d in blocking)
+        return result_for(check, Outcome.SKIPPED, f"skipped because {reasons} did not pass")
+    if check.id in plan.problems:
+        return result_for(check, Outcome.ERROR, plan.problems[check.id])
+    data: dict[str, Any] = {}
+    errors: list[str] = []
+    for gather_name, index in plan.probe_index.get(check.id, {}).items():
+        value, error = parsed.get(index, (None, "probe was not run"))
+        if error:
+            errors.append(f"could not gather {gather_name} ({error})")
+        data[gather_name] = value
+    if errors:
+        return result_for(check, Outcome.ERROR, "; ".join(errors))
+    try:
+        return evaluate(check, data, context)
+    except Exception as exc:  # containment: an evaluator bug is this check's error, not the run's
+        return result_for(check, Outcome.ERROR, f"cannot evaluate: {type(exc).__name__}: {exc}")
+
+
+# -- fixes ---------------------------------------------------------------------------------------
+
+
+def queue_fixes(host, state, checks: list[Check], results: dict[str, CheckResult], context) -> None:
+    by_id = {c.id: c for c in checks}
+    for check_id, result in results.items():
+        check = by_id[check_id]
+        if result.outcome != Outcome.FAIL or not check.fix:
+            continue
+        if "manual" in check.fix:
+            result.fix = {"manual": check.fix["manual"].strip()}
+            continue
+        risk = check.fix["risk"]
+        refusal = _refusal(risk, context)
+        if refusal:
+            result.fix = {"risk": risk, "refused": refusal}
+            continue
+        commands: list[str] = []
+        try:
+            for step in check.fix["steps"]:
+                op = resolve_operation(step["op"])
+                args = templating.render(step.get("args", {}), context)
+                meta = op(**args, name=f"fix {check.id}: {step['op']}")
+                commands.extend(_op_commands(state, host, meta))
+        except Exception as exc:
+            result.fix = {"risk": risk, "refused": f"could not queue fix: {exc}"}
+            continue
+        python_ops.call(name=f"re-check {check.id}", function=_recheck, check=check, context=context, result=result)
+        result.outcome = Outcome.WOULD_FIX
+        result.fix = {"risk": risk, "summary": check.fix.get("summary", ""), "commands": commands}
+
+
+def _refusal(risk: str, context: dict[str, Any]) -> str | None:
+    if risk == "destructive" and not context.get("allow_destructive"):
+        return "destructive fix refused: rerun with --data allow_destructive=true and --data destructive_device=<disk>"
+    if risk == "destructive" and context.get("destructive_device") != context.get("disk"):
+        return (f"destructive fix refused: destructive_device {context.get('destructive_device')!r} "
+                f"is not the inventory's disk {context.get('disk')!r}")
+    return None
+
+
+def _op_commands(state, host, meta) -> list[str]:
+    """The exact commands a queued operation will run on this host (for dry runs and reports)."""
+    try:
+        op_data = state.get_op_data_for_host(host, meta._hash)
+        return [str(getattr(c, "get_masked_value", lambda: c)()) for c in op_data.command_generator()]
+    except Exception as exc:  # noqa: BLE001 - listing is best effort; the op itself still runs
+        return [f"(could not list commands: {exc})"]
+
+
+def _recheck(check: Check, context: dict[str, Any], result: CheckResult) -> None:
+    """Runs at execute time, after the fix's operations: gather again, decide fixed/fix-failed."""
+    from pyinfra import host
+
+    try:
+        plan = plan_host([check], hostdata.roles_of(host.name, context), context)
+        parsed = parse_outputs([check], plan, gather(host, plan.probes))
+        again = _evaluate_one(check, plan, parsed, context, {})
+    except Exception as exc:  # noqa: BLE001
+        result.outcome, result.message = Outcome.FIX_FAILED, f"re-check failed: {exc}"
+        return
+    if again.outcome == Outcome.PASS:
+        result.outcome, result.message = Outcome.FIXED, f"fixed (was: {result.message})"
+    else:
+        result.outcome = Outcome.FIX_FAILED
+        result.message = f"still failing after fix: {again.message}"
+    result.evidence = {"before": result.evidence, "after": again.evidence}
+
+
+# -- recording -----------------------------------------------------------------------------------
+
+
+class Recorder:
+    """Collects host reports for one pyinfra process and writes the report at exit."""
+
+    def __init__(self, state, phase: str):
+        self.state = state
+        self.phase = phase
+        self.started = time.time()
+        self.hosts: dict[str, report.HostReport] = {}
+        self.report_path: str = ""
+        self.fix_requested = False
+        atexit.register(self.finish)
+
+    def add(self, host_report: report.HostReport) -> None:
+        self.hosts[host_report.name] = host_report
+
+    def finish(self) -> None:
+        try:
+            self._finish()
+        except Exception as exc:  # noqa: BLE001 - never traceback at exit
+            print(f"keystone-checks: could not write the report: {exc}", file=sys.stderr)
+
+    def _finish(self) -> None:
+        executed = self.state.current_stage in (StateStage.Execute, StateStage.Disconnect)
+        for host in self.state.inventory:
+            if host.name not in self.hosts:
+                reason = "could not connect (see pyinfra's output above)" if host in self.state.failed_hosts \
+                    else "did not run (excluded or stopped before its checks)"
+                self.hosts[host.name] = report.HostReport(host.name, status="unreachable", error=reason)
+        for host_report in self.hosts.values():
+            for r in host_report.results:
+                if r.outcome == Outcome.WOULD_FIX and executed:
+                    r.outcome = Outcome.FIX_FAILED
+                    r.message = f"fix operation did not complete (see pyinfra's output): {r.message}"
+        data = report.build(self.phase, list(self.hosts.values()), self.started, time.time(),
+                            dry_run=self.fix_requested and not executed, fix_requested=self.fix_requested)
+        path = report.write_atomic(self.report_path or report.default_path(self.phase, self.started), report.to_json(data))
+        from .reports import console
+
+        sys.stdout.write("\n" + console.render(data, colour=sys.stdout.isatty()))
+        sys.stdout.write(f"report: {path}\n")
+        sys.stdout.flush()
+
+
+_recorders: dict[int, Recorder] = {}
+
+
+def recorder_for(state, phase: str) -> Recorder:
+    key = id(state)
+    if key not in _recorders:
+        _recorders[key] = Recorder(state, phase)
+    return _recorders[key]
+
+
+# -- entry point ---------------------------------------------------------------------------------
+
+
+def run_phase(phase: str) -> None:
+    """Run ``phase``'s checks on the current pyinfra host. Called once per host by a playbook."""
+    from pyinfra import host, state
+
+    recorder = recorder_for(state, phase)
+    started = time.perf_counter()
+    host_report = report.HostReport(host.name)
+    try:
+        nodelay.enable(host)
+        context = hostdata.resolve(host.name, host.data)
+        host_report.roles = hostdata.roles_of(host.name, context)
+        if context.get("report"):
+            recorder.report_path = context["report"]
+        recorder.fix_requested |= bool(context.get("fix"))
+        checks = checks_for_phase(catalog(), phase)
+        plan = plan_host(checks, host_report.roles, context)
+        parsed = parse_outputs(plan.checks, plan, gather(host, plan.probes))
+        results = evaluate_host(checks, plan, parsed, context)
+        if context.get("fix"):
+            queue_fixes(host, state, checks, results, context)
+        host_report.results = list(results.values())
+    except KeystoneChecksError as exc:
+        host_report.status, host_report.error = "error", str(exc)
+    except Exception as exc:  # noqa: BLE001 - containment: other hosts must go on
+        logger.error(f"{host.name}: keystone-checks internal error: {type(exc).__name__}: {exc}")
+        host_report.status, host_report.error = "error", f"internal error: {type(exc).__name__}: {exc}"
+    host_report.duration_s = time.perf_counter() - started
+    recorder.add(host_report)

@@ -1,0 +1,8 @@
+"""Phase playbook: zfs. Pool imported and healthy, credstore and encryption keys, export blockers.
+
+Run: pyinfra -y INVENTORY playbooks/zfs.py [--data fix=true] [--data report=PATH]
+"""
+
+from keystone_checks.runner import run_phase
+
+run_phase("zfs")
