@@ -28,7 +28,7 @@ from .facts import FACTS
 from .facts.base import ProbeOutput
 from .facts.batch import ProbeBatch, Probe, new_marker, split_batch
 from .operations import resolve_operation
-from .plan import checks_for_phase, plan_host
+from .plan import checks_for_phase, order_by_dependencies, plan_host
 
 _catalog_cache: dict[str, list[Check] | CatalogError] = {}
 
@@ -241,6 +241,34 @@ def recorder_for(state, phase: str) -> Recorder:
 
 def run_phase(phase: str) -> None:
     """Run ``phase``'s checks on the current pyinfra host. Called once per host by a playbook."""
+    _run(phase, lambda checks: checks_for_phase(checks, phase), force_fix=False)
+
+
+def run_fix(name: str, check_ids: list[str]) -> None:
+    """A fix playbook: evaluate ``check_ids`` (and what they depend on) and queue their fixes.
+
+    Fixing is the point of a fix playbook, so ``fix`` is on; ``pyinfra --dry`` shows the commands
+    without running them. Destructive steps still need their explicit opt-in.
+    """
+
+    def select(checks: list[Check]) -> list[Check]:
+        by_id = {c.id: c for c in checks}
+        unknown = [i for i in check_ids if i not in by_id]
+        if unknown:
+            raise KeystoneChecksError(f"fix playbook {name}: unknown check id(s) {unknown}")
+        wanted: set[str] = set()
+        stack = list(check_ids)
+        while stack:
+            current = stack.pop()
+            if current not in wanted:
+                wanted.add(current)
+                stack.extend(by_id[current].depends_on)
+        return order_by_dependencies([c for c in checks if c.id in wanted])
+
+    _run(f"fix-{name}", select, force_fix=True)
+
+
+def _run(phase: str, select, force_fix: bool) -> None:
     from pyinfra import host, state
 
     recorder = recorder_for(state, phase)
@@ -252,8 +280,10 @@ def run_phase(phase: str) -> None:
         host_report.roles = hostdata.roles_of(host.name, context)
         if context.get("report"):
             recorder.report_path = context["report"]
+        if force_fix:
+            context["fix"] = True
         recorder.fix_requested |= bool(context.get("fix"))
-        checks = checks_for_phase(catalog(), phase)
+        checks = select(catalog())
         plan = plan_host(checks, host_report.roles, context)
         parsed = parse_outputs(plan.checks, plan, gather(host, plan.probes))
         results = evaluate_host(checks, plan, parsed, context)
