@@ -76,3 +76,18 @@ def test_validate_cli_exits_nonzero_without_traceback():
     missing = subprocess.run([sys.executable, "-m", "keystone_checks.cli", "validate", "/nonexistent/checks"],
                              capture_output=True, text=True)
     assert missing.returncode == 1 and "no such file or directory" in missing.stderr
+
+
+def test_catalog_cache_follows_file_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    checks_dir = tmp_path / "checks"
+    checks_dir.mkdir()
+    source = (REPO / "checks" / "zfs" / "zfs-module-loaded.yaml").read_text()
+    (checks_dir / "a.yaml").write_text(source)
+    assert load_catalog([checks_dir])[0].title == "ZFS kernel module is loaded"
+    assert list((tmp_path / "cache").rglob("*.json")), "a validated catalog is cached"
+    (checks_dir / "a.yaml").write_text(source.replace("ZFS kernel module is loaded", "Changed title here"))
+    assert load_catalog([checks_dir])[0].title == "Changed title here"
+    (checks_dir / "a.yaml").write_text(source.replace("severity: critical", "severity: maybe"))
+    with pytest.raises(CatalogError):
+        load_catalog([checks_dir])
