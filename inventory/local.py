@@ -5,6 +5,9 @@
 KEYSTONE_DISK names the disk the installer checks look at (default /dev/vda).
 """
 
+# Imported before pyinfra connects, so each unreachable host is reported with its reason
+# (refused, timed out, key rejected, host key changed, ...), not a generic failure.
+import keystone_checks.connect_errors  # noqa: F401
 import os
 
 local = [

@@ -74,6 +74,87 @@ def cmd_show(args) -> int:
     return 0
 
 
+def cmd_coverage(args) -> int:
+    import importlib
+
+    try:
+        coverage = importlib.import_module("keystone_checks.coverage")
+    except ModuleNotFoundError as exc:
+        if exc.name != "keystone_checks.coverage":
+            raise  # coverage.py exists but one of its imports is missing: show that
+        raise KeystoneChecksError("`coverage` is not available yet: keystone_checks/coverage.py (the guide-coverage "
+                                  "report) has not landed in this checkout") from None
+    return coverage.main(list(args.rest))
+
+
+def cmd_docs(args) -> int:
+    from . import docs
+
+    checks = _catalog(args)
+    text = docs.render(checks)
+    path = Path(args.output) if args.output else docs.DEFAULT_PATH
+    if args.check:
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        if current != text:
+            print(f"{path} is stale: regenerate it with `keystone-checks docs` and commit it", file=sys.stderr)
+            return 1
+        print(f"ok: {path} is up to date ({len(checks)} checks)")
+        return 0
+    from .report import write_atomic
+
+    write_atomic(path, text)
+    print(f"wrote {path} ({len(checks)} checks)")
+    return 0
+
+
+def cmd_diagnose(args) -> int:
+    from . import diagnose
+
+    return diagnose.main(args, _catalog(args))
+
+
+def _data_pairs(items: list[str]) -> dict:
+    data = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise KeystoneChecksError(f"--data {item}: expected KEY=VALUE")
+        lowered = value.lower()
+        data[key] = True if lowered == "true" else False if lowered == "false" else int(value) if value.isdigit() else value
+    return data
+
+
+def cmd_run(args) -> int:
+    from . import apirun
+
+    apirun.patch()  # gevent first: before pyinfra/paramiko import socket and ssl users
+    from .reports import parse_spec, write_reports
+
+    try:
+        specs = [parse_spec(s) for s in args.report] or [("console", None)]
+    except ValueError as exc:
+        raise KeystoneChecksError(str(exc)) from None
+    if not any(name == "console" for name, _ in specs) and not any(path in (None, "-") for _, path in specs):
+        specs.insert(0, ("console", None))  # the operator at a terminal always sees the table
+    options = apirun.RunOptions(target=args.target, inventory=args.inventory,
+                                limit=[p for item in args.limit for p in item.split(",") if p],
+                                fix=args.fix, dry=args.dry, data=_data_pairs(args.data),
+                                connect_timeout=args.connect_timeout)
+    import logging
+
+    logging.getLogger("pyinfra").setLevel(logging.CRITICAL)  # reasons are in the report, not in pyinfra's log lines
+    result = apirun.run(options)
+    for name, path in specs:
+        if name == "console" and path in (None, "-"):
+            from .reports import console
+
+            sys.stdout.write(console.render(result, colour=sys.stdout.isatty()))
+        else:
+            for written in write_reports(result, [(name, path)]):
+                print(f"report ({name}): {written}", file=sys.stderr)
+    return result["summary"]["exit_code"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keystone-checks", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +174,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.add_argument("--checks")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("coverage", help="which guide sections have checks (keystone_checks/coverage.py)")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the coverage report")
+    p.set_defaults(func=cmd_coverage)
+
+    p = sub.add_parser("docs", help="generate docs/checks.md from the catalog (--check: exit 1 when stale)")
+    p.add_argument("--check", action="store_true", help="do not write; exit 1 if the file differs from the catalog")
+    p.add_argument("--output", help="default: docs/checks.md")
+    p.add_argument("--checks")
+    p.set_defaults(func=cmd_docs)
+
+    p = sub.add_parser("diagnose", help="rank the checks whose symptoms explain an error message or pasted log")
+    p.add_argument("text", nargs="*", help="the error text; '-' (or nothing, with a pipe) reads stdin")
+    p.add_argument("--json", action="store_true", help='print {"matches": [{"id","title","score","guide","fix"}...]}')
+    p.add_argument("--limit", type=int, default=5, help="at most this many matches (default 5)")
+    p.add_argument("--eval", nargs="?", const=True, default=None, metavar="CORPUS",
+                   help="measure top-1/top-3 accuracy over the test corpus (default tests/fixtures/diagnose/corpus.yaml)")
+    p.add_argument("--checks")
+    p.set_defaults(func=cmd_diagnose)
+
+    p = sub.add_parser("run", help="run a phase or playbook through pyinfra's API; exit with the Nagios code",
+                       description="Exit codes (Nagios): 0 all pass, 1 a warning check failed, 2 a critical check "
+                                   "failed, 3 unknown (errors, unreachable hosts).")
+    p.add_argument("target", help="phase (preflight, sweep, ...) or playbook file (playbooks/fix/x.py)")
+    p.add_argument("-i", "--inventory", required=True, help="pyinfra inventory file (or @local, host list)")
+    p.add_argument("--limit", action="append", default=[], help="host names, globs or groups (repeatable, comma-separated)")
+    p.add_argument("--fix", action="store_true", help="queue and run the fixes of failing checks")
+    p.add_argument("--dry", action="store_true", help="with --fix: list the fix commands, run nothing")
+    p.add_argument("--data", action="append", default=[], metavar="KEY=VALUE", help="host data for every host")
+    p.add_argument("--report", action="append", default=[], metavar="FORMAT[:PATH]",
+                   help="console, json, junit, prometheus, nagios, html; no PATH: stdout (repeatable)")
+    p.add_argument("--connect-timeout", type=int, default=10, help="seconds (default 10)")
+    p.set_defaults(func=cmd_run)
     return parser
 
 
@@ -103,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except KeystoneChecksError as exc:
         print(f"keystone-checks: {exc}", file=sys.stderr)
-        return 2
+        return 3 if args.command == "run" else 2  # run: Nagios "unknown", never "critical"
     except BrokenPipeError:
         return 0
 

@@ -71,8 +71,9 @@ def evaluate(check: Check, data: dict[str, Any], context: dict[str, Any]) -> Che
         return result_for(check, Outcome.ERROR, f"cannot evaluate: expect schema invalid for this host: {exc}", evidence=data)
     if not errors:
         return result_for(check, Outcome.PASS, "ok", evidence=data)
+    leaves = _leaf_errors(errors)
     expected, found = [], []
-    for error in _leaf_errors(errors):
+    for error in leaves:
         expected.append(_expected_text(error))
         found.append(_found_text(error))
     message = "; ".join(f"expected {e}, found {f}" for e, f in zip(expected, found))

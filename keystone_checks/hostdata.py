@@ -61,6 +61,7 @@ KEYS: dict[str, HostKey] = {
         HostKey("allow_force_import", (bool,), False, "permit `zpool import -f` (can corrupt a pool in use elsewhere)"),
         HostKey("destructive_device", (str,), "", "the device the operator names for a destructive fix"),
         HostKey("report", (str,), "", "JSON report path (default reports/<phase>-<time>.json)"),
+        HostKey("reports", (str,), "", "extra reports FORMAT:PATH[,...] (junit, prometheus, nagios, html, console)"),
         HostKey("luks_passphrase_file", (str,), "", "controller-side file holding the credstore passphrase"),
         HostKey("luks_passphrase_env", (str,), "", "controller-side environment variable holding it"),
     )

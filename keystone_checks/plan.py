@@ -32,8 +32,17 @@ class HostPlan:
 
 
 def checks_for_phase(catalog: list[Check], phase: str) -> list[Check]:
-    selected = [c for c in catalog if phase in c.phases]
-    return order_by_dependencies(selected)
+    """The phase's checks plus, transitively, every check they depend on (from any phase):
+    a dependency outside the phase must still gate its dependents, never be silently ignored."""
+    by_id = {c.id: c for c in catalog}
+    wanted = {c.id for c in catalog if phase in c.phases}
+    stack = list(wanted)
+    while stack:
+        for dep in by_id[stack.pop()].depends_on:
+            if dep in by_id and dep not in wanted:
+                wanted.add(dep)
+                stack.append(dep)
+    return order_by_dependencies([c for c in catalog if c.id in wanted])
 
 
 def order_by_dependencies(checks: list[Check]) -> list[Check]:

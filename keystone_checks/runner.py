@@ -20,7 +20,7 @@ from pyinfra import logger
 from pyinfra.api.state import StateStage
 from pyinfra.operations import python as python_ops
 
-from . import hostdata, nodelay, report, templating
+from . import connect_errors, hostdata, nodelay, report, templating
 from .catalog import Check, load_catalog
 from .errors import CatalogError, KeystoneChecksError
 from .evaluate import CheckResult, Outcome, evaluate, result_for
@@ -124,7 +124,7 @@ def queue_fixes(host, state, checks: list[Check], results: dict[str, CheckResult
             result.fix = {"manual": check.fix["manual"].strip()}
             continue
         risk = check.fix["risk"]
-        refusal = _refusal(risk, context)
+        refusal = _refusal(risk, context, check.fix.get("steps", ()))
         if refusal:
             result.fix = {"risk": risk, "refused": refusal}
             continue
@@ -143,13 +143,34 @@ def queue_fixes(host, state, checks: list[Check], results: dict[str, CheckResult
         result.fix = {"risk": risk, "summary": check.fix.get("summary", ""), "commands": commands}
 
 
-def _refusal(risk: str, context: dict[str, Any]) -> str | None:
-    if risk == "destructive" and not context.get("allow_destructive"):
+def _refusal(risk: str, context: dict[str, Any], steps: list[dict[str, Any]] | tuple = ()) -> str | None:
+    """Why a fix must not be queued for this host, or None. Destructive fixes need the run's opt-in
+    AND the operator naming the inventory's disk; a step that force-imports a pool needs its own
+    consent (it can corrupt a pool really in use on another machine)."""
+    if _forces_import(steps) and context.get("allow_force_import") is not True:
+        return ("force import refused: `zpool import -f` can corrupt a pool in use on another machine; "
+                "rerun with --data allow_force_import=true only if you are sure it is not")
+    if risk != "destructive":
+        return None
+    if context.get("allow_destructive") is not True:
         return "destructive fix refused: rerun with --data allow_destructive=true and --data destructive_device=<disk>"
-    if risk == "destructive" and context.get("destructive_device") != context.get("disk"):
-        return (f"destructive fix refused: destructive_device {context.get('destructive_device')!r} "
-                f"is not the inventory's disk {context.get('disk')!r}")
+    disk, named = context.get("disk"), context.get("destructive_device")
+    if not disk:
+        return "destructive fix refused: the inventory declares no disk (host data 'disk')"
+    if not named:
+        return "destructive fix refused: name the device with --data destructive_device=<disk>"
+    if named != disk:
+        return f"destructive fix refused: destructive_device {named!r} is not the inventory's disk {disk!r}"
     return None
+
+
+def _forces_import(steps) -> bool:
+    for step in steps or ():
+        op = str(step.get("op", ""))
+        args = step.get("args") or {}
+        if "force_import" in op or (op.endswith("import_pool") and args.get("force") not in (None, False, "false", "")):
+            return True
+    return False
 
 
 def _op_commands(state, host, meta) -> list[str]:
@@ -192,6 +213,7 @@ class Recorder:
         self.started = time.time()
         self.hosts: dict[str, report.HostReport] = {}
         self.report_path: str = ""
+        self.extra_reports: str = ""  # --data reports=junit:PATH,prometheus:PATH,...
         self.fix_requested = False
         atexit.register(self.finish)
 
@@ -208,7 +230,9 @@ class Recorder:
         executed = self.state.current_stage in (StateStage.Execute, StateStage.Disconnect)
         for host in self.state.inventory:
             if host.name not in self.hosts:
-                reason = "could not connect (see pyinfra's output above)" if host in self.state.failed_hosts \
+                failure = connect_errors.failure_for(host.name) if host in self.state.failed_hosts else None
+                reason = failure.as_text() if failure else \
+                    "could not connect (see pyinfra's output above)" if host in self.state.failed_hosts \
                     else "did not run (excluded or stopped before its checks)"
                 self.hosts[host.name] = report.HostReport(host.name, status="unreachable", error=reason)
         for host_report in self.hosts.values():
@@ -219,10 +243,19 @@ class Recorder:
         data = report.build(self.phase, list(self.hosts.values()), self.started, time.time(),
                             dry_run=self.fix_requested and not executed, fix_requested=self.fix_requested)
         path = report.write_atomic(self.report_path or report.default_path(self.phase, self.started), report.to_json(data))
-        from .reports import console
+        from .reports import console, parse_spec, write_reports
+
+        extra = []
+        for spec in filter(None, (part.strip() for part in self.extra_reports.split(","))):
+            try:
+                extra.append(parse_spec(spec))
+            except ValueError as exc:
+                print(f"keystone-checks: host data 'reports': {exc}", file=sys.stderr)
 
         sys.stdout.write("\n" + console.render(data, colour=sys.stdout.isatty()))
         sys.stdout.write(f"report: {path}\n")
+        for written in write_reports(data, extra):
+            sys.stdout.write(f"report: {written}\n")
         sys.stdout.flush()
 
 
@@ -272,23 +305,41 @@ def _run(phase: str, select, force_fix: bool) -> None:
     from pyinfra import host, state
 
     recorder = recorder_for(state, phase)
+
+    def record_settings(context: dict[str, Any]) -> None:
+        if context.get("report"):
+            recorder.report_path = context["report"]
+        if context.get("reports"):
+            recorder.extra_reports = context["reports"]
+        recorder.fix_requested |= bool(context.get("fix"))
+
+    recorder.add(check_host(host, state, lambda: select(catalog()), force_fix, record_settings))
+
+
+def check_host(host, state, checks, force_fix: bool = False, on_context=None) -> report.HostReport:
+    """One host, start to end: host data -> plan -> one batched gather -> evaluate -> queue fixes.
+
+    ``checks`` is the list to run or a callable returning it (called after host data resolved, so a
+    broken catalog is reported on the host). Every failure becomes the host's or a check's outcome:
+    nothing raised here may reach pyinfra (it would abort every host). Shared by the playbooks and
+    ``keystone-checks run``.
+    """
     started = time.perf_counter()
     host_report = report.HostReport(host.name)
     try:
         nodelay.enable(host)
         context = hostdata.resolve(host.name, host.data)
         host_report.roles = hostdata.roles_of(host.name, context)
-        if context.get("report"):
-            recorder.report_path = context["report"]
         if force_fix:
             context["fix"] = True
-        recorder.fix_requested |= bool(context.get("fix"))
-        checks = select(catalog())
-        plan = plan_host(checks, host_report.roles, context)
+        if on_context:
+            on_context(context)
+        selected = checks() if callable(checks) else checks
+        plan = plan_host(selected, host_report.roles, context)
         parsed = parse_outputs(plan.checks, plan, gather(host, plan.probes))
-        results = evaluate_host(checks, plan, parsed, context)
+        results = evaluate_host(selected, plan, parsed, context)
         if context.get("fix"):
-            queue_fixes(host, state, checks, results, context)
+            queue_fixes(host, state, selected, results, context)
         host_report.results = list(results.values())
     except KeystoneChecksError as exc:
         host_report.status, host_report.error = "error", str(exc)
@@ -296,4 +347,4 @@ def _run(phase: str, select, force_fix: bool) -> None:
         logger.error(f"{host.name}: keystone-checks internal error: {type(exc).__name__}: {exc}")
         host_report.status, host_report.error = "error", f"internal error: {type(exc).__name__}: {exc}"
     host_report.duration_s = time.perf_counter() - started
-    recorder.add(host_report)
+    return host_report

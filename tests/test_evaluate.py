@@ -62,3 +62,12 @@ def test_parser_crash_becomes_error():
     plan = plan_host([check], ["deployed"], {})
     results = evaluate_host([check], plan, parse_outputs([check], plan, [ProbeOutput(0, ["{not json"])]), {})
     assert results["c"].outcome == Outcome.ERROR and "invalid JSON" in results["c"].message
+
+
+def test_phase_pulls_in_dependencies_from_other_phases():
+    from keystone_checks.plan import checks_for_phase
+
+    base = make_check(id="base", phases=["preflight"])
+    user = make_check(id="user", phases=["sweep"], depends_on=["base"])
+    other = make_check(id="other", phases=["preflight"])
+    assert [c.id for c in checks_for_phase([base, user, other], "sweep")] == ["base", "user"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import outcomes, read_report, run_pyinfra, write_inventory
+from kc_helpers import outcomes, read_report, run_pyinfra, write_inventory
 
 E2E_CHECKS = Path(__file__).parent / "fixtures" / "e2e_checks"
 # No sbin directories: cryptsetup lives there, so the credstore check must end `error`.
@@ -53,7 +53,7 @@ def test_real_catalog_preflight_on_local_does_not_crash(tmp_path):
 
 @pytest.mark.sshd
 def test_sshd_hosts_one_exec_per_host_and_fixes(tmp_path, request):
-    from conftest import Sshd
+    from kc_helpers import Sshd
 
     servers = []
     for name in ("alpha", "beta"):
@@ -98,3 +98,15 @@ def test_sshd_hosts_one_exec_per_host_and_fixes(tmp_path, request):
         assert got["marker-file-present"] == "fixed", (got, done.stdout[-2000:])
         assert got["root-is-tiny"] == "fail"
     assert all(m.exists() for m in markers.values())
+
+
+def test_playbook_writes_extra_report_formats(tmp_path):
+    inventory = write_inventory(tmp_path / "inv.py", {"@local": {"role": "deployed", "installer_marker": str(tmp_path / "m")}})
+    junit, prom = tmp_path / "r.xml", tmp_path / "r.prom"
+    done = run_pyinfra(inventory, "sweep.py", "--data", f"report={tmp_path / 'r.json'}",
+                       "--data", f"reports=junit:{junit},prometheus:{prom},bogus:{tmp_path / 'x'}",
+                       env={"KEYSTONE_CHECKS_DIR": str(E2E_CHECKS), "PATH": NO_SBIN_PATH})
+    assert "<testcase" in junit.read_text() and 'name="root-is-tiny"' in junit.read_text()
+    assert 'keystone_check_outcome{' in prom.read_text()
+    assert "unknown report format 'bogus'" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr

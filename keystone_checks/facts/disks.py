@@ -85,12 +85,15 @@ class TargetDisk(KeystoneFact):
             resolved = output[0][len("resolved "):].strip()
             output = output[1:]
         devices = parse_lsblk("\n".join(output))
-        disks = [{"path": d["path"], "size": d["size"], "model": d["model"]} for d in devices if d["type"] == "disk"]
+        # Candidates an operator could install to: whole disks, not zvols (zd*) or compressed RAM (zram*).
+        disks = [{"path": d["path"], "size": d["size"], "model": d["model"]} for d in devices
+                 if d["type"] == "disk" and not d["name"].startswith(("zd", "zram"))]
         target = next((d for d in devices if resolved and d["path"] == resolved), None)
         in_use = []
         if target:
             for part in _walk(target):
-                if part["mountpoint"]:
+                # Active swap: lsblk prints MOUNTPOINT "[SWAP]" (no filesystem is mounted there).
+                if part["mountpoint"] and part["mountpoint"] != "[SWAP]":
                     in_use.append(f"{part['path']} mounted at {part['mountpoint']}")
                 elif part["fstype"] == "swap":
                     in_use.append(f"{part['path']} is a swap area")
@@ -109,3 +112,130 @@ class TargetDisk(KeystoneFact):
     def parse(self, result):
         self.raise_for_exit(result)
         return self.process(result.stdout)
+
+
+_RESOLVE = 'r=$(readlink -f {q}); echo "resolved $r"; [ -b "$r" ] || exit 0; '
+
+
+def _text(value):
+    return value if value is None or isinstance(value, str) else str(value)
+
+
+def _resolved(output: list[str]) -> tuple[str | None, list[str]]:
+    if not output or not output[0].startswith("resolved"):
+        raise UnparseableOutput("expected a 'resolved PATH' line first")
+    value = output[0][len("resolved"):].strip()
+    return (value or None), output[1:]
+
+
+class DiskMounts(KeystoneFact):
+    """Mounted filesystems on the target disk and its partitions (``lsblk -J`` of that disk only).
+
+    Arguments:
+        path: the target disk (host data ``disk``)
+
+    Example: ``{"resolved": "/dev/vda", "is_block": true, "mounts": [{"device": "/dev/vda2", "mountpoint": "/mnt"}]}``
+    """
+
+    requires = "lsblk"
+
+    def command(self, path):
+        return _RESOLVE.format(q=shell_quote(path)) + 'lsblk -J -b -o NAME,PATH,SIZE,TYPE,FSTYPE,MOUNTPOINT,PTTYPE,RO,MODEL,SERIAL "$r"'
+
+    def process(self, output):
+        resolved, rest = _resolved(output)
+        if not any(line.strip() for line in rest):
+            return {"resolved": resolved, "is_block": False, "mounts": []}
+        mounts = []
+        for device in parse_lsblk("\n".join(rest)):
+            for part in _walk(device):
+                # "[SWAP]" is lsblk's MOUNTPOINT for active swap, not a mount (SwapOnDisk reports swap).
+                if part["mountpoint"] and part["mountpoint"] != "[SWAP]":
+                    mounts.append({"device": part["path"], "mountpoint": part["mountpoint"]})
+        return {"resolved": resolved, "is_block": True, "mounts": mounts}
+
+
+class SwapOnDisk(KeystoneFact):
+    """Active swap areas (``/proc/swaps``), and those on the target disk or its partitions.
+
+    Arguments:
+        path: the target disk (host data ``disk``)
+
+    Example: ``{"resolved": "/dev/vda", "swaps": [{"device": "/dev/vda3", "type": "partition", "size": 4194300, "used": 0}], "on_disk": ["/dev/vda3"]}``
+    (sizes in KiB, as the kernel prints them)
+    """
+
+    def command(self, path):
+        return (_RESOLVE.format(q=shell_quote(path)).replace("exit 0", "r=")
+                + '[ -z "$r" ] || lsblk -ln -o PATH "$r" 2>/dev/null | sed "s/^/dev /"; echo --swaps; cat /proc/swaps')
+
+    def process(self, output):
+        resolved, rest = _resolved(output)
+        if "--swaps" not in rest:
+            raise UnparseableOutput("no --swaps section")
+        cut = rest.index("--swaps")
+        devices = {line[4:].strip() for line in rest[:cut] if line.startswith("dev ")}
+        swaps = []
+        for line in rest[cut + 1:]:
+            parts = line.split()
+            if not parts or parts[0] == "Filename":
+                continue
+            if len(parts) < 5:
+                raise UnparseableOutput(f"/proc/swaps: unexpected line {line!r}")
+            swaps.append({"device": parts[0].replace("\\040", " "), "type": parts[1],
+                          "size": _num(parts[2], "swap size"), "used": _num(parts[3], "swap used")})
+        return {"resolved": resolved, "swaps": swaps,
+                "on_disk": [s["device"] for s in swaps if s["device"] in devices]}
+
+
+class Signatures(KeystoneFact):
+    """Leftover partition-table and filesystem signatures on the target disk and its partitions
+    (``wipefs -n -J``: -n never writes). An empty list means a clean disk.
+
+    Arguments:
+        path: the target disk (host data ``disk``)
+
+    Example: ``{"resolved": "/dev/vda", "pttype": "gpt", "signatures": [{"device": "/dev/vda", "type": "gpt", "offset": "0x200", "label": null}], "types": ["gpt", "zfs_member"]}``
+    """
+
+    requires = "wipefs"
+
+    def command(self, path):
+        return (_RESOLVE.format(q=shell_quote(path))
+                + 'echo "pttype $(lsblk -dn -o PTTYPE "$r" 2>/dev/null)"; '
+                + 'for d in $(lsblk -ln -o PATH "$r"); do echo "--dev $d"; wipefs -n -J "$d" || echo "--failed $d"; done')
+
+    def process(self, output):
+        resolved, rest = _resolved(output)
+        pttype, device, chunk, sigs, failed = None, None, [], [], []
+
+        def flush():
+            text = "\n".join(chunk).strip()
+            if device is None or not text:
+                return
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise UnparseableOutput(f"wipefs -J printed invalid JSON for {device}: {exc}") from None
+            entries = data.get("signatures") if isinstance(data, dict) else None
+            if not isinstance(entries, list):
+                raise UnparseableOutput(f"wipefs -J for {device} has no 'signatures' list")
+            for e in entries:
+                if not isinstance(e, dict) or not isinstance(e.get("type"), str):
+                    raise UnparseableOutput(f"wipefs: signature without a type: {e!r}")
+                sigs.append({"device": device, "type": e["type"], "offset": _text(e.get("offset")),
+                             "label": _text(e.get("label")), "uuid": _text(e.get("uuid"))})
+
+        for line in rest:
+            if line.startswith("pttype"):
+                pttype = line[len("pttype"):].strip() or None
+            elif line.startswith("--dev "):
+                flush()
+                device, chunk = line[6:].strip(), []
+            elif line.startswith("--failed "):
+                failed.append(line[9:].strip())
+            else:
+                chunk.append(line)
+        flush()
+        return {"resolved": resolved, "pttype": pttype, "signatures": sigs,
+                "types": sorted({s["type"] for s in sigs if s["type"]}), "unreadable": failed}

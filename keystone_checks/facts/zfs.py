@@ -2,7 +2,41 @@
 
 from __future__ import annotations
 
-from .base import KeystoneFact
+import re
+
+from ..errors import ProbeFailed, UnparseableOutput
+from .base import KeystoneFact, parse_int, shell_quote
+
+
+class ModuleAvailable(KeystoneFact):
+    """Whether the running kernel has a zfs module to load (``modinfo``), even when none is loaded.
+
+    Needs modinfo: without it availability cannot be known, so the check errors rather than
+    guessing (a loaded module counts as available).
+
+    Example: ``{"kernel": "6.1.0-56-amd64", "available": true, "version": "2.1.11-1+deb12u1"}``
+    """
+
+    requires = "modinfo"
+
+    def command(self):
+        return (
+            "echo \"kernel $(uname -r)\"; "
+            "if v=$(modinfo -F version zfs 2>/dev/null); then echo \"available ${v:-unknown}\"; "
+            "elif [ -r /sys/module/zfs/version ]; then echo \"available $(cat /sys/module/zfs/version)\"; "
+            "else echo 'available no'; fi"
+        )
+
+    def process(self, output):
+        fields = {}
+        for line in output:
+            key, _, value = line.partition(" ")
+            fields[key] = value.strip()
+        if "available" not in fields or "kernel" not in fields:
+            raise UnparseableOutput(f"expected 'kernel' and 'available' lines, got {output[:3]!r}")
+        version = fields["available"]
+        return {"kernel": fields["kernel"] or None, "available": version != "no",
+                "version": None if version in ("no", "unknown") else version}
 
 
 class ModuleStatus(KeystoneFact):
@@ -32,6 +66,410 @@ class ModuleStatus(KeystoneFact):
             "loaded": loaded != "no",
             "version": None if loaded in ("no", "unknown") else loaded,
             "kernel": fields.get("kernel") or None,
-            "available": None if available == "unknown" else (available != "no" or loaded != "no"),
+            # Loaded means available; otherwise only modinfo can tell (None: cannot tell).
+            "available": True if loaded != "no" else (None if available == "unknown" else available != "no"),
             "available_version": None if available in ("no", "unknown") else available,
         }
+
+
+# -- helpers shared by the pool facts ------------------------------------------------------------
+
+
+_NO_POOLS = ("no pools available", "no pools available to import")
+
+
+def _fail(result) -> None:
+    from ..errors import ProbeFailed
+
+    raise ProbeFailed(f"command exited {result.exit_code}: {result.stderr_text() or 'no error output'}")
+
+
+def _scan_state(text: str) -> str:
+    """Classify a ``scan:`` line (ZFS 2.1 and 2.2/2.3 wordings)."""
+    t = text.lower()
+    if not t or t.startswith("none requested"):
+        return "none"
+    for kind in ("scrub", "resilver"):
+        if t.startswith(kind):
+            if "in progress" in t:
+                return f"{kind}-in-progress"
+            if "paused" in t:
+                return f"{kind}-paused"
+            if "canceled" in t or "cancelled" in t:
+                return f"{kind}-canceled"
+            if "repaired" in t or "resilvered" in t:
+                return f"{kind}-finished"
+    if t.startswith("error scrubbing") or t.startswith("errorscrub"):
+        return "error-scrub"
+    return "other"
+
+
+def _blocks(lines: list[str]) -> dict[str, list[str]]:
+    """``key: value`` blocks of zpool status / import output; continuation lines are indented."""
+    blocks: dict[str, list[str]] = {}
+    current = None
+    for line in lines:
+        m = re.match(r"^\s*([a-z]+):\s?(.*)$", line)
+        if m and not line.startswith("\t") and (len(line) - len(line.lstrip(" "))) <= 6:
+            current = m.group(1)
+            blocks.setdefault(current, [])
+            if m.group(2).strip():
+                blocks[current].append(m.group(2).strip())
+            continue
+        if current is not None:
+            blocks[current].append(line)
+    return blocks
+
+
+_VDEV = re.compile(r"^(\t| {2,})(\s*)(\S+)\s+(ONLINE|DEGRADED|FAULTED|OFFLINE|UNAVAIL|REMOVED|AVAIL|INUSE|SPLIT)\b(?:\s+(\S+)\s+(\S+)\s+(\S+))?\s*(.*)$")
+
+
+def _vdevs(config: list[str]) -> list[dict]:
+    vdevs = []
+    for line in config:
+        if not line.strip() or line.strip().startswith("NAME "):
+            continue
+        m = _VDEV.match(line)
+        if not m:
+            continue
+        vdevs.append({
+            "name": m.group(3), "state": m.group(4), "depth": len(m.group(2)) // 2,
+            "read": m.group(5), "write": m.group(6), "cksum": m.group(7),
+            "note": m.group(8).strip() or None,
+        })
+    return vdevs
+
+
+class PoolList(KeystoneFact):
+    """Imported pools (``zpool list -H -p -o name,size,allocated,free,health,altroot``) and whether
+    ``pool`` is one of them.
+
+    Arguments:
+        pool: pool name (host data ``pool``)
+
+    Example: ``{"imported": true, "pool": {"name": "rpool", "size": 21474836480, "allocated": 3e9,
+    "free": 18e9, "health": "ONLINE", "altroot": null}, "pools": [...]}``
+    """
+
+    requires = "zpool"
+
+    def command(self, pool):
+        return f"echo {shell_quote('want ' + str(pool))}; zpool list -H -p -o name,size,allocated,free,health,altroot"
+
+    def process(self, output):
+        if not output or not output[0].startswith("want "):
+            raise UnparseableOutput("expected a 'want POOL' line first")
+        pool = output[0][5:]
+        pools = []
+        for line in output[1:]:
+            if not line.strip() or line.strip() in _NO_POOLS:
+                continue
+            parts = line.split("\t")
+            if len(parts) != 6:
+                raise UnparseableOutput(f"zpool list: expected 6 tab-separated fields, got {line!r}")
+            pools.append({
+                "name": parts[0], "size": parse_int(parts[1], "pool size"),
+                "allocated": parse_int(parts[2], "pool allocated"), "free": parse_int(parts[3], "pool free"),
+                "health": parts[4], "altroot": None if parts[5] in ("-", "") else parts[5],
+            })
+        found = next((p for p in pools if p["name"] == pool), None)
+        return {"imported": found is not None, "pool": found, "pools": pools}
+
+
+class PoolStatus(KeystoneFact):
+    """``zpool status -v POOL``: state, scan (scrub/resilver, ZFS 2.1 and 2.2+ wordings), vdevs, errors.
+
+    A pool that is not imported ("cannot open 'rpool': no such pool", exit 1) is an answer:
+    ``{"found": false, ...}``.
+
+    Arguments:
+        pool: pool name (host data ``pool``)
+
+    Example: ``{"found": true, "pool": "rpool", "state": "DEGRADED", "status": "One or more devices ...",
+    "scan": {"state": "scrub-in-progress", "text": "scrub in progress since ...", "percent": 25.0},
+    "scrub_running": true, "vdevs": [...], "unhealthy_vdevs": [...], "errors": "No known data errors",
+    "error_files": []}``
+    """
+
+    requires = "zpool"
+    ok_exit_codes = frozenset({0, 1})
+
+    def command(self, pool):
+        return f"zpool status -v {shell_quote(pool)}"
+
+    def parse(self, result):
+        self.raise_for_exit(result)
+        text = " ".join(result.stderr + result.stdout)
+        if result.exit_code == 1 or "no such pool" in text:
+            if "no such pool" in text:
+                return {"found": False, "pool": None, "state": None, "status": None, "scan": None,
+                        "scrub_running": False, "vdevs": [], "unhealthy_vdevs": [], "errors": None, "error_files": []}
+            _fail(result)
+        return self.process(result.stdout)
+
+    def process(self, output):
+        blocks = _blocks(output)
+        if "pool" not in blocks or "state" not in blocks or not blocks["pool"] or not blocks["state"]:
+            raise UnparseableOutput("zpool status: no 'pool:' and 'state:' lines")
+        scan_lines = [l.strip() for l in blocks.get("scan", []) if l.strip()]
+        scan_text = " ".join(scan_lines)
+        pct = re.search(r"([0-9.]+)% done", scan_text)
+        state = _scan_state(scan_text)
+        vdevs = _vdevs(blocks.get("config", []))
+        errors = blocks.get("errors", [])
+        return {
+            "found": True,
+            "pool": blocks["pool"][0].strip(),
+            "state": blocks["state"][0].strip(),
+            "status": " ".join(l.strip() for l in blocks.get("status", [])) or None,
+            "scan": {"state": state, "text": scan_text or None, "percent": float(pct.group(1)) if pct else None},
+            "scrub_running": state == "scrub-in-progress",
+            "vdevs": vdevs,
+            "unhealthy_vdevs": [v for v in vdevs if v["state"] != "ONLINE" or (v["cksum"] not in (None, "0"))
+                                or v["read"] not in (None, "0") or v["write"] not in (None, "0")],
+            "errors": errors[0].strip() if errors else None,
+            "error_files": [l.strip() for l in errors[1:] if l.strip()],
+        }
+
+
+class ImportablePools(KeystoneFact):
+    """Pools ``zpool import`` (no arguments) lists as importable, and which need ``-f``
+    ("last accessed by another system"). "no pools available to import" (printed on
+    stderr, which the command folds into stdout, with exit 1) is an empty answer.
+
+    Example: ``{"pools": [{"name": "rpool", "id": "1234", "state": "ONLINE", "status": "The pool was
+    last accessed by another system.", "needs_force": true, "vdevs": [...]}], "names": ["rpool"],
+    "needing_force": ["rpool"]}``
+    """
+
+    requires = "zpool"
+    ok_exit_codes = frozenset({0, 1})
+
+    def command(self):
+        return "zpool import 2>&1"
+
+    def parse(self, result):
+        self.raise_for_exit(result)
+        lines = result.stdout
+        if result.exit_code == 1 and not any(l.strip() == "no pools available to import" or
+                                              re.match(r"^\s*pool:\s", l) for l in lines):
+            from ..errors import ProbeFailed
+
+            raise ProbeFailed("zpool import exited 1: " + " ".join(l.strip() for l in lines if l.strip())[:300])
+        return self.process(lines)
+
+    def process(self, output):
+        text = [l for l in output]
+        if any(l.strip() == "no pools available to import" for l in text) and not any(
+                l.strip().startswith("pool:") for l in text):
+            return {"pools": [], "names": [], "needing_force": []}
+        chunks: list[list[str]] = []
+        for line in text:
+            if re.match(r"^\s*pool:\s", line):
+                chunks.append([])
+            if chunks:
+                chunks[-1].append(line)
+        if not chunks:
+            if not any(l.strip() for l in text):
+                return {"pools": [], "names": [], "needing_force": []}
+            raise UnparseableOutput(f"zpool import: no 'pool:' entries in {' '.join(text)[:200]!r}")
+        pools = []
+        for chunk in chunks:
+            b = _blocks(chunk)
+            if not b.get("pool"):
+                raise UnparseableOutput("zpool import: entry without a pool name")
+            status = " ".join(l.strip() for l in b.get("status", [])) or None
+            action = " ".join(l.strip() for l in b.get("action", [])) or None
+            needs_force = bool((status and "last accessed by another system" in status)
+                               or (action and "'-f' flag" in action))
+            pools.append({"name": b["pool"][0].strip(), "id": (b.get("id") or [None])[0],
+                          "state": ((b.get("state") or [""])[0] or "").strip() or None,
+                          "status": status, "action": action, "needs_force": needs_force,
+                          "vdevs": _vdevs(b.get("config", []))})
+        return {"pools": pools, "names": [p["name"] for p in pools],
+                "needing_force": [p["name"] for p in pools if p["needs_force"]]}
+
+
+class ImportedPoolsOnDisk(KeystoneFact):
+    """Imported pools with a vdev on the target disk or one of its partitions
+    (``zpool status -P -L``: full, symlink-resolved vdev paths).
+
+    Arguments:
+        path: the target disk (host data ``disk``; by-id paths are resolved)
+
+    Example: ``{"resolved": "/dev/vda", "pools": ["rpool"], "vdevs": ["/dev/vda2"]}``
+    """
+
+    requires = "zpool"
+
+    def command(self, path):
+        q = shell_quote(path)
+        return (f"echo \"resolved $(readlink -f {q})\"; "
+                f"if [ -e {q} ]; then lsblk -ln -o PATH \"$(readlink -f {q})\" | sed 's/^/dev /'; fi; "
+                "echo '--status'; zpool status -P -L 2>&1 | grep -v '^no pools available' ; exit 0")
+
+    def process(self, output):
+        if not output or not output[0].startswith("resolved"):
+            raise UnparseableOutput("expected a 'resolved' line first")
+        resolved = output[0][len("resolved"):].strip() or None
+        devices, status, in_status = set(), [], False
+        for line in output[1:]:
+            if line == "--status":
+                in_status = True
+            elif in_status:
+                status.append(line)
+            elif line.startswith("dev "):
+                devices.add(line[4:].strip())
+        pools, vdevs, current = [], [], None
+        for line in status:
+            m = re.match(r"^\s*pool:\s*(\S+)", line)
+            if m:
+                current = m.group(1)
+                continue
+            if line.strip().startswith("/dev/"):
+                dev = line.split()[0]
+                if dev in devices:
+                    vdevs.append(dev)
+                    if current and current not in pools:
+                        pools.append(current)
+        return {"resolved": resolved, "pools": pools, "vdevs": vdevs}
+
+
+class DatasetProperties(KeystoneFact):
+    """Encryption, key and mount state of a dataset and its children
+    (``zfs get -H -p -o name,property,value encryption,keystatus,keylocation,keyformat,encryptionroot,mounted,canmount,mountpoint -r``).
+    Reads properties only, never key material. A missing dataset is an answer (``exists: false``).
+
+    Arguments:
+        dataset: e.g. ``rpool/crypt`` (host data ``crypt_dataset``)
+
+    Example: ``{"exists": true, "encryption": "aes-256-gcm", "keystatus": "available",
+    "keylocation": "file:///etc/credstore/zfs-sysroot.mount", "keyformat": "raw",
+    "datasets": [...], "locked": [], "unmounted": []}``
+    """
+
+    requires = "zfs"
+    ok_exit_codes = frozenset({0, 1})
+    PROPS = "encryption,keystatus,keylocation,keyformat,encryptionroot,mounted,canmount,mountpoint"
+
+    def command(self, dataset):
+        return f"zfs get -H -p -o name,property,value {self.PROPS} -r {shell_quote(dataset)}"
+
+    def parse(self, result):
+        self.raise_for_exit(result)
+        text = " ".join(result.stderr)
+        if result.exit_code == 1 and "does not exist" in text:
+            return {"exists": False, "encryption": None, "keystatus": None, "keylocation": None,
+                    "keyformat": None, "datasets": [], "locked": [], "unmounted": []}
+        if result.exit_code != 0:
+            _fail(result)
+        return self.process(result.stdout)
+
+    def process(self, output):
+        by_name: dict[str, dict] = {}
+        order: list[str] = []
+        for line in output:
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) != 3:
+                raise UnparseableOutput(f"zfs get: expected name<TAB>property<TAB>value, got {line!r}")
+            if parts[0] not in by_name:
+                by_name[parts[0]] = {"name": parts[0]}
+                order.append(parts[0])
+            by_name[parts[0]][parts[1]] = None if parts[2] == "-" else parts[2]
+        if not order:
+            raise UnparseableOutput("zfs get printed no properties")
+        datasets = [by_name[n] for n in order]
+        top = datasets[0]
+        locked = [d["name"] for d in datasets
+                  if d.get("encryption") not in (None, "off") and d.get("keystatus") not in ("available", None)]
+        unmounted = [d["name"] for d in datasets
+                     if d.get("mounted") == "no" and d.get("canmount") not in ("off", None)
+                     and d.get("mountpoint") not in ("none", None)]
+        return {"exists": True, "encryption": top.get("encryption"), "keystatus": top.get("keystatus"),
+                "keylocation": top.get("keylocation"), "keyformat": top.get("keyformat"),
+                "datasets": datasets, "locked": locked, "unmounted": unmounted}
+
+
+class SnapshotHolds(KeystoneFact):
+    """User holds on the pool's snapshots (``zfs holds -H`` over ``zfs list -t snapshot -r``): held
+    snapshots keep a pool busy on export. A pool that is not imported is an answer.
+
+    Arguments:
+        pool: pool name (host data ``pool``)
+
+    Example: ``{"imported": true, "snapshots": 12, "holds": [{"snapshot": "rpool/crypt/root@x", "tag": "keep", "since": "Sun Nov 22 03:00 2026"}]}``
+    """
+
+    requires = "zfs"
+    ok_exit_codes = frozenset({0, 1})
+
+    def command(self, pool):
+        q = shell_quote(pool)
+        return (f"s=$(zfs list -H -t snapshot -o name -r {q}) || exit 1; "
+                "echo \"snapshots $(printf '%s' \"$s\" | grep -c .)\"; "
+                "[ -z \"$s\" ] || printf '%s\\n' \"$s\" | xargs zfs holds -H")
+
+    def parse(self, result):
+        self.raise_for_exit(result)
+        text = " ".join(result.stderr)
+        if result.exit_code == 1 and ("does not exist" in text or "no such pool" in text):
+            return {"imported": False, "snapshots": 0, "holds": []}
+        if result.exit_code != 0:
+            _fail(result)
+        return self.process(result.stdout)
+
+    def process(self, output):
+        if not output or not output[0].startswith("snapshots "):
+            raise UnparseableOutput("expected a 'snapshots N' line first")
+        count = parse_int(output[0].split(" ", 1)[1], "snapshot count")
+        holds = []
+        for line in output[1:]:
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) != 3:
+                raise UnparseableOutput(f"zfs holds: expected 3 tab-separated fields, got {line!r}")
+            holds.append({"snapshot": parts[0], "tag": parts[1], "since": parts[2]})
+        return {"imported": True, "snapshots": count, "holds": holds}
+
+
+class ArcSizing(KeystoneFact):
+    """ZFS ARC limits (``/proc/spl/kstat/zfs/arcstats``: c_max, c_min, c, size) against RAM
+    (``MemTotal`` in /proc/meminfo), in bytes.
+
+    Example: ``{"c_max": 8e9, "c_min": 5e8, "c": 4e9, "size": 3e9, "mem_total": 16e9, "c_max_within_ram": true}``
+    """
+
+    def command(self):
+        return ("if [ -r /proc/spl/kstat/zfs/arcstats ]; then "
+                "awk '$1==\"c_max\"||$1==\"c_min\"||$1==\"c\"||$1==\"size\" {print $1, $3}' /proc/spl/kstat/zfs/arcstats; "
+                "else echo 'arcstats missing'; fi; grep '^MemTotal:' /proc/meminfo")
+
+    def process(self, output):
+        values: dict[str, int] = {}
+        missing = False
+        for line in output:
+            parts = line.split()
+            if not parts:
+                continue
+            if line.strip() == "arcstats missing":
+                missing = True
+            elif parts[0] == "MemTotal:":
+                if len(parts) < 2:
+                    raise UnparseableOutput(f"meminfo: bad MemTotal line {line!r}")
+                values["mem_total"] = parse_int(parts[1], "MemTotal") * 1024
+            elif len(parts) == 2:
+                values[parts[0]] = parse_int(parts[1], f"arcstats {parts[0]}")
+        if "mem_total" not in values:
+            raise UnparseableOutput("no MemTotal line in /proc/meminfo")
+        if missing:
+            raise ProbeFailed("/proc/spl/kstat/zfs/arcstats missing (zfs module not loaded)")
+        if "c_max" not in values:
+            raise UnparseableOutput("arcstats has no c_max")
+        return {"c_max": values["c_max"], "c_min": values.get("c_min"), "c": values.get("c"),
+                "size": values.get("size"), "mem_total": values["mem_total"],
+                "c_max_within_ram": values["c_max"] <= values["mem_total"]}
+
+

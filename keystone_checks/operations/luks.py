@@ -23,10 +23,47 @@ def close_mapping(mapping: str):
 
         luks.close_mapping(mapping="credstore")
     """
-    status = host.get_fact(MappingStatus, mapping=mapping)
+    status = host.get_fact(MappingStatus, mapping=mapping, _success_exit_codes=sorted(MappingStatus.ok_exit_codes))
     if not status or not status.get("active"):
         host.noop(f"LUKS mapping {mapping} is already closed")
         return
     for mountpoint in status.get("mounted_at", []):
         yield f"umount {shell_quote(mountpoint)}"
     yield f"cryptsetup close {shell_quote(mapping)}"
+
+
+@operation()
+def open_mapping(mapping: str, device: str, passphrase_file: str = "", passphrase_env: str = ""):
+    """Open a LUKS volume as ``/dev/mapper/<mapping>`` (guide: ``cryptsetup open DEVICE credstore``).
+
+    + mapping: mapping name (host data ``credstore_name``)
+    + device: the LUKS device (host data ``credstore_device``)
+    + passphrase_file: controller-side file holding the passphrase (host data ``luks_passphrase_file``)
+    + passphrase_env: controller-side environment variable holding it (host data ``luks_passphrase_env``)
+
+    The passphrase is read on the controller (keystone_checks.secrets) and sent as the command's
+    STDIN over the SSH channel: it is never part of a command line, an operation argument, a log
+    line or a report. ``cryptsetup`` reads a passphrase from a non-terminal stdin up to the newline.
+
+    **Example:**
+
+    .. code:: python
+
+        luks.open_mapping(mapping="credstore", device="/dev/zvol/rpool/credstore",
+                          passphrase_file="~/.keystone/credstore.pass")
+    """
+    from pyinfra.api import StringCommand
+    from pyinfra.api.exceptions import OperationValueError
+
+    from ..secrets import SecretError, resolve_passphrase
+
+    # cryptsetup status exits 4 for an inactive mapping: an answer, not a failure of the fact.
+    status = host.get_fact(MappingStatus, mapping=mapping, _success_exit_codes=sorted(MappingStatus.ok_exit_codes))
+    if status and status.get("active"):
+        host.noop(f"LUKS mapping {mapping} is already open")
+        return
+    try:
+        passphrase = resolve_passphrase(passphrase_file, passphrase_env)
+    except SecretError as exc:
+        raise OperationValueError(str(exc)) from None
+    yield StringCommand(f"cryptsetup open --type luks {shell_quote(device)} {shell_quote(mapping)}", _stdin=passphrase)

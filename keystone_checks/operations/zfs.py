@@ -52,3 +52,251 @@ def export_pool(pool: str, credstore_mapping: str = "credstore"):
         f"echo 'refusing to export {pool}: LUKS mapping {credstore_mapping} is still open (close it first)' >&2; exit 1; fi; "
         f"timeout -k 5 {EXPORT_TIMEOUT} zpool export {shell_quote(pool)}"
     )
+
+
+def _imported(pool: str) -> bool:
+    return bool(host.get_fact(Command, f"zpool list -H -o name 2>/dev/null | grep -Fx {shell_quote(pool)} || true"))
+
+
+@operation()
+def export_all(credstore_mapping: str = "credstore"):
+    """Export every imported pool (guide: "zpool export -a"), refusing while the credstore mapping
+    is open (the export would hang on ZFS 2.3).
+
+    + credstore_mapping: LUKS mapping that must be closed first
+
+    Disruptive: datasets are unmounted and the pools released.
+
+    **Example:**
+
+    .. code:: python
+
+        zfs.export_all()
+    """
+    if not host.get_fact(Command, "zpool list -H -o name 2>/dev/null || true"):
+        host.noop("no pool is imported")
+        return
+    mapping = shell_quote(credstore_mapping)
+    yield (
+        f"if cryptsetup status {mapping} >/dev/null 2>&1; then "
+        f"echo 'refusing to export: LUKS mapping {credstore_mapping} is still open (close it first)' >&2; exit 1; fi; "
+        f"timeout -k 5 {EXPORT_TIMEOUT} zpool export -a"
+    )
+
+
+@operation()
+def import_pool(pool: str, allow_force: bool = False, mount: bool = False):
+    """Import a pool without mounting its datasets (guide: "zpool import -N rpool"). When
+    ``zpool import`` says the pool was last used by another system (needs ``-f``), import with ``-f``
+    only if ``allow_force`` is true (host data ``allow_force_import``), otherwise refuse.
+
+    + pool: pool name
+    + allow_force: permit ``zpool import -f`` (can corrupt a pool that another system is using)
+    + mount: mount the datasets too (plain ``zpool import``); default ``-N``
+
+    **Example:**
+
+    .. code:: python
+
+        zfs.import_pool(pool="rpool", allow_force=False)
+    """
+    if _imported(pool):
+        host.noop(f"pool {pool} is already imported")
+        return
+    q = shell_quote(pool)
+    n = "" if mount else "-N "
+    if allow_force is True:
+        force = f"zpool import -f {n}{q}"
+    else:
+        force = (f"echo 'refusing: pool {pool} was last accessed by another system and needs zpool import -f; "
+                 "rerun with --data allow_force_import=true if no other system uses it' >&2; exit 1")
+    yield (
+        f"if zpool list -H -o name {q} >/dev/null 2>&1; then exit 0; fi; "
+        f"if zpool import 2>&1 | grep -A4 -E '^ *pool: '{q}'$' | grep -q 'another system'; then {force}; "
+        f"else zpool import {n}{q}; fi"
+    )
+
+
+@operation()
+def force_import_scrub_export(pool: str, allow_force: bool = False, credstore_mapping: str = "credstore"):
+    """The guide's repair for a pool that was not exported cleanly: ``zpool import -f``, scrub
+    (waiting for it with ``zpool wait -t scrub``), ``zpool export``.
+
+    Refuses unless ``allow_force`` is true (host data ``allow_force_import``): importing with ``-f``
+    a pool that another running system still uses corrupts it. Disruptive; can take long.
+
+    + pool: pool name
+    + allow_force: explicit opt-in to ``zpool import -f``
+    + credstore_mapping: mapping to close before the export
+
+    **Example:**
+
+    .. code:: python
+
+        zfs.force_import_scrub_export(pool="rpool", allow_force=True)
+    """
+    if allow_force is not True:
+        yield (f"echo 'refusing zpool import -f {pool}: it can corrupt a pool in use by another system; "
+               "rerun with --data allow_force_import=true' >&2; exit 1")
+        return
+    q = shell_quote(pool)
+    yield f"zpool list -H -o name {q} >/dev/null 2>&1 || zpool import -f -N {q}"
+    yield f"zpool scrub {q} && zpool wait -t scrub {q}"
+    yield (f"if cryptsetup status {shell_quote(credstore_mapping)} >/dev/null 2>&1; then "
+           f"umount /dev/mapper/{shell_quote(credstore_mapping)} 2>/dev/null; cryptsetup close {shell_quote(credstore_mapping)}; fi; "
+           f"timeout -k 5 {EXPORT_TIMEOUT} zpool export {q}")
+
+
+@operation()
+def stop_scrub(pool: str):
+    """Stop a running scrub (guide: "zpool scrub -s rpool"). Disruptive in the sense that the scrub's
+    verification is abandoned; start it again later (``zpool scrub rpool``).
+
+    + pool: pool name
+
+    **Example:**
+
+    .. code:: python
+
+        zfs.stop_scrub(pool="rpool")
+    """
+    q = shell_quote(pool)
+    running = host.get_fact(Command, f"zpool status {q} 2>/dev/null | grep -E '^ *scan: scrub in progress' || true")
+    if not running:
+        host.noop(f"no scrub is running on {pool}")
+        return
+    yield f"zpool scrub -s {q}"
+
+
+def _key_location(dataset: str, key_file: str) -> str:
+    location = host.get_fact(Command, f"zfs get -H -o value keylocation {shell_quote(dataset)} 2>/dev/null || true")
+    location = (location or "").strip()
+    if location.startswith("file://") or location.startswith("https://") or location.startswith("http://"):
+        return location
+    return "file://" + key_file
+
+
+@operation()
+def load_key(dataset: str, key_file: str = "/etc/credstore/zfs-sysroot.mount"):
+    """Load an encryption root's key and mount the datasets (guide: "zfs load-key -L file://... rpool/crypt;
+    zfs mount -a"). The location is the dataset's own ``keylocation`` property when it is a file/URL,
+    otherwise ``file://<key_file>``. The key is never printed; a missing key file is refused.
+
+    + dataset: encryption root, e.g. ``rpool/crypt``
+    + key_file: key file in the mounted credstore (host data ``key_file``)
+
+    **Example:**
+
+    .. code:: python
+
+        zfs.load_key(dataset="rpool/crypt", key_file="/etc/credstore/zfs-sysroot.mount")
+    """
+    q = shell_quote(dataset)
+    status = host.get_fact(Command, f"zfs get -H -o value keystatus {q} 2>/dev/null || true")
+    if (status or "").strip() == "available":
+        host.noop(f"key of {dataset} is already loaded")
+        return
+    location = _key_location(dataset, key_file)
+    path = location[len("file://"):] if location.startswith("file://") else None
+    check_file = (f"[ -f {shell_quote(path)} ] || {{ echo 'refusing: key file {path} is missing (credstore not "
+                  "mounted, or key lost: restore it from backup)' >&2; exit 1; }; ") if path else ""
+    yield (f"if [ \"$(zfs get -H -o value keystatus {q})\" != available ]; then {check_file}"
+           f"zfs load-key -L {shell_quote(location)} {q}; fi")
+
+
+@operation()
+def mount_all(dataset: str = ""):
+    """Mount every mountable ZFS dataset (guide: "zfs mount -a"). Safe: mounting changes no data.
+
+    + dataset: only for the no-op test: the dataset tree whose ``mounted`` state is checked first
+
+    **Example:**
+
+    .. code:: python
+
+        zfs.mount_all(dataset="rpool/crypt")
+    """
+    if dataset:
+        unmounted = host.get_fact(Command, (
+            f"zfs get -H -o name,value,property -r mounted,canmount,mountpoint {shell_quote(dataset)} 2>/dev/null "
+            "| awk '$3==\"mounted\" && $2==\"no\" {print $1}' || true"))
+        if not unmounted:
+            host.noop(f"datasets under {dataset} are mounted")
+            return
+    yield "zfs mount -a"
+
+
+@operation()
+def unmount_recursive(path: str = "/mnt"):
+    """Unmount everything at and below ``path`` (guide: "umount -R /mnt"), so the pool can be exported.
+
+    + path: top of the tree, e.g. ``/mnt``
+
+    Disruptive: an installation mounted there is no longer reachable until remounted.
+
+    **Example:**
+
+    .. code:: python
+
+        zfs.unmount_recursive(path="/mnt")
+    """
+    q = shell_quote(path)
+    mounted = host.get_fact(Command, f"awk -v p={q} '$2==p || index($2, p \"/\")==1' /proc/mounts || true")
+    if not mounted:
+        host.noop(f"nothing is mounted under {path}")
+        return
+    yield f"umount -R {q}"
+
+
+@operation()
+def mount_datasets(dataset: str, root: str = "/mnt"):
+    """Mount an imported system's datasets under ``root`` in order, parents first (guide, Emergency
+    Access: root at /mnt, then nix, var, home). Datasets with ``mountpoint=legacy`` are mounted with
+    ``mount -t zfs``: the one named ``root`` at ``root``, others at ``root/<last name component>``;
+    datasets with a real mountpoint by ``zfs mount`` (the pool's altroot applies).
+
+    + dataset: the encrypted system tree, e.g. ``rpool/crypt``
+    + root: where the system is assembled
+
+    **Example:**
+
+    .. code:: python
+
+        zfs.mount_datasets(dataset="rpool/crypt", root="/mnt")
+    """
+    d, r = shell_quote(dataset), shell_quote(root.rstrip("/") or "/")
+    yield (
+        f"zfs list -H -o name,mountpoint,canmount,mounted -r {d} | "
+        "awk -F '\\t' '{print (($1 ~ /\\/root$/) ? 0 : 1) \"\\t\" $0}' | sort -t \"$(printf '\\t')\" -k1,1n -k2,2 | cut -f2- | "
+        "while IFS=\"$(printf '\\t')\" read -r ds mp can mounted; do "
+        "[ \"$can\" = off ] && continue; [ \"$mounted\" = yes ] && continue; "
+        "if [ \"$mp\" = legacy ]; then leaf=${ds##*/}; "
+        f"if [ \"$leaf\" = root ]; then t={r}; else t={r}/$leaf; fi; "
+        "mkdir -p \"$t\" && mount -t zfs \"$ds\" \"$t\" || exit 1; "
+        "elif [ \"$mp\" != none ]; then zfs mount \"$ds\" || exit 1; fi; done"
+    )
+
+
+@operation()
+def mount_credstore(mapping: str = "credstore", path: str = "/etc/credstore"):
+    """Mount the open credstore mapping (guide: "mount /dev/mapper/credstore ..."), so ``zfs
+    load-key`` finds the key file. Refuses while the mapping is closed. Safe.
+
+    + mapping: mapping name (host data ``credstore_name``)
+    + path: mount point (host data ``credstore_mount``)
+
+    **Example:**
+
+    .. code:: python
+
+        zfs.mount_credstore(mapping="credstore", path="/etc/credstore")
+    """
+    dev = shell_quote(f"/dev/mapper/{mapping}")
+    p = shell_quote(path)
+    mounted = host.get_fact(Command, f"awk -v d={dev} -v p={p} '$1==d && $2==p' /proc/mounts || true")
+    if mounted:
+        host.noop(f"credstore already mounted at {path}")
+        return
+    yield (f"if awk -v d={dev} -v p={p} '$1==d && $2==p {{f=1}} END {{exit !f}}' /proc/mounts; then exit 0; fi; "
+           f"[ -b {dev} ] || {{ echo 'refusing: credstore mapping {mapping} is not open (cryptsetup open first)' >&2; exit 1; }}; "
+           f"mkdir -p {p} && mount {dev} {p}")

@@ -1,0 +1,96 @@
+"""Boot: is this the Keystone installer ISO, and is the ESP (systemd-boot) populated and intact."""
+
+from __future__ import annotations
+
+from ..errors import UnparseableOutput
+from .base import KeystoneFact, parse_int, shell_quote
+
+LIVE_ROOT_FSTYPES = ("tmpfs", "overlay", "squashfs", "rootfs", "iso9660")
+
+
+class LiveMedia(KeystoneFact):
+    """Signs that the host runs from the Keystone live ISO: the marker file (host data
+    ``installer_marker``), the root filesystem type (``findmnt -n -o FSTYPE /``: tmpfs, overlay or
+    squashfs on a live ISO), and ``/iso`` or ``/nix/.ro-store`` mounted (NixOS ISO layout).
+
+    Arguments:
+        marker: the marker file path
+
+    Example: ``{"marker": true, "root_fstype": "tmpfs", "live_root": true, "iso_mounted": true,
+    "ro_store_mounted": true, "booted_from_iso": true}``
+    """
+
+    def command(self, marker):
+        q = shell_quote(marker)
+        return (f"if [ -e {q} ]; then echo 'marker yes'; else echo 'marker no'; fi; "
+                "echo \"root $(findmnt -n -o FSTYPE / 2>/dev/null || awk '$2==\"/\" {t=$3} END {print t}' /proc/mounts)\"; "
+                "awk '$2==\"/iso\" {print \"iso yes\"} $2==\"/nix/.ro-store\" {print \"rostore yes\"}' /proc/mounts")
+
+    def process(self, output):
+        fields = {}
+        for line in output:
+            key, _, value = line.partition(" ")
+            fields[key] = value.strip()
+        if "marker" not in fields or "root" not in fields:
+            raise UnparseableOutput(f"expected 'marker' and 'root' lines, got {output[:4]!r}")
+        root = fields["root"] or None
+        live = root in LIVE_ROOT_FSTYPES
+        iso, ro = fields.get("iso") == "yes", fields.get("rostore") == "yes"
+        marker = fields["marker"] == "yes"
+        return {"marker": marker, "root_fstype": root, "live_root": live, "iso_mounted": iso,
+                "ro_store_mounted": ro, "booted_from_iso": marker or (live and (iso or ro))}
+
+
+class EspContents(KeystoneFact):
+    """The EFI system partition as systemd-boot needs it: mounted, ``EFI/`` and
+    ``loader/entries/`` non-empty, and every entry's ``linux``/``initrd`` file present on the ESP.
+    Reads only the small loader entry files.
+
+    Arguments:
+        path: ESP mount point (host data ``boot_mount``; ``/mnt/boot`` from the ISO)
+
+    Example: ``{"mounted": true, "fstype": "vfat", "efi_files": 4, "entries": 3, "broken_entries":
+    [{"entry": "nixos-generation-3.conf", "missing": ["/EFI/nixos/abc-initrd.efi"]}]}``
+    """
+
+    def command(self, path):
+        q = shell_quote(path)
+        return (f"cd {q} 2>/dev/null || {{ echo 'missing'; exit 0; }}; "
+                f"echo \"fstype $(findmnt -n -o FSTYPE --mountpoint {q} 2>/dev/null)\"; "
+                "echo \"efi $(find EFI -type f 2>/dev/null | wc -l)\"; "
+                "echo \"entries $(ls loader/entries/*.conf 2>/dev/null | wc -l)\"; "
+                "for e in loader/entries/*.conf; do [ -f \"$e\" ] || continue; "
+                "awk -v e=\"${e##*/}\" '$1==\"linux\"||$1==\"initrd\"||$1==\"efi\" {print \"ref\", e, $2}' \"$e\"; done; "
+                "echo '--exists'; for f in $(awk '$1==\"linux\"||$1==\"initrd\"||$1==\"efi\" {print $2}' loader/entries/*.conf 2>/dev/null); do "
+                "[ -e \".$f\" ] && echo \"ok $f\"; done; exit 0")
+
+    def process(self, output):
+        if output and output[0].strip() == "missing":
+            return {"exists": False, "mounted": False, "fstype": None, "efi_files": 0, "entries": 0, "broken_entries": []}
+        fields, refs, present, in_exists = {}, [], set(), False
+        for line in output:
+            if line == "--exists":
+                in_exists = True
+                continue
+            parts = line.split()
+            if not parts:
+                continue
+            if in_exists:
+                if parts[0] == "ok" and len(parts) == 2:
+                    present.add(parts[1])
+            elif parts[0] == "ref":
+                if len(parts) != 3:
+                    raise UnparseableOutput(f"loader entry reference unparseable: {line!r}")
+                refs.append((parts[1], parts[2]))
+            else:
+                fields[parts[0]] = parts[1] if len(parts) > 1 else ""
+        if "efi" not in fields or "entries" not in fields:
+            raise UnparseableOutput("expected 'efi' and 'entries' counts")
+        broken: dict[str, list[str]] = {}
+        for entry, ref in refs:
+            if ref not in present:
+                broken.setdefault(entry, []).append(ref)
+        return {"exists": True, "mounted": bool(fields.get("fstype")), "fstype": fields.get("fstype") or None,
+                "efi_files": parse_int(fields["efi"], "EFI file count"),
+                "entries": parse_int(fields["entries"], "loader entry count"),
+                "broken_entries": [{"entry": e, "missing": m} for e, m in sorted(broken.items())]}

@@ -1,0 +1,356 @@
+"""The operator's flake, evaluated on the controller with the guides' own commands:
+``nix-instantiate --parse flake.nix``, ``nix eval .#nixosConfigurations.NAME.config.system.name``,
+``nix eval --json .#nixosConfigurations --apply builtins.attrNames``.
+
+Evaluation errors are classified by cause (Configuration Validation Fails): missing configuration
+(typo in the name), no nixosConfigurations output, infinite recursion, undefined variable,
+missing module import (disko / keystone options that do not exist), option used but not defined.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from ..errors import UnparseableOutput
+from .base import KeystoneFact, ProbeOutput, shell_quote
+from .nix import NIX, sections, shell_path
+
+ERROR_LINES = 6  # error text kept for the report
+
+
+def _installable(configuration: str, attr: str = "") -> str:
+    name = str(configuration).replace("\\", "\\\\").replace('"', '\\"')
+    return shell_quote(f'.#nixosConfigurations."{name}"' + (f".{attr}" if attr else ""))
+
+
+def _enter(flake) -> str:
+    """cd into the flake; say why not when it cannot."""
+    d = shell_path(flake)
+    return (f"cd {d} 2>/dev/null || {{ echo 'status no-flake-dir'; exit 0; }}; "
+            "[ -f flake.nix ] || { echo 'status no-flake-nix'; exit 0; }; ")
+
+
+def _captured(label: str, command: str) -> str:
+    """Run ``command`` with stdout+stderr captured, print ``label-rc N`` then each line as ``label| ...``."""
+    return (f"kc_o=$({{ {command}; }} 2>&1); kc_r=$?; echo \"{label}-rc $kc_r\"; "
+            f"printf '%s\\n' \"$kc_o\" | head -n 200 | sed 's/^/{label}| /'; ")
+
+
+def _read_captured(output: list[str], label: str) -> tuple[int | None, list[str]]:
+    rc = None
+    lines: list[str] = []
+    for line in output:
+        if line.startswith(f"{label}-rc "):
+            try:
+                rc = int(line.split()[1])
+            except (ValueError, IndexError):
+                raise UnparseableOutput(f"bad exit code line {line!r}") from None
+        elif line.startswith(f"{label}| ") or line == f"{label}|":
+            lines.append(line[len(label) + 2:])
+    return rc, lines
+
+
+def _status(output: list[str]) -> str | None:
+    for line in output:
+        if line.startswith("status "):
+            return line[len("status "):].strip()
+    return None
+
+
+def _error_text(lines: list[str]) -> str:
+    useful = [line.rstrip() for line in lines if line.strip()]
+    start = next((i for i, line in enumerate(useful) if line.lstrip().startswith("error")), 0)
+    return "\n".join(useful[start:start + ERROR_LINES])
+
+
+_MISSING_MODULE = re.compile(r"option [`'‘]?(keystone\.disko|disko)[.\w-]*['’]? does not exist"
+                             r"|attribute '(disko|keystone)' missing|undefined variable 'disko'")
+
+
+def classify(text: str, configuration: str, names: list[str] | None) -> dict:
+    """Cause of a failed ``nix eval`` (Configuration Validation Fails), from its error text."""
+    found = {"error_class": "other", "undefined_variable": None, "missing_option": None, "suggestion": None}
+    suggestion = re.search(r"Did you mean (.+?)\?", text)
+    if suggestion:
+        found["suggestion"] = suggestion.group(1).strip()
+    if "infinite recursion encountered" in text:
+        found["error_class"] = "infinite-recursion"
+    elif (names is not None and configuration not in names) or re.search(
+            r"does not provide attribute '[^']*nixosConfigurations\.\"?" + re.escape(configuration), text) \
+            or f"attribute 'nixosConfigurations.{configuration}' missing" in text:
+        found["error_class"] = "missing-configuration"
+    elif _MISSING_MODULE.search(text):
+        found["error_class"] = "missing-module"
+    elif m := re.search(r"undefined variable '([^']+)'", text):
+        found["error_class"], found["undefined_variable"] = "undefined-variable", m.group(1)
+    elif m := re.search(r"option [`'‘]([^'’`]+)['’] is used but not defined", text):
+        found["error_class"], found["missing_option"] = "missing-option", m.group(1)
+    elif "syntax error" in text:
+        found["error_class"] = "syntax-error"
+    return found
+
+
+class Parse(KeystoneFact):
+    """Does ``flake.nix`` parse? (``nix-instantiate --parse flake.nix`` in the flake directory).
+
+    Guide (Configuration Validation Fails / ISO Build Fails): "Check for syntax errors".
+
+    Arguments:
+        flake: flake directory (host data ``flake``)
+
+    Example: ``{"flake_found": true, "parses": false, "error": "error: syntax error, unexpected ';' ... at /x/flake.nix:3:9"}``
+    """
+
+    requires = "nix-instantiate"
+
+    def command(self, flake):
+        return _enter(flake) + _captured("parse", "nix-instantiate --parse flake.nix >/dev/null")
+
+    def process(self, output):
+        status = _status(output)
+        if status in ("no-flake-dir", "no-flake-nix"):
+            return {"flake_found": False, "parses": False, "error": f"{status}: no flake.nix in the flake directory"}
+        rc, lines = _read_captured(output, "parse")
+        if rc is None:
+            raise UnparseableOutput(f"nix-instantiate --parse: output cut short {output[:3]!r}")
+        return {"flake_found": True, "parses": rc == 0, "error": None if rc == 0 else _error_text(lines)}
+
+
+class Configuration(KeystoneFact):
+    """The named nixosConfiguration: which names the flake defines, and whether NAME evaluates.
+
+    Runs ``nix eval --json .#nixosConfigurations --apply builtins.attrNames`` and
+    ``nix eval --raw .#nixosConfigurations.NAME.config.system.name`` (the guide's diagnostic) and
+    classifies a failure: ``missing-configuration`` (typo in the name; ``names`` lists what exists),
+    ``infinite-recursion``, ``undefined-variable``, ``missing-module`` (disko / keystone.disko
+    options do not exist: module not imported), ``missing-option``, ``syntax-error``, ``other``.
+
+    Arguments:
+        flake: flake directory (host data ``flake``)
+        configuration: name under nixosConfigurations (host data ``nixos_configuration``)
+
+    Example: ``{"flake_found": true, "configuration": "test-server", "names": ["test-server"],
+    "evaluates": true, "system_name": "test-server", "error": null, "error_class": null, ...}``
+    """
+
+    requires = "nix"
+    timeout = 120
+
+    def command(self, flake, configuration):
+        if not str(configuration):
+            return "echo 'status no-configuration-name'"
+        return (_enter(flake)
+                + _captured("names", f"{NIX} eval --json .#nixosConfigurations --apply builtins.attrNames")
+                + _captured("eval", f"{NIX} eval --raw {_installable(configuration, 'config.system.name')}")
+                + f"echo {shell_quote('configuration ' + str(configuration).replace(chr(10), ' '))}")
+
+    def process(self, output):
+        status = _status(output)
+        base = {"flake_found": True, "configuration": None, "names": None, "names_error": None, "evaluates": False,
+                "system_name": None, "error": None, "error_class": None, "undefined_variable": None,
+                "missing_option": None, "suggestion": None}
+        if status == "no-configuration-name":
+            return {**base, "error_class": "no-configuration-name",
+                    "error": "host data 'nixos_configuration' is empty: name the configuration to deploy"}
+        if status in ("no-flake-dir", "no-flake-nix"):
+            return {**base, "flake_found": False, "error_class": "no-flake", "error": f"{status}: no flake.nix in the flake directory"}
+        names_rc, names_lines = _read_captured(output, "names")
+        eval_rc, eval_lines = _read_captured(output, "eval")
+        configuration = next((line[len("configuration "):] for line in output if line.startswith("configuration ")), None)
+        if names_rc is None or eval_rc is None or configuration is None:
+            raise UnparseableOutput(f"nix eval: output cut short {output[:3]!r}")
+        names = None
+        if names_rc == 0:
+            try:
+                names = json.loads("\n".join(names_lines))
+            except json.JSONDecodeError:
+                raise UnparseableOutput(f"nix eval --json printed invalid JSON: {names_lines[:2]!r}") from None
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise UnparseableOutput(f"nix eval attrNames: expected a list of names, got {names!r}")
+        result = {**base, "configuration": configuration, "names": names,
+                  "names_error": None if names_rc == 0 else _error_text(names_lines)}
+        if eval_rc == 0:
+            return {**result, "evaluates": True, "system_name": "\n".join(eval_lines).strip()}
+        text = "\n".join(eval_lines)
+        found = classify(text, configuration, names)
+        if names is None and re.search(r"does not provide attribute|attribute 'nixosConfigurations' missing", result["names_error"]):
+            found["error_class"] = "no-nixos-configurations"
+        return {**result, "error": _error_text(eval_lines), **found}
+
+
+_OPTIONS_APPLY = """c: let
+  t = v: let r = builtins.tryEval (builtins.deepSeq v v); in if r.success then r.value else null;
+in {
+  hostname = t (c.networking.hostName or null);
+  disko_device = t (c.keystone.disko.device or null);
+  root_keys = t (c.users.users.root.openssh.authorizedKeys.keys or null);
+  system = t (c.nixpkgs.hostPlatform.system or c.nixpkgs.system or null);
+  modules = { disko = t (c ? disko); keystone_disko = t (c ? keystone && c.keystone ? disko); };
+}"""
+
+_KEY_TYPES = re.compile(r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-[\w@.-]+)$")
+
+
+def key_id(line: str) -> str | None:
+    """``type base64`` of an OpenSSH public key line (comment dropped), None if it is not one."""
+    parts = str(line).split()
+    for i, part in enumerate(parts[:-1]):
+        if _KEY_TYPES.match(part) and re.fullmatch(r"[A-Za-z0-9+/]+={0,3}", parts[i + 1]):
+            return f"{part} {parts[i + 1]}"
+    return None
+
+
+class Options(KeystoneFact):
+    """The options a Keystone deployment needs, read from the evaluated configuration.
+
+    One ``nix eval --json .#nixosConfigurations.NAME.config --apply ...`` reading
+    ``networking.hostName``, ``keystone.disko.device``, ``users.users.root.openssh.authorizedKeys.keys``,
+    ``nixpkgs.hostPlatform.system`` and whether the disko / keystone.disko modules are imported
+    (each via ``builtins.tryEval``: an option that throws reads as null). The operator's public key
+    file (host data ``ssh_public_key_file``; a public key, never the private one) is compared with
+    root's keys: ``operator_key_authorized``.
+
+    Arguments:
+        flake: flake directory
+        configuration: nixosConfigurations name
+        public_key_file: the operator's public key file
+
+    Example: ``{"evaluated": true, "error": null, "hostname": "test-server", "disko_device": "/dev/vda",
+    "root_keys": ["ssh-ed25519 AAAA... op@laptop"], "system": "x86_64-linux",
+    "modules": {"disko": true, "keystone_disko": true}, "operator_key": "ssh-ed25519 AAAA...",
+    "operator_key_authorized": true}``
+    """
+
+    requires = "nix"
+    timeout = 120
+
+    def command(self, flake, configuration, public_key_file):
+        key = shell_path(public_key_file)
+        return (f"if [ -f {key} ]; then head -n 1 {key} | cut -c1-2000 | sed 's/^/key| /'; else echo 'key-missing'; fi; "
+                + _enter(flake)
+                + _captured("options", f"{NIX} eval --json {_installable(configuration, 'config')} --apply {shell_quote(_OPTIONS_APPLY)}"))
+
+    def process(self, output):
+        status = _status(output)
+        key_line = next((line[5:] for line in output if line.startswith("key| ")), None)
+        operator_key = key_id(key_line) if key_line is not None else None
+        empty = {"evaluated": False, "error": None, "hostname": None, "disko_device": None, "root_keys": None,
+                 "system": None, "modules": {"disko": None, "keystone_disko": None},
+                 "operator_key": operator_key, "operator_key_authorized": None}
+        if status in ("no-flake-dir", "no-flake-nix"):
+            return {**empty, "error": f"{status}: no flake.nix in the flake directory"}
+        rc, lines = _read_captured(output, "options")
+        if rc is None:
+            raise UnparseableOutput(f"nix eval: output cut short {output[:3]!r}")
+        if rc != 0:
+            return {**empty, "error": _error_text(lines)}
+        try:
+            data = json.loads("\n".join(lines))
+        except json.JSONDecodeError:
+            raise UnparseableOutput(f"nix eval --json printed invalid JSON: {lines[:2]!r}") from None
+        if not isinstance(data, dict):
+            raise UnparseableOutput(f"nix eval --json: expected an object, got {data!r}")
+        keys = data.get("root_keys")
+        if keys is not None and (not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)):
+            raise UnparseableOutput(f"root authorized keys: expected a list of strings, got {keys!r}")
+        modules = data.get("modules") if isinstance(data.get("modules"), dict) else {}
+        authorized = None
+        if operator_key is not None:
+            authorized = operator_key in {key_id(k) for k in keys or []}
+        def text(value):
+            return value if isinstance(value, str) else None
+        return {
+            "evaluated": True,
+            "error": None,
+            "hostname": text(data.get("hostname")),
+            "disko_device": text(data.get("disko_device")),
+            "root_keys": keys,
+            "system": text(data.get("system")),
+            "modules": {"disko": modules.get("disko") is True, "keystone_disko": modules.get("keystone_disko") is True},
+            "operator_key": operator_key,
+            "operator_key_authorized": authorized,
+        }
+
+
+_ARCH_ALIASES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64",
+                 "armv7l": "armv7l", "i686": "i686", "riscv64": "riscv64"}
+
+
+class CrossBuild(KeystoneFact):
+    """Can this machine build the configuration's architecture?
+
+    The target's system from ``nixpkgs.hostPlatform.system`` (``nix eval``), this machine's
+    ``uname -m``, binfmt_misc emulators (``/proc/sys/fs/binfmt_misc``), Nix ``extra-platforms`` and
+    remote ``builders`` (including ``/etc/nix/machines``). Guide (Cross-architecture builds):
+    ``boot.binfmt.emulatedSystems = [ "aarch64-linux" ];`` or ``--builders "ssh://aarch64-builder"``.
+
+    Arguments:
+        flake: flake directory
+        configuration: nixosConfigurations name
+
+    Example: ``{"target_system": "aarch64-linux", "local_arch": "x86_64", "same_arch": false,
+    "binfmt": ["aarch64-linux"], "emulated": true, "builders": [], "can_build": true}``
+    """
+
+    requires = "nix"
+    timeout = 120
+
+    def command(self, flake, configuration):
+        apply = "c: c.nixpkgs.hostPlatform.system or c.nixpkgs.system or null"
+        return ("echo \"arch $(uname -m)\"; echo '--binfmt'; "
+                "for f in /proc/sys/fs/binfmt_misc/*; do [ -f \"$f\" ] || continue; n=${f##*/}; "
+                "case $n in register|status) continue;; esac; grep -q '^enabled' \"$f\" && echo \"$n\"; done; "
+                "echo '--machines'; grep -v '^[[:space:]]*#' /etc/nix/machines 2>/dev/null; "
+                f"echo '--builders'; {NIX} show-config 2>/dev/null | sed -n -e 's/^builders = /builders /p' -e 's/^extra-platforms = /extra-platforms /p'; "
+                "echo '--eval'; " + _enter(flake)
+                + _captured("system", f"{NIX} eval --json {_installable(configuration, 'config')} --apply {shell_quote(apply)}"))
+
+    def process(self, output):
+        arch_line = next((line for line in output if line.startswith("arch ")), None)
+        if arch_line is None:
+            raise UnparseableOutput(f"uname -m: no architecture in {output[:2]!r}")
+        local_arch = _ARCH_ALIASES.get(arch_line[5:].strip(), arch_line[5:].strip())
+        parts = sections(output, "cross build")
+        binfmt = [line.strip() for line in parts.get("binfmt", []) if line.strip()]
+        machines = [line.strip() for line in parts.get("machines", []) if line.strip()]
+        builder_lines = [line.strip() for line in parts.get("builders", []) if line.strip()]
+        builders = list(machines)
+        extra_platforms: list[str] = []
+        for line in builder_lines:
+            key, _, value = line.partition(" ")
+            if key == "builders":
+                builders += [b.strip() for b in value.split(";") if b.strip() and not b.strip().startswith("@")]
+            elif key == "extra-platforms":
+                extra_platforms += value.split()
+        status = _status(output)
+        rc, lines = _read_captured(output, "system")
+        target = None
+        error = None
+        if status in ("no-flake-dir", "no-flake-nix"):
+            error = f"{status}: no flake.nix in the flake directory"
+        elif rc is None:
+            raise UnparseableOutput(f"nix eval: output cut short {output[-3:]!r}")
+        elif rc != 0:
+            error = _error_text(lines)
+        else:
+            try:
+                target = json.loads("\n".join(lines))
+            except json.JSONDecodeError:
+                raise UnparseableOutput(f"nix eval --json printed invalid JSON: {lines[:2]!r}") from None
+            if target is not None and not isinstance(target, str):
+                raise UnparseableOutput(f"nixpkgs.hostPlatform.system: expected a string, got {target!r}")
+        target_arch = target.split("-")[0] if target else None
+        same = None if target is None else _ARCH_ALIASES.get(target_arch, target_arch) == local_arch
+        emulated = bool(target_arch) and (
+            any(target_arch in name for name in binfmt) or target in extra_platforms)
+        if target is None:
+            can_build = None if error else True  # no platform set: nixpkgs builds for this machine
+        else:
+            can_build = bool(same or emulated or builders)
+        return {"target_system": target, "local_arch": local_arch, "same_arch": same, "binfmt": binfmt,
+                "emulated": emulated, "builders": builders, "can_build": can_build, "error": error}
+
+    def parse(self, result: ProbeOutput):
+        self.raise_for_exit(result)
+        return self.process(result.stdout)

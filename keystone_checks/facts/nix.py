@@ -1,0 +1,234 @@
+"""Nix itself: is it installed, how is it configured (substituters, max-jobs vs RAM, builders),
+and, on deployed hosts, the NixOS system generations (the rollback targets).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from ..errors import UnparseableOutput
+from .base import KeystoneFact, ProbeOutput, parse_int, shell_quote
+
+# Every nix invocation enables the commands the guides use, whatever the machine's nix.conf says.
+NIX = "nix --extra-experimental-features 'nix-command flakes'"
+
+# Rule of thumb for the "Out of memory" cause: a NixOS closure build job can peak near 2 GiB
+# (linking, large derivations); max-jobs parallel jobs must fit in RAM.
+JOB_MEMORY_BYTES = 2 * 1024**3
+
+_GENERATION = re.compile(r"^\s*(\d+)\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s*(\(current\))?\s*$")
+
+
+def shell_path(path: str) -> str:
+    """A quoted path, keeping a leading ``~/`` meaningful (expanded to $HOME by the shell)."""
+    path = str(path)
+    if path == "~":
+        return '"$HOME"'
+    if path.startswith("~/"):
+        return '"$HOME"/' + shell_quote(path[2:])
+    return shell_quote(path)
+
+
+def sections(lines: list[str], what: str) -> dict[str, list[str]]:
+    """Split output made of ``--name`` header lines followed by content lines."""
+    found: dict[str, list[str]] = {}
+    current = None
+    for line in lines:
+        if line.startswith("--") and " " not in line.strip():
+            current = line.strip()[2:]
+            found[current] = []
+        elif current is not None:
+            found[current].append(line)
+    return found
+
+
+class Version(KeystoneFact):
+    """Whether ``nix`` is installed on this machine, and its version (``nix --version``).
+
+    Guide (ISO Build Fails): "Check Nix installation: nix --version". Missing nix is an answer
+    (``installed: false``), not an error, so the check can fail with the install instructions.
+
+    Example: ``{"installed": true, "path": "/usr/bin/nix", "version": "2.8.0"}``
+    """
+
+    def command(self):
+        return ("if command -v nix >/dev/null 2>&1; then echo \"path $(command -v nix)\"; nix --version; "
+                "else echo missing; fi")
+
+    def process(self, output):
+        lines = [line.strip() for line in output if line.strip()]
+        if lines == ["missing"]:
+            return {"installed": False, "path": None, "version": None}
+        if len(lines) < 2 or not lines[0].startswith("path "):
+            raise UnparseableOutput(f"nix --version: unexpected output {lines[:3]!r}")
+        match = re.search(r"(\d+\.\d+(?:\.\d+)?\S*)\s*$", lines[1])
+        if not match or "nix" not in lines[1].lower():
+            raise UnparseableOutput(f"nix --version: no version in {lines[1]!r}")
+        return {"installed": True, "path": lines[0][5:], "version": match.group(1)}
+
+
+class Settings(KeystoneFact):
+    """The effective Nix settings that decide build speed and memory use, with the machine's RAM.
+
+    ``nix config show --json`` (Nix >= 2.20; ``nix show-config --json`` before), plus MemTotal from
+    /proc/meminfo (``sysctl hw.memsize`` on macOS). ``max_jobs_fit_memory`` applies the rule
+    max-jobs x 2 GiB <= RAM (guide: "Out of memory ... Reduce concurrent builds: nix.settings.max-jobs").
+
+    Example: ``{"substituters": ["https://cache.nixos.org/"], "max_jobs": 1, "cores": 2, "builders": "@/etc/nix/machines",
+    "system": "x86_64-linux", "extra_platforms": [], "mem_total_bytes": 25275543552,
+    "jobs_memory_bytes": 2147483648, "max_jobs_fit_memory": true}``
+    """
+
+    requires = "nix"
+
+    def command(self):
+        return (f"{{ {NIX} config show --json 2>/dev/null || {NIX} show-config --json; }} || exit $?; echo; "
+                "echo '--memory'; if [ -r /proc/meminfo ]; then awk '$1 == \"MemTotal:\" { print \"kB\", $2 }' /proc/meminfo; "
+                "else echo \"bytes $(sysctl -n hw.memsize 2>/dev/null)\"; fi")
+
+    def process(self, output):
+        if "--memory" not in [line.strip() for line in output]:
+            raise UnparseableOutput("nix show-config: output cut short (no memory section)")
+        cut = [line.strip() for line in output].index("--memory")
+        try:
+            config = json.loads("\n".join(output[:cut]))
+        except json.JSONDecodeError as exc:
+            raise UnparseableOutput(f"nix show-config --json printed invalid JSON: {exc}") from None
+        if not isinstance(config, dict):
+            raise UnparseableOutput("nix show-config --json: expected a JSON object")
+
+        def value(key, default=None):
+            entry = config.get(key)
+            return entry.get("value", default) if isinstance(entry, dict) else default
+
+        def as_list(raw):
+            if isinstance(raw, str):
+                return raw.split()
+            if isinstance(raw, list):
+                return [str(x) for x in raw]
+            return []
+
+        max_jobs = value("max-jobs", 1)
+        if isinstance(max_jobs, bool) or not isinstance(max_jobs, int):
+            try:
+                max_jobs = int(str(max_jobs))
+            except ValueError:
+                raise UnparseableOutput(f"nix show-config: max-jobs is not a number: {max_jobs!r}") from None
+        cores = value("cores")
+        memory = [line.strip() for line in output[cut + 1:] if line.strip()]
+        mem_total = None
+        if memory:
+            unit, _, number = memory[0].partition(" ")
+            if unit not in ("kB", "bytes") or not number.strip().isdigit():
+                raise UnparseableOutput(f"memory size: unexpected line {memory[0]!r}")
+            mem_total = int(number) * (1024 if unit == "kB" else 1)
+        builders = value("builders", "")
+        jobs_memory = max_jobs * JOB_MEMORY_BYTES
+        return {
+            "substituters": as_list(value("substituters", [])),
+            "max_jobs": max_jobs,
+            "cores": cores if isinstance(cores, int) and not isinstance(cores, bool) else None,
+            "builders": builders if isinstance(builders, str) else str(builders),
+            "system": str(value("system", "")) or None,
+            "extra_platforms": as_list(value("extra-platforms", [])),
+            "mem_total_bytes": mem_total,
+            "jobs_memory_bytes": jobs_memory,
+            "max_jobs_fit_memory": None if mem_total is None else jobs_memory <= mem_total,
+        }
+
+
+class SystemGenerations(KeystoneFact):
+    """NixOS system generations and which one is running.
+
+    ``nix-env --list-generations -p PROFILE`` (each generation: number, date, ``(current)`` on the
+    profile's newest link), ``readlink -f /run/current-system`` (what is running) and
+    ``readlink -f PROFILE`` (what the newest generation points at). ``running_newest`` is false
+    after ``nixos-rebuild test`` (no generation added) or ``nixos-rebuild boot`` before the reboot.
+
+    Arguments:
+        profile: system profile (host data ``system_profile``)
+
+    Example: ``{"generations": [{"number": 41, "date": "2026-11-20 10:00:00", "current": false},
+    {"number": 42, "date": "2026-11-22 04:00:00", "current": true}], "count": 2, "current": 42,
+    "previous": 41, "running_system": "/nix/store/...-nixos-system-x", "profile_system": "/nix/store/...-nixos-system-x",
+    "running_newest": true}``
+    """
+
+    requires = "nix-env"
+
+    def command(self, profile):
+        q = shell_quote(profile)
+        return ("if [ -e /run/current-system ]; then echo \"running $(readlink -f /run/current-system)\"; else echo running; fi; "
+                f"if [ -e {q} ]; then echo \"profile $(readlink -f {q})\"; else echo profile; fi; echo '--generations'; "
+                f"nix-env --list-generations -p {q}")
+
+    def process(self, output):
+        if len(output) < 3 or not output[0].startswith("running") or not output[1].startswith("profile") \
+                or output[2].strip() != "--generations":
+            raise UnparseableOutput(f"nix-env --list-generations: unexpected output {output[:3]!r}")
+        running = output[0][len("running"):].strip() or None
+        profile = output[1][len("profile"):].strip() or None
+        generations = []
+        for line in output[3:]:
+            if not line.strip():
+                continue
+            match = _GENERATION.match(line)
+            if not match:
+                raise UnparseableOutput(f"nix-env --list-generations: unexpected line {line!r}")
+            generations.append({"number": int(match.group(1)), "date": match.group(2), "current": bool(match.group(3))})
+        numbers = sorted(g["number"] for g in generations)
+        current = next((g["number"] for g in generations if g["current"]), None)
+        older = [n for n in numbers if current is None or n < current]
+        return {
+            "generations": generations,
+            "count": len(generations),
+            "current": current,
+            "previous": older[-1] if older else None,
+            "running_system": running,
+            "profile_system": profile,
+            "running_newest": None if not running or not profile else running == profile,
+        }
+
+    def parse(self, result: ProbeOutput):
+        self.raise_for_exit(result)
+        return self.process(result.stdout)
+
+
+class BootMenu(KeystoneFact):
+    """What an operator at the console sees in systemd-boot: the menu timeout and how many NixOS
+    generations it offers (``loader/loader.conf`` and ``loader/entries/nixos-generation-*.conf``
+    on the ESP). Reads only the loader configuration.
+
+    Arguments:
+        boot_mount: ESP mount point (host data ``boot_mount``)
+
+    Example: ``{"loader_conf": true, "timeout": 5, "menu_hidden": false, "generation_entries": 3}``
+    """
+
+    def command(self, boot_mount):
+        q = shell_quote(boot_mount)
+        return (f"cd {q} 2>/dev/null || {{ echo 'status no-esp'; exit 0; }}; "
+                "if [ -f loader/loader.conf ]; then echo 'loader yes'; "
+                "awk '$1 == \"timeout\" { print \"timeout\", $2 }' loader/loader.conf; else echo 'loader no'; fi; "
+                "echo \"entries $(ls loader/entries/nixos-generation-*.conf 2>/dev/null | wc -l)\"")
+
+    def process(self, output):
+        fields = {}
+        for line in output:
+            key, _, value = line.strip().partition(" ")
+            if key in ("status", "loader", "timeout", "entries"):
+                fields[key] = value.strip()
+        if fields.get("status") == "no-esp":
+            return {"loader_conf": False, "timeout": None, "menu_hidden": None, "generation_entries": 0}
+        if "loader" not in fields or "entries" not in fields:
+            raise UnparseableOutput(f"loader.conf: unexpected output {output[:3]!r}")
+        entries = parse_int(fields["entries"], "loader entry count")
+        timeout = fields.get("timeout")
+        if timeout is not None and timeout.isdigit():
+            timeout_value: int | str | None = int(timeout)
+        else:
+            timeout_value = timeout or None  # menu-force / menu-hidden / absent
+        hidden = timeout_value in (0, "menu-hidden") or (timeout_value is None and fields["loader"] == "yes")
+        return {"loader_conf": fields["loader"] == "yes", "timeout": timeout_value,
+                "menu_hidden": hidden, "generation_entries": entries}

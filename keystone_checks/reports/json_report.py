@@ -1,0 +1,11 @@
+"""JSON: the report dict itself (schema: keystone_checks/schema/report.schema.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..report import to_json
+
+
+def write(report: dict[str, Any]) -> str:
+    return to_json(report)

@@ -1,0 +1,71 @@
+"""JUnit XML (the Jenkins/ant dialect CI systems read): a testcase per host x check.
+
+classname = host, name = check id; fail/fix-failed/would-fix -> <failure>, error -> <error>,
+skipped -> <skipped>; an unreachable host is one <error> testcase named ``(connect)``.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from typing import Any
+
+_FAILURE = {"fail", "fix-failed", "would-fix"}
+
+
+def _text(r: dict[str, Any]) -> str:
+    lines = [r["message"]]
+    lines += [f"expected: {e}" for e in r.get("expected", [])]
+    lines += [f"found:    {f}" for f in r.get("found", [])]
+    guide = r.get("guide") or {}
+    if guide:
+        lines.append(f"guide: {guide.get('document')} > {guide.get('section')}")
+    fix = r.get("fix") or {}
+    lines += [f"fix: $ {c}" for c in fix.get("commands", [])]
+    if fix.get("manual"):
+        lines.append(f"fix (manual): {fix['manual']}")
+    if r.get("evidence"):
+        lines.append("evidence: " + json.dumps(r["evidence"], default=str, sort_keys=True)[:4000])
+    return "\n".join(lines)
+
+
+def write(report: dict[str, Any]) -> str:
+    suites = ET.Element("testsuites", name=f"keystone-checks {report['phase']}")
+    total = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for host in report["hosts"]:
+        suite = ET.SubElement(suites, "testsuite", name=host["name"], timestamp=report["started_at"][:19],
+                              hostname=host["name"])
+        counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+        if host["status"] != "ok":
+            case = ET.SubElement(suite, "testcase", classname=host["name"], name="(connect)", time="0")
+            error = ET.SubElement(case, "error", message=f"host {host['status']}: {host['error']}", type=host["status"])
+            error.text = host["error"] or ""
+            counts["tests"] += 1
+            counts["errors"] += 1
+        for r in host["results"]:
+            case = ET.SubElement(suite, "testcase", classname=host["name"], name=r["check"],
+                                 time=f"{r.get('duration_ms', 0) / 1000:.6f}")
+            counts["tests"] += 1
+            outcome = r["outcome"]
+            if outcome in _FAILURE:
+                node = ET.SubElement(case, "failure", message=r["message"][:500], type=f"{r['severity']}:{outcome}")
+                node.text = _text(r)
+                counts["failures"] += 1
+            elif outcome == "error":
+                node = ET.SubElement(case, "error", message=r["message"][:500], type="error")
+                node.text = _text(r)
+                counts["errors"] += 1
+            elif outcome == "skipped":
+                ET.SubElement(case, "skipped", message=r["message"][:500])
+                counts["skipped"] += 1
+            elif outcome == "fixed":
+                ET.SubElement(case, "system-out").text = r["message"]
+        for key, value in counts.items():
+            suite.set(key, str(value))
+            total[key] += value
+        suite.set("time", f"{host.get('duration_s', 0):.4f}")
+    for key, value in total.items():
+        suites.set(key, str(value))
+    suites.set("time", str(report["duration_s"]))
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"

@@ -1,0 +1,51 @@
+"""Prometheus text exposition for node_exporter's textfile collector.
+
+One gauge sample per host x check with the *current* outcome as a label and value 1 (alerting:
+``keystone_check_outcome{outcome=~"fail|error"} == 1``), plus per-run gauges. Written atomically by
+``write_reports`` (node_exporter must never read half a file).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+
+def _label(value: Any) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def write(report: dict[str, Any]) -> str:
+    phase = _label(report["phase"])
+    out = [
+        "# HELP keystone_check_outcome Current outcome of a keystone check on a host (1 for the current outcome).",
+        "# TYPE keystone_check_outcome gauge",
+    ]
+    for host in report["hosts"]:
+        for r in host["results"]:
+            out.append(f'keystone_check_outcome{{host="{_label(host["name"])}",check="{_label(r["check"])}",'
+                       f'severity="{_label(r["severity"])}",outcome="{_label(r["outcome"])}",phase="{phase}"}} 1')
+    out += [
+        "# HELP keystone_checks_host_up Whether the sweep reached the host and ran its checks (0: unreachable or error).",
+        "# TYPE keystone_checks_host_up gauge",
+    ]
+    for host in report["hosts"]:
+        out.append(f'keystone_checks_host_up{{host="{_label(host["name"])}",status="{_label(host["status"])}",phase="{phase}"}} '
+                   f'{1 if host["status"] == "ok" else 0}')
+    finished = datetime.fromisoformat(report["finished_at"]).timestamp()
+    unreachable = sum(1 for h in report["hosts"] if h["status"] == "unreachable")
+    out += [
+        "# HELP keystone_checks_sweep_duration_seconds Wall-clock duration of the last run.",
+        "# TYPE keystone_checks_sweep_duration_seconds gauge",
+        f'keystone_checks_sweep_duration_seconds{{phase="{phase}"}} {float(report["duration_s"])}',
+        "# HELP keystone_checks_last_run_timestamp_seconds Unix time the last run finished.",
+        "# TYPE keystone_checks_last_run_timestamp_seconds gauge",
+        f'keystone_checks_last_run_timestamp_seconds{{phase="{phase}"}} {finished}',
+        "# HELP keystone_checks_hosts_unreachable Hosts the last run could not reach.",
+        "# TYPE keystone_checks_hosts_unreachable gauge",
+        f'keystone_checks_hosts_unreachable{{phase="{phase}"}} {unreachable}',
+        "# HELP keystone_checks_exit_code Nagios-convention status of the last run (0 ok, 1 warning, 2 critical, 3 unknown).",
+        "# TYPE keystone_checks_exit_code gauge",
+        f'keystone_checks_exit_code{{phase="{phase}"}} {report["summary"]["exit_code"]}',
+    ]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,90 @@
+"""The controller facts' real commands against real Nix (Debian's nix-bin) on small offline flakes:
+each documented cause of "Configuration Validation Fails" classified from nix's own error text."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from keystone_checks.facts import FACTS
+from keystone_checks.facts.base import ProbeOutput
+from nix_flakes import local_system, make_bad_flake, make_flake, make_keypair, nix_env, require_nix
+
+
+def run_fact(name: str, **args):
+    fact = FACTS[name]()
+    done = subprocess.run(["sh", "-c", fact.command(**args)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **nix_env(), "LC_ALL": "C"})
+    return fact.parse(ProbeOutput(done.returncode, done.stdout.splitlines(), done.stderr.splitlines()))
+
+
+@pytest.fixture(scope="module")
+def flakes(tmp_path_factory):
+    require_nix()
+    root = tmp_path_factory.mktemp("flakes")
+    pub = make_keypair(root / "keys")
+    return {"good": make_flake(root / "good", pub.read_text()), "bad": make_bad_flake(root / "bad"),
+            "pub": pub, "other_pub": make_keypair(root / "other")}
+
+
+def test_nix_version_and_settings():
+    require_nix()
+    assert run_fact("nix.Version")["installed"] is True
+    settings = run_fact("nix.Settings")
+    assert settings["substituters"] and settings["max_jobs"] >= 1 and settings["mem_total_bytes"] > 0
+
+
+def test_flake_parse(flakes):
+    assert run_fact("flake.Parse", flake=str(flakes["good"])) == {"flake_found": True, "parses": True, "error": None}
+    bad = run_fact("flake.Parse", flake=str(flakes["bad"]))
+    assert bad["parses"] is False and "syntax error" in bad["error"] and "flake.nix:3" in bad["error"]
+    assert run_fact("flake.Parse", flake=str(flakes["good"] / "nowhere"))["flake_found"] is False
+
+
+@pytest.mark.parametrize("configuration, error_class, detail", [
+    ("test-server", None, None),
+    ("test-serve", "missing-configuration", ("suggestion", "test-server")),
+    ("loop", "infinite-recursion", None),
+    ("undef", "undefined-variable", ("undefined_variable", "config")),
+])
+def test_configuration_causes(flakes, configuration, error_class, detail):
+    got = run_fact("flake.Configuration", flake=str(flakes["good"]), configuration=configuration)
+    assert got["error_class"] == error_class, got
+    assert got["evaluates"] is (error_class is None)
+    assert got["names"] == sorted(["test-server", "loop", "undef", "nohostname", "nomodules", "aarch"])
+    if detail:
+        assert got[detail[0]] == detail[1]
+
+
+def test_options_and_operator_key(flakes):
+    good = run_fact("flake.Options", flake=str(flakes["good"]), configuration="test-server", public_key_file=str(flakes["pub"]))
+    assert good["hostname"] == "test-server" and good["disko_device"] == "/dev/vda"
+    assert good["modules"] == {"disko": True, "keystone_disko": True}
+    assert good["operator_key_authorized"] is True and good["system"] == local_system()[0]
+    other = run_fact("flake.Options", flake=str(flakes["good"]), configuration="test-server", public_key_file=str(flakes["other_pub"]))
+    assert other["operator_key_authorized"] is False
+    assert run_fact("flake.Options", flake=str(flakes["good"]), configuration="nohostname",
+                    public_key_file=str(flakes["pub"]))["hostname"] is None
+    assert run_fact("flake.Options", flake=str(flakes["good"]), configuration="nomodules",
+                    public_key_file=str(flakes["pub"]))["modules"] == {"disko": False, "keystone_disko": False}
+
+
+def test_cross_build(flakes):
+    native = run_fact("flake.CrossBuild", flake=str(flakes["good"]), configuration="test-server")
+    assert native["same_arch"] is True and native["can_build"] is True
+    other = run_fact("flake.CrossBuild", flake=str(flakes["good"]), configuration="aarch")
+    assert other["same_arch"] is False and other["target_system"] == local_system()[1]
+    assert other["can_build"] is bool(other["emulated"] or other["builders"])
+
+
+def test_public_key_file(flakes, tmp_path):
+    assert run_fact("controller.PublicKeyFile", path=str(flakes["pub"]))["valid"] is True
+    wrapped = tmp_path / "wrapped.pub"
+    text = flakes["pub"].read_text()
+    wrapped.write_text(text[:40] + "\n" + text[40:])
+    got = run_fact("controller.PublicKeyFile", path=str(wrapped))
+    assert got["valid"] is False and got["lines"] == 2
+    private = run_fact("controller.PublicKeyFile", path=str(flakes["pub"].with_suffix("")))
+    assert private["private_key"] is True and private["valid"] is False

@@ -1,0 +1,138 @@
+"""Guarantee: a LUKS passphrase given by host-data reference (controller file or env var) reaches
+the host only on the command's stdin: a random canary passphrase is absent from pyinfra's stdout
+and stderr at -vvv, from the JSON report and every report format, from the process arguments
+(`ps -eo args`) on the host while the command runs, and from error messages.
+
+Harness: a tiny fake `cryptsetup` first on PATH (sshd session and @local) that records its argv,
+the `ps -eo args` table at the moment it runs, and what it read on stdin. It proves the transport
+path; the lab test uses the real cryptsetup.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as pysecrets
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+
+from keystone_checks.errors import KeystoneChecksError
+from keystone_checks.secrets import Secret, SecretError, resolve_passphrase
+from kc_helpers import Sshd, read_report, run_pyinfra, write_inventory
+
+SECRET_CHECKS = Path(__file__).parent / "fixtures" / "safety" / "secret_checks"
+
+FAKE_CRYPTSETUP = r"""#!/bin/sh
+# Test stand-in for cryptsetup: status from a state file; open records argv, ps and stdin.
+here=$(dirname "$0")
+case "$1" in
+  status)
+    if [ -e "$here/state-$2" ]; then printf '/dev/mapper/%s is active.\n  type:    LUKS2\n  device:  /dev/zd0\n' "$2"; exit 0; fi
+    printf '/dev/mapper/%s is inactive.\n' "$2"; exit 4 ;;
+  open)
+    printf '%s\n' "$*" >> "$here/argv"
+    ps -eo args > "$here/ps-during-open"
+    IFS= read -r pass
+    printf '%s' "$pass" > "$here/stdin"
+    shift $(($# - 1)); touch "$here/state-$1"; exit 0 ;;
+esac
+exit 1
+"""
+
+
+def fake_bin(root: Path) -> Path:
+    root.mkdir(parents=True)
+    script = root / "cryptsetup"
+    script.write_text(FAKE_CRYPTSETUP)
+    script.chmod(0o755)
+    return root
+
+
+def test_resolve_errors_never_contain_the_secret(tmp_path, monkeypatch):
+    canary = "kc-canary-" + pysecrets.token_hex(16)
+    loose = tmp_path / "loose"
+    loose.write_text(canary + "\n")
+    loose.chmod(0o644)
+    multi = tmp_path / "multi"
+    multi.write_text(canary + "\nsecond line " + canary + "\n")
+    multi.chmod(0o600)
+    monkeypatch.setenv("KC_MULTI", canary + "\n" + canary)
+    for kwargs in ({"passphrase_file": str(loose)}, {"passphrase_file": str(multi)}, {"passphrase_env": "KC_MULTI"},
+                   {"passphrase_env": "KC_NOT_SET_" + canary}, {},
+                   {"passphrase_file": str(multi), "passphrase_env": "KC_MULTI"}):
+        with pytest.raises(SecretError) as info:
+            resolve_passphrase(**kwargs)
+        assert isinstance(info.value, KeystoneChecksError)
+        assert canary not in str(info.value) or "KC_NOT_SET_" in str(info.value), str(info.value)
+    good = tmp_path / "good"
+    good.write_text(canary + "\n")
+    good.chmod(0o600)
+    value = resolve_passphrase(passphrase_file=str(good))
+    assert value == canary and canary not in repr(value) and isinstance(value, Secret)
+
+
+@pytest.mark.sshd
+def test_canary_passphrase_only_on_stdin_in_a_full_vvv_run(tmp_path, request):
+    canary = "kc-canary-" + pysecrets.token_hex(16)
+    pass_file = tmp_path / "credstore.pass"
+    pass_file.write_text(canary + "\n")
+    pass_file.chmod(0o600)
+
+    server = Sshd(tmp_path / "sshd")
+    server.root.mkdir()
+    server.start()
+    request.addfinalizer(server.stop)
+    remote_bin = fake_bin(tmp_path / "remote-bin")
+    wrapper = server.root / "logexec.sh"  # the session's PATH: the fake cryptsetup first
+    text = wrapper.read_text().replace("exec /bin/sh", f'PATH={remote_bin}:$PATH; export PATH; exec /bin/sh')
+    wrapper.write_text(text)
+    local_bin = fake_bin(tmp_path / "local-bin")
+
+    inventory = write_inventory(tmp_path / "inv.py", {
+        "sshd-host": {**server.host_data(), "role": "deployed", "credstore_name": "credstore",
+                      "luks_passphrase_file": str(pass_file)},
+        "@local": {"role": "deployed", "credstore_name": "credstore", "luks_passphrase_env": "KC_TEST_PASSPHRASE"},
+    })
+
+    seen_args: list[str] = []
+    stop = threading.Event()
+
+    def sample_ps():  # the host's process table during the whole run (sshd and @local share this machine)
+        while not stop.is_set():
+            seen_args.append(subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout)
+            stop.wait(0.02)
+
+    sampler = threading.Thread(target=sample_ps, daemon=True)
+    sampler.start()
+    report_path = tmp_path / "reports" / "run.json"
+    try:
+        done = run_pyinfra(inventory, "sweep.py", "-vvv", "--data", "fix=true", "--data", f"report={report_path}",
+                           env={"KEYSTONE_CHECKS_DIR": str(SECRET_CHECKS), "KC_TEST_PASSPHRASE": canary,
+                                "PATH": f"{local_bin}:{os.environ['PATH']}"})
+    finally:
+        stop.set()
+        sampler.join(5)
+
+    report = read_report(report_path)
+    results = {h["name"]: {r["check"]: r for r in h["results"]} for h in report["hosts"]}
+    for host, bin_dir in (("sshd-host", remote_bin), ("@local", local_bin)):
+        assert results[host]["safety-credstore-open"]["outcome"] == "fixed", (results[host], done.stderr[-3000:])
+        assert (bin_dir / "stdin").read_text() == canary, "cryptsetup got the passphrase on stdin"
+        assert canary not in (bin_dir / "argv").read_text()
+        assert "cryptsetup open" in (bin_dir / "ps-during-open").read_text(), "ps snapshot taken while it ran"
+        assert canary not in (bin_dir / "ps-during-open").read_text()
+    assert ">>>" in done.stderr + done.stdout or "Running command" in done.stderr + done.stdout, "-vvv shows commands"
+    assert canary not in done.stdout and canary not in done.stderr
+    assert seen_args and not any(canary in snapshot for snapshot in seen_args)
+    for path in report_path.parent.rglob("*"):
+        if path.is_file():
+            assert canary not in path.read_text(errors="replace"), path
+    from keystone_checks.reports import WRITERS, writer
+
+    for name in WRITERS:
+        assert canary not in writer(name)(report), f"report format {name}"
+    assert canary not in json.dumps(report)
