@@ -28,13 +28,10 @@ def release_disk_mounts(path: str):
 
         boot.release_disk_mounts(path="/dev/vda")
     """
-    mounted = host.get_fact(Command, f"{_disk_devices(path)} 2>/dev/null | while read -r d; do "
-                                     "awk -v d=\"$d\" '$1==d {print $2}' /proc/mounts; done; true")
-    if not mounted:
+    if not host.get_fact(Command, f"{_entries_on_disk(path, '/proc/mounts', 2)}; true"):
         host.noop(f"nothing on {path} is mounted")
         return
-    yield (f"{_disk_devices(path)} | while read -r d; do awk -v d=\"$d\" '$1==d {{print $2}}' /proc/mounts; done "
-           "| sort -r | while read -r m; do umount \"$m\" || exit 1; done")
+    yield f"{_entries_on_disk(path, '/proc/mounts', 2)} | sort -r | while read -r m; do umount \"$m\" || exit 1; done"
 
 
 @operation()
@@ -49,10 +46,14 @@ def swapoff_disk(path: str):
 
         boot.swapoff_disk(path="/dev/vda")
     """
-    active = host.get_fact(Command, f"{_disk_devices(path)} 2>/dev/null | while read -r d; do "
-                                    "awk -v d=\"$d\" '$1==d {print $1}' /proc/swaps; done; true")
-    if not active:
+    if not host.get_fact(Command, f"{_entries_on_disk(path, '/proc/swaps', 1)}; true"):
         host.noop(f"no swap is active on {path}")
         return
-    yield (f"{_disk_devices(path)} | while read -r d; do awk -v d=\"$d\" '$1==d {{print $1}}' /proc/swaps; done "
-           "| while read -r s; do swapoff \"$s\" || exit 1; done")
+    yield f"{_entries_on_disk(path, '/proc/swaps', 1)} | while read -r s; do swapoff \"$s\" || exit 1; done"
+
+
+def _entries_on_disk(path: str, table: str, column: int) -> str:
+    """Shell pipeline printing column ``column`` of each line of ``table`` (/proc/mounts, /proc/swaps)
+    whose device is the disk or one of its partitions."""
+    return (f"{_disk_devices(path)} 2>/dev/null | while read -r d; do "
+            f"awk -v d=\"$d\" '$1==d {{print ${column}}}' {table}; done")
