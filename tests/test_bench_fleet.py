@@ -84,6 +84,8 @@ def test_two_host_fleet_with_20ms_rtt():
             break
         time.sleep(0.05)
     assert not alive, f"fleet processes still running: {alive}"
+    assert not _cmdlines_mentioning(fleet_dir), "a process still refers to the fleet directory"
+    assert not os.path.exists(fleet_dir)
 
 
 def _running(pid: int) -> bool:
@@ -92,8 +94,6 @@ def _running(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-    assert not _cmdlines_mentioning(fleet_dir), "a process still refers to the fleet directory"
-    assert not os.path.exists(fleet_dir)
 
 
 def test_delay_proxy_is_a_delay_line_not_a_per_chunk_sleep(tmp_path):
