@@ -207,7 +207,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="console, json, junit, prometheus, nagios, html; no PATH: stdout (repeatable)")
     p.add_argument("--connect-timeout", type=int, default=10, help="seconds (default 10)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("lab", help="the QEMU lab: build|up|down|status|ssh|capture (see docs/lab.md)")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="lab command and its arguments")
+    p.set_defaults(func=cmd_lab)
     return parser
+
+
+def cmd_lab(args) -> int:
+    from .lab import main as lab_main
+
+    return lab_main(args.rest)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,13 @@
+"""The keystone-checks lab: real Debian guests (QEMU/TCG) with real ZFS, LUKS,
+systemd, sshd and nix, used to prove every check against a live kernel.
+
+Entry point: ``python -m keystone_checks.lab build|up|down|status|ssh|capture``
+(see :mod:`keystone_checks.lab.cli`) and the pytest fixtures in ``tests/lab``.
+"""
+
+
+def main(argv: list[str]) -> int:
+    """CLI entry (imported lazily so ``import keystone_checks.lab`` stays cheap)."""
+    from keystone_checks.lab.cli import main as _main
+
+    return _main(argv)

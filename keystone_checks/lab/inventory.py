@@ -1,0 +1,48 @@
+"""Write a pyinfra inventory (a python file) for lab guests.
+
+Each guest becomes one host in a group named after its role, with pyinfra ssh
+data pointing at the loopback port and the lab's own key and known-hosts file
+(``accept-new`` is acceptable here only because the hosts are throw-away VMs on
+127.0.0.1), plus the host data the checks read: ``role``, ``disk``, ``pool``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from keystone_checks.lab import recipe
+
+
+def host_data(guest, state: str, variant: recipe.Variant, **overrides) -> dict:
+    st = recipe.STATES[state]
+    data = {
+        "ssh_hostname": "127.0.0.1",
+        "ssh_port": guest.port,
+        "ssh_user": "root",
+        "ssh_key": str(guest.key),
+        "ssh_known_hosts_file": str(guest.known_hosts),
+        "ssh_strict_host_key_checking": "accept-new",
+        "role": st.role,
+        "disk": "/dev/vda",
+        "lab_state": state,
+        "lab_zfs": variant.name,
+    }
+    if st.role == "deployed" or state == "installed":
+        data["pool"] = "rpool"
+    data.update(overrides)
+    return data
+
+
+def write(path: Path, hosts: list[tuple[str, dict]]) -> Path:
+    """``hosts``: (name, data) pairs; grouped by ``data['role']``."""
+    groups: dict[str, list] = {}
+    for name, data in hosts:
+        groups.setdefault(data["role"], []).append((name, data))
+    lines = ['"""pyinfra inventory written by keystone_checks.lab (throw-away lab guests)."""', ""]
+    for role, members in sorted(groups.items()):
+        lines.append(f"{role} = [")
+        for name, data in members:
+            lines.append(f"    ({name!r}, {data!r}),")
+        lines += ["]", ""]
+    path.write_text("\n".join(lines))
+    return path
