@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Render docs/benchmarks.md and docs/benchmarks.png from docs/benchmarks.json (+ bench/machine.json).
+"""Render docs/benchmarks.md from docs/benchmarks.json (+ bench/machine.json).
 
-    bench/.venv/bin/python bench/report.py [--json docs/benchmarks.json]
+    bench/.venv/bin/python bench/report.py [--json docs/benchmarks.json] [--png PATH]
 
-Called by bench/run.py at the end of every run; safe to run alone (no fleet, no network).
+Called by bench/run.py at the end of every run; safe to run alone (no fleet, no network).  The plot
+is in the Markdown as Mermaid `xychart-beta` blocks (text, rendered by GitHub); a PNG (matplotlib)
+is written only with --png PATH and is never committed (docs/benchmarks.png is gitignored).
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-TOOLS = ["baseline", "pyinfra-connect", "sweep", "pyinfra-facts", "testinfra", "ansible"]
+TOOLS = ["baseline", "pyinfra-connect", "probes-local", "sweep", "sweep-api", "pyinfra-facts", "testinfra", "ansible"]
+SWEEPS = ("sweep", "sweep-api")
+OTHERS = ("pyinfra-facts", "testinfra", "ansible")
 LABEL = {
     "baseline": "baseline (connect + `true`)",
     "pyinfra-connect": "pyinfra, connect only",
+    "probes-local": "probes only: batch × N, local `sh`, no SSH",
     "sweep": "keystone-checks sweep",
+    "sweep-api": "keystone-checks run (API)",
     "pyinfra-facts": "pyinfra, 1 fact/probe",
     "testinfra": "pytest-testinfra",
     "ansible": "ansible-playbook",
@@ -35,11 +41,29 @@ def key(r):
     return (r["hosts"], r["rtt_ms"])
 
 
+COLOR = {  # fixed per tool, so the text legends of the Mermaid charts are right
+    "baseline": ("#1f77b4", "blue"),
+    "pyinfra-connect": ("#7f7f7f", "grey"),
+    "probes-local": ("#bcbd22", "olive"),
+    "sweep": ("#2ca02c", "green"),
+    "sweep-api": ("#17becf", "cyan"),
+    "pyinfra-facts": ("#ff7f0e", "orange"),
+    "testinfra": ("#9467bd", "purple"),
+    "ansible": ("#d62728", "red"),
+}
+
+
+def plain(t):
+    return LABEL[t].replace("`", "")
+
+
 def load(path: Path):
+    """-> (current fleet records, stale fleet records, cli records)."""
     recs = json.loads(path.read_text()) if path.exists() else []
-    fleet = [r for r in recs if r["tool"] in TOOLS]
+    fleet = [r for r in recs if r["tool"] in TOOLS and not r.get("stale")]
+    stale = [r for r in recs if r["tool"] in TOOLS and r.get("stale")]
     cli = [r for r in recs if r["tool"].startswith("cli-")]
-    return fleet, cli
+    return fleet, stale, cli
 
 
 def ok(r):
@@ -73,10 +97,70 @@ def status_cell(r):
     return fmt(r["wall_s_median"], 2)
 
 
-def render_md(fleet, cli, machine: dict) -> str:
+def fastest_sweep(tools):
+    """The faster of the two sweep variants measured in this configuration (or None)."""
+    cands = [tools.get(t) for t in SWEEPS if ok(tools.get(t))]
+    return min(cands, key=lambda r: r["wall_s_median"]) if cands else None
+
+
+def short(t):
+    return {"sweep": "sweep (CLI)", "sweep-api": "run (API)"}.get(t, t)
+
+
+def at(configs, n, rtt):
+    return configs.get((n, float(rtt))) or configs.get((n, rtt)) or {}
+
+
+def mermaid_chart(configs, rtt, tools, ns, title) -> list[str]:
+    """One Mermaid xychart-beta block: median wall time vs hosts, one line per tool (fixed colours)."""
+    series = []
+    for t in tools:
+        pts = [at(configs, n, rtt).get(t) for n in ns]
+        if all(ok(r) for r in pts):
+            series.append((t, [r["wall_s_median"] for r in pts]))
+    if not series or len(ns) < 2:
+        return []
+    top = max(max(v) for _, v in series)
+    ymax = max(1, int(top * 1.1 + 0.999))
+    palette = ", ".join(COLOR[t][0] for t, _ in series)
+    L = ["```mermaid",
+         '%%{init: {"themeVariables": {"xyChart": {"plotColorPalette": "' + palette + '"}}}}%%',
+         "xychart-beta",
+         f'    title "{title}"',
+         '    x-axis "hosts" [' + ", ".join(f'"{n}"' for n in ns) + "]",
+         f'    y-axis "wall time, s (median)" 0 --> {ymax}']
+    for t, vals in series:
+        L.append("    line [" + ", ".join(f"{v:.2f}" for v in vals) + "]")
+    L.append("```")
+    L.append("")
+    L.append("Lines (Mermaid charts have no legend): " + "; ".join(
+        f"**{COLOR[t][1]}** = {plain(t)} ({', '.join(f'{v:.2f}' for v in vals)} s)" for t, vals in series) + ".")
+    L.append("")
+    return L
+
+
+def load_notes(fleet) -> list[str]:
+    groups: dict[tuple, list] = {}
+    for r in fleet:
+        if r.get("status") == "skipped":
+            continue
+        b, e = r.get("load_avg_1m_before"), r.get("load_avg_1m_after")
+        groups.setdefault((r["hosts"], r["rtt_ms"], b, e), []).append(r["tool"])
+    out = []
+    for (n, rtt, b, e), tools in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], str(kv[0][2]))):
+        span = f"{b} → {e}" if e is not None else (f"{b} at start (end not recorded)" if b is not None else "not recorded")
+        out.append(f"N = {n}, {rtt:g} ms ({', '.join(short(t) for t in tools)}): {span}")
+    return out
+
+
+def render_md(fleet, stale, cli, machine: dict) -> str:
     configs = per_config(fleet)
-    probes_sources = sorted({r.get("probes_source", "?") for r in fleet if r["tool"] != "baseline"})
-    probe_counts = sorted({r["probes"] for r in fleet if r["tool"] != "baseline"})
+    probe_recs = [r for r in fleet if r["tool"] in SWEEPS + OTHERS and r.get("status") != "skipped"]
+    probes_sources = sorted({r.get("probes_source", "?") for r in probe_recs})
+    probe_counts = sorted({r["probes"] for r in probe_recs})
+    P = max(probe_counts) if probe_counts else None
+    sleep_s = max((r.get("probe_sleep_s") or 0 for r in probe_recs), default=0)
+    sleepers = sorted({k for r in probe_recs for k in (r.get("probe_sleepers") or [])})
     L = []
     A = L.append
     A("# Fleet benchmark: one round trip per host")
@@ -85,9 +169,10 @@ def render_md(fleet, cli, machine: dict) -> str:
       "Do not edit by hand: re-run the benchmark.")
     A("")
     A("```sh")
-    A("bash bench/setup.sh                      # once: openssh-server + bench/.venv (testinfra, ansible, matplotlib)")
+    A("bash bench/setup.sh                      # once: openssh-server + bench/.venv (testinfra, ansible; matplotlib for --png)")
     A("bench/.venv/bin/python bench/run.py      # all of: --hosts 1,10,50,100 --rtt 0,10,50 --runs 3")
-    A("bench/.venv/bin/python bench/run.py --hosts 10 --rtt 50 --tools baseline,sweep   # a subset; merges into the JSON")
+    A("bench/.venv/bin/python bench/run.py --hosts 10 --rtt 50 --tools baseline,sweep,sweep-api   # a subset; merges into the JSON")
+    A("bench/.venv/bin/python bench/report.py --png /tmp/benchmarks.png   # optional PNG plot (never committed)")
     A("```")
     A("")
     A("Every configuration starts N real OpenSSH `sshd` hosts on this machine (`bench/fleet.py`: one sshd per "
@@ -96,23 +181,25 @@ def render_md(fleet, cli, machine: dict) -> str:
       "direction to every chunk. All tools run against the same fleet with the same probe commands, "
       "round-robin, and each run connects from scratch.")
     A("")
-    A(f"**Probes**: {', '.join(str(c) for c in probe_counts)} per host, from {', '.join(f'`{s}`' for s in probes_sources)}. "
+    A(f"**Probes**: {', '.join(str(c) for c in probe_counts) or '–'} per host, from "
+      f"{', '.join(f'`{s}`' for s in probes_sources) or '–'}. "
       "Each probe is wrapped identically for every tool as `( cmd ) 2>&1; echo \"rc=$?\"` so that a probe whose "
       "command is missing on this machine (no ZFS/Nix here) costs the same everywhere and never fails the host. "
-      "The sweep runs its own catalog (the same commands, batched by the engine).")
+      "Both sweep variants run the engine's own catalog (the same commands, batched into one exec per host).")
     A("")
-    if probe_counts and max(probe_counts) < 10:
-        A(f"> **Note:** the engine's sweep catalog had only {max(probe_counts)} host-side probes when these numbers "
-          "were taken (the catalog is still being written). Tools that pay per probe (pyinfra one fact per probe, "
-          "testinfra, ansible) fall behind further as the catalog grows, while the sweep (one exec per host) and "
-          "the baseline do not change; re-run `bench/run.py` when the catalog is complete.")
+    if sleep_s:
+        A(f"> **A fixed {sleep_s:g} s inside the catalog:** {', '.join(f'`{k}`' for k in sleepers)} samples "
+          f"`/proc/vmstat` twice with `sleep` in between, so every tool that runs the catalog spends at least "
+          f"{sleep_s:g} s per host on the remote side, while the baseline (`true`) does not. It is paid in "
+          "parallel across hosts, once per host, by every tool alike.")
         A("")
     A("Columns: **wall** = median wall time of the runs (s); **runs** = every run's wall time; **CPU** = controller "
       "user+sys seconds of the tool's whole process tree (median; from `getrusage(RUSAGE_CHILDREN)` with the "
       "benchmark as child subreaper, so daemonised ssh ControlMaster processes are counted); **max RSS** = "
       "largest single controller process (MiB); **tree RSS** = peak sum over the tool's process tree, sampled every "
-      "100 ms (MiB); **errors** = hosts that did not answer every probe; **hosts/min** = hosts swept per "
-      "controller per minute at that N (N / wall × 60).")
+      "100 ms (MiB); **errors** = hosts that did not answer every probe (for the sweeps: hosts the report marks "
+      "`error`/`unreachable` or leaves out; a failing check is a result, not an error); **hosts/min** = hosts "
+      "swept per controller per minute at that N (N / wall × 60).")
     A("")
 
     # ---- main table
@@ -133,51 +220,182 @@ def render_md(fleet, cli, machine: dict) -> str:
               f"{fmt(r.get('peak_rss_mb'), 0)} | {fmt(r.get('peak_tree_rss_mb'), 0)} | "
               f"{r.get('errors') if r.get('errors') is not None else '–'} | {fmt(hosts_per_minute(r), 0)} |")
     A("")
+    notes = load_notes(fleet)
+    if notes:
+        cores = machine.get("cores") or 2
+        A(f"**Load average (1 min) at the start → end of each configuration** (this machine has {cores} cores; "
+          "other work — a QEMU lab, test suites — may have been running; a load well above the core count means "
+          "the tools competed for CPU and their absolute times are inflated):")
+        A("")
+        for x in notes:
+            A(f"- {x}")
+        A("")
+
+    # ---- plot (text)
+    rtt_plot = 50
+    A(f"## Plot: wall time vs hosts at {rtt_plot} ms RTT")
+    A("")
+    ns_all = sorted({n for (n, rtt) in configs if rtt == rtt_plot})
+    full = [t for t in TOOLS if all(ok(at(configs, n, rtt_plot).get(t)) for n in ns_all)]
+    drew = False
+    chart = mermaid_chart(configs, rtt_plot, full, ns_all, f"Median wall time, {rtt_plot} ms RTT (lower is better)")
+    if chart:
+        L.extend(chart)
+        drew = True
+    rest = [t for t in TOOLS if t not in full]
+    ns_common = [n for n in ns_all if all(ok(at(configs, n, rtt_plot).get(t)) for t in TOOLS if any(
+        ok(at(configs, m, rtt_plot).get(t)) for m in ns_all))]
+    if rest and len(ns_common) >= 2:
+        tools_common = [t for t in TOOLS if all(ok(at(configs, n, rtt_plot).get(t)) for n in ns_common)]
+        if set(tools_common) <= set(full):
+            tools_common = []
+        chart = mermaid_chart(configs, rtt_plot, tools_common, ns_common,
+                              f"All tools at the host counts every tool was run, {rtt_plot} ms RTT")
+        if chart:
+            L.extend(chart)
+            drew = True
+    if not drew:
+        A("Not enough 50 ms data for a chart yet.")
+        A("")
 
     # ---- ratios
     A("## Ratios (wall time)")
     A("")
-    A("`sweep/baseline` is the cost of the sweep over the physical floor (target ≤ 1.5 at 50 hosts, 50 ms); "
-      "`X/sweep` is how many times slower tool X is than the sweep (targets at 50 hosts, 50 ms: pyinfra one-fact-per-probe "
-      "≥ 10, ansible ≥ 20). `X/baseline` is given too, so the table is readable while the sweep column is unavailable.")
+    A("`sweep/baseline` and `run/baseline` are the cost of each sweep variant (pyinfra CLI `playbooks/sweep.py`, "
+      "and `keystone-checks run sweep` through pyinfra's API) over the physical floor (target ≤ 1.5 at 50 hosts, "
+      "50 ms). `X/sweep` is how many times slower tool X is than the **faster of the two sweep variants in that "
+      "configuration** (named in the `faster` column; targets at 50 hosts, 50 ms: pyinfra one-fact-per-probe ≥ 10, "
+      "ansible ≥ 20). `X/baseline` is given too.")
     A("")
-    A("| hosts | RTT ms | sweep/baseline | pyinfra-facts/sweep | testinfra/sweep | ansible/sweep | pyinfra-facts/baseline | testinfra/baseline | ansible/baseline |")
-    A("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    A("| hosts | RTT ms | sweep/baseline | run/baseline | faster | pyinfra-facts/sweep | testinfra/sweep | ansible/sweep | pyinfra-facts/baseline | testinfra/baseline | ansible/baseline |")
+    A("| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for (n, rtt), tools in configs.items():
-        b, s = tools.get("baseline"), tools.get("sweep")
-        cells = [ratio(s, b)] + [ratio(tools.get(t), s) for t in ("pyinfra-facts", "testinfra", "ansible")] + \
-                [ratio(tools.get(t), b) for t in ("pyinfra-facts", "testinfra", "ansible")]
-        A(f"| {n} | {rtt:g} | " + " | ".join(fmt(c, 2, "×") for c in cells) + " |")
+        b = tools.get("baseline")
+        f = fastest_sweep(tools)
+        cells = [fmt(ratio(tools.get("sweep"), b), 2, "×"), fmt(ratio(tools.get("sweep-api"), b), 2, "×"),
+                 short(f["tool"]) if f else "–"]
+        cells += [fmt(ratio(tools.get(t), f), 2, "×") for t in OTHERS]
+        cells += [fmt(ratio(tools.get(t), b), 2, "×") for t in OTHERS]
+        A(f"| {n} | {rtt:g} | " + " | ".join(cells) + " |")
     A("")
 
     # ---- targets
     A("## Issue #5 targets (50 hosts, 50 ms RTT)")
     A("")
-    t50 = configs.get((50, 50.0)) or configs.get((50, 50))
+    t50 = at(configs, 50, 50)
     if not t50:
         A("Not measured yet (run `bench/run.py --hosts 50 --rtt 50`).")
-    else:
-        b, s = t50.get("baseline"), t50.get("sweep")
-        rows = [
-            ("sweep wall ≤ 1.5 × baseline", ratio(s, b), lambda v: v <= 1.5),
-            ("pyinfra one-fact-per-probe ≥ 10 × sweep", ratio(t50.get("pyinfra-facts"), s), lambda v: v >= 10),
-            ("ansible-playbook ≥ 20 × sweep", ratio(t50.get("ansible"), s), lambda v: v >= 20),
-        ]
-        A("| target | measured | met |")
-        A("| --- | ---: | --- |")
-        for name, v, pred in rows:
-            A(f"| {name} | {fmt(v, 2, '×')} | {'–' if v is None else ('yes' if pred(v) else 'NO')} |")
-        if not ok(s):
-            A("")
-            A(f"The sweep column is `{(s or {}).get('status', 'not run')}`"
-              f"{': ' + s['note'] if s and s.get('note') else ''}.")
-    t100 = configs.get((100, 50.0)) or configs.get((100, 50))
-    if t100 and ok(t100.get("sweep")):
-        s = t100["sweep"]
         A("")
-        A(f"100 hosts at 50 ms: sweep {s['wall_s_median']:.2f} s, errors {s['errors']}, controller max RSS "
-          f"{fmt(s.get('peak_rss_mb'), 0)} MiB (tree {fmt(s.get('peak_tree_rss_mb'), 0)} MiB), CPU {fmt(s.get('cpu_s'))} s.")
-    A("")
+    else:
+        b = t50.get("baseline")
+        f = fastest_sweep(t50)
+        fname = short(f["tool"]) if f else "–"
+        rows = [
+            ("sweep (pyinfra CLI) wall ≤ 1.5 × baseline", ratio(t50.get("sweep"), b), lambda v: v <= 1.5,
+             t50.get("sweep"), b),
+            ("keystone-checks run (API) wall ≤ 1.5 × baseline", ratio(t50.get("sweep-api"), b), lambda v: v <= 1.5,
+             t50.get("sweep-api"), b),
+            (f"pyinfra one-fact-per-probe ≥ 10 × sweep (vs {fname})", ratio(t50.get("pyinfra-facts"), f),
+             lambda v: v >= 10, t50.get("pyinfra-facts"), f),
+            (f"ansible-playbook ≥ 20 × sweep (vs {fname})", ratio(t50.get("ansible"), f), lambda v: v >= 20,
+             t50.get("ansible"), f),
+        ]
+        A("| target | measured | wall times (median) | met |")
+        A("| --- | ---: | --- | --- |")
+        for name, v, pred, x, y in rows:
+            walls = (f"{x['wall_s_median']:.2f} s / {y['wall_s_median']:.2f} s" if ok(x) and ok(y) else
+                     f"{status_cell(x)} / {status_cell(y)}")
+            A(f"| {name} | {fmt(v, 2, '×')} | {walls} | {'–' if v is None else ('yes' if pred(v) else '**NO**')} |")
+        A("")
+        A(f"Verdict: {sum(1 for _, v, pred, _, _ in rows if v is not None and pred(v))} of {len(rows)} met "
+          f"({sum(1 for _, v, _, _, _ in rows if v is None)} not measured).")
+        loads = sorted({(r.get("load_avg_1m_before"), r.get("load_avg_1m_after"), r["tool"]) for r in t50.values()
+                        if ok(r) and r.get("load_avg_1m_before") is not None}, key=lambda x: TOOLS.index(x[2]))
+        spans: dict[tuple, list] = {}
+        for lb, la, t in loads:
+            spans.setdefault((lb, la), []).append(short(t))
+        if len(spans) > 1:
+            A("")
+            A("The tools of this configuration were measured in separate invocations, under different machine "
+              "load (1-minute load average, start → end): " + "; ".join(
+                  f"{', '.join(ts)}: {lb} → {la}" for (lb, la), ts in spans.items()) + ". Higher load inflates "
+              "absolute times; compare ratios with that in mind.")
+        A("")
+        # -- what the sweep's remaining cost is made of
+        c, s, loc = t50.get("pyinfra-connect"), t50.get("sweep"), t50.get("probes-local")
+        if ok(b) and ok(c) and ok(s):
+            B, C, S = b["wall_s_median"], c["wall_s_median"], s["wall_s_median"]
+            api = t50.get("sweep-api")
+            api_txt = (f" The API variant (`keystone-checks run sweep`) took {api['wall_s_median']:.2f} s "
+                       f"({api['wall_s_median'] / B:.2f} × baseline): the same engine and the same one exec per "
+                       "host, driven through pyinfra's Python API." if ok(api) else "")
+            if ok(loc):
+                Lw = loc["wall_s_median"]
+                sl = (f" Running that same batch script 50 times in parallel on this machine without any SSH "
+                      f"(probes-local) takes {Lw:.2f} s by itself: "
+                      + (f"the catalog's {sleep_s:g} s sampling window ({', '.join(f'`{k}`' for k in sleepers)}) "
+                         f"plus {max(0.0, Lw - sleep_s):.2f} s of the 50 hosts' probe processes competing for the "
+                         "2 cores they share with the controller here (on a real fleet each host runs its probes "
+                         "on its own CPU). " if sleep_s else
+                         "the 50 hosts' probe processes competing for the 2 cores they share with the "
+                         "controller here. ")
+                      + f"The remaining {S - C - Lw:.2f} s is the exec round trip, shipping each host's output "
+                      "back, parsing and evaluating it and writing the report. Without the hosts' own work the "
+                      f"sweep would be about {S - Lw:.2f} s = {(S - Lw) / B:.2f} × baseline.")
+            elif sleep_s:
+                sl = (f" At least {sleep_s:g} s of that is the catalog's own sampling window "
+                  f"({', '.join(f'`{k}`' for k in sleepers)} sleeps {sleep_s:g} s between two reads), which no "
+                  f"transport can remove; the rest, {max(0.0, S - C - sleep_s):.2f} s, is the other probes' "
+                  "runtime, shipping their output back and parsing/evaluating it on the controller. Without the "
+                  f"sampling window the sweep would be about {S - sleep_s:.2f} s = "
+                  f"{(S - sleep_s) / B:.2f} × baseline.")
+            else:
+                sl = (" That is the probes' runtime on the hosts, shipping their output back and parsing/evaluating it "
+                  "on the controller.")
+            A(f"**Where the sweep's cost over the baseline goes** (50 hosts, 50 ms): the baseline (paramiko, connect + "
+              f"`true`) took {B:.2f} s and pyinfra with an empty deploy (interpreter and pyinfra start-up, inventory, "
+              f"parallel connect to all 50 hosts, nothing executed) {C:.2f} s, so "
+              + (f"{C - B:.2f} s of the sweep's {S:.2f} s is pyinfra itself before any check runs. " if C - B >= 0.05
+                 else f"pyinfra's start-up and connect cost nothing measurable over the baseline's ({C - B:+.2f} s): "
+                      "the whole gap is the checks. ")
+              + f"The checks' own part — one exec per host running "
+              f"all {P} probes — is sweep − pyinfra-connect = {S - C:.2f} s.{sl}{api_txt}")
+            A("")
+        pf = t50.get("pyinfra-facts")
+        if ok(pf) and f and P and P > 1:
+            F, Sf = pf["wall_s_median"], f["wall_s_median"]
+            per = (F - Sf) / (P - 1)
+            need = 1 + (10 * Sf - Sf) / per if per > 0 else None
+            rtt_s = 0.05
+            A(f"**Why one-fact-per-probe is only {F / Sf:.2f}× slower, not 10×:** a pyinfra fact costs about three "
+              f"round trips (open a channel, exec, read the exit status) ≈ {3 * rtt_s * 1000:.0f} ms at 50 ms RTT, so "
+              f"{P} probes cost ≈ {P} × {3 * rtt_s:.2f} s = {P * 3 * rtt_s:.2f} s per host where the sweep pays one "
+              f"exec ≈ {3 * rtt_s:.2f} s; both pay the same start-up, connect"
+              + (f", the {sleep_s:g} s sampling window" if sleep_s else "") +
+              " and the hosts' own probe work, and hosts run in parallel."
+              f" Measured: {F:.2f} s vs {Sf:.2f} s ({short(f['tool'])}), "
+              f"i.e. {per * 1000:.0f} ms per extra probe. The ratio is therefore bounded by the probe count: "
+              f"≈ (fixed + P × {3 * rtt_s:.2f} s) / (fixed + {3 * rtt_s:.2f} s), which approaches 10× only when the "
+              "per-probe round trips dominate everything else"
+              + (f" — at the measured {per * 1000:.0f} ms per probe that needs roughly {need:.0f} probes per host"
+                 if need else "") + f", not {P}.")
+            A("")
+        an = t50.get("ansible")
+        if ok(an) and f:
+            A(f"**ansible-playbook** took {an['wall_s_median']:.2f} s ({an['wall_s_median'] / f['wall_s_median']:.2f}× "
+              f"the {short(f['tool'])}) and {fmt(an.get('cpu_s'), 1)} s of controller CPU: one task per probe; each task "
+              "runs on all hosts at once (forks = 50) but the next one waits for the slowest host (strategy linear), "
+              "and every task is a Python module piped to a fresh interpreter on every host (pipelining), all on "
+              "the same 2 cores.")
+            A("")
+    t100 = at(configs, 100, 50)
+    rows100 = [(t, t100.get(t)) for t in SWEEPS if ok(t100.get(t))]
+    if rows100:
+        A("**100 hosts at 50 ms:** " + "; ".join(
+            f"{plain(t)} {r['wall_s_median']:.2f} s, errors {r['errors']}, controller max RSS "
+            f"{fmt(r.get('peak_rss_mb'), 0)} MiB (tree {fmt(r.get('peak_tree_rss_mb'), 0)} MiB), CPU {fmt(r.get('cpu_s'))} s, "
+            f"{hosts_per_minute(r):.0f} hosts/min" for t, r in rows100) + ".")
+        A("")
 
     # ---- cli
     A("## CLI start-up")
@@ -193,8 +411,8 @@ def render_md(fleet, cli, machine: dict) -> str:
     if not cli:
         A("| – | not measured | – | – | – | – |")
     A("")
-
-    A("![wall time per tool vs hosts, one panel per RTT](benchmarks.png)")
+    A("Measured the same way as the fleet tools (wall around the process, one warm-up run first), with the "
+      "project's interpreter and the real `keystone-checks` executable (not the pyenv shim).")
     A("")
 
     # ---- settings
@@ -206,9 +424,20 @@ def render_md(fleet, cli, machine: dict) -> str:
     A("- **pyinfra-connect** (`bench/tools/pyinfra_connect_deploy.py`, an empty deploy): pyinfra's CLI start-up "
       "and its parallel connect to every host, nothing else - not one of the issue's comparisons, it splits the "
       "sweep's time into \"pyinfra itself\" and \"the checks\" (sweep − pyinfra-connect).")
+    A("- **probes-local** (`bench/tools/probes_local.py`): the exact batch script the engine sends to one host "
+      "(`keystone_checks.facts.batch.render_batch` for this phase and role: every probe under `timeout`, with its "
+      "section markers) run N times in parallel with local `sh`, no SSH at all - a decomposition like "
+      "pyinfra-connect: what the N hosts' own work costs on this machine, where they share the controller's cores.")
     A("- **sweep**: `pyinfra -y INVENTORY playbooks/sweep.py --data report=TMP` from the repo, with the project's "
       "pyinfra; the inventory sets `role` and `disk` (see `--host-data`) on every host. Reported `unavailable` "
       "while `playbooks/sweep.py` does not exist; never estimated.")
+    A("- **sweep-api** (\"keystone-checks run (API)\"): `keystone-checks run sweep -i INVENTORY --report "
+      "json:TMP/report.json` from the repo - the same engine through pyinfra's Python API instead of its CLI. "
+      "Its exit status is the Nagios result (0-3: pass/warning/critical/unknown; failing checks on these "
+      "ZFS-less hosts give 2), not a failure; errors are counted from the JSON report exactly as for `sweep`.")
+    A("- `pyinfra` and `keystone-checks` are run as the real executables of the project's interpreter: a pyenv "
+      "shim on PATH is resolved with `pyenv which` first (the shim is a bash script that costs 0.1-0.7 s per "
+      "call, which the baseline does not pay).")
     A("- **pyinfra-facts** (`bench/tools/pyinfra_facts_deploy.py`): `pyinfra -y INVENTORY deploy.py`; one "
       "`host.get_fact(Command, cmd)` per probe inside one `python.call` operation, so hosts run in parallel "
       "(pyinfra default `--parallel`, i.e. all hosts); pyinfra's own paramiko settings (Nagle on).")
@@ -223,7 +452,8 @@ def render_md(fleet, cli, machine: dict) -> str:
       "ControlPath directory per run (every run starts cold like the other tools), `interpreter_python = "
       "/usr/bin/python3`, host key checking on.")
     A("- Wall time is measured around the tool's process (interpreter start-up included); each tool gets "
-      "`--timeout` seconds per run and is recorded as `timeout` instead of hanging.")
+      "`--timeout` seconds per run and is recorded as `timeout` instead of hanging. A configuration not run for "
+      "lack of time is recorded as `skipped` with the reason (`bench/run.py --record-skipped REASON`).")
     A("")
     A("### Method and caveats")
     A("")
@@ -237,13 +467,29 @@ def render_md(fleet, cli, machine: dict) -> str:
       "flattered at 50 ms.")
     A("- Controller, proxy and all sshd hosts share the same 2 cores, so at large N the hosts' CPU (sshd key "
       "exchange, the probe commands) competes with the controller: absolute numbers at N = 100 are pessimistic "
-      "for every tool alike. Other work on the machine during a run shows up as noise; `load_avg_1m_before` in "
-      "the JSON records the load at the start of each configuration.")
+      "for every tool alike. Other work on the machine during a run shows up as noise: `load_avg_1m_before` and "
+      "`load_avg_1m_after` in the JSON (and the notes under the results table) record the load at the start and "
+      "end of each configuration. Tools of one configuration run round-robin, so load drift hits them alike; "
+      "configurations run minutes apart (e.g. testinfra/ansible vs the rest) may not be.")
     A("- Hosts share this machine's filesystem (their own `/root` and hostname aside), so probes read this "
       "machine's /proc, /sys and /etc; commands absent here (zpool, cryptsetup, nix-env...) exit 127 quickly, "
       "which understates the remote work equally for every tool and leaves the transport cost — what is being "
       "compared — intact.")
     A("")
+
+    # ---- stale
+    if stale:
+        A("## Stale records (earlier catalog, not comparable)")
+        A("")
+        A("Measured with a different number of probes than the current catalog, kept for the record only; "
+          "they are left out of every table, chart and ratio above. Re-run these tools to replace them.")
+        A("")
+        A("| hosts | RTT ms | tool | probes | wall s | errors | why stale |")
+        A("| ---: | ---: | --- | ---: | ---: | ---: | --- |")
+        for r in sorted(stale, key=lambda r: (r["hosts"], r["rtt_ms"], TOOLS.index(r["tool"]))):
+            A(f"| {r['hosts']} | {r['rtt_ms']:g} | {LABEL[r['tool']]} | {r.get('probes')} | {status_cell(r)} | "
+              f"{r.get('errors') if r.get('errors') is not None else '–'} | {r['stale']} |")
+        A("")
 
     # ---- machine
     A("## Machine")
@@ -267,35 +513,47 @@ def render_md(fleet, cli, machine: dict) -> str:
                 h = hosts_per_minute(tools.get(t))
                 if h is not None and (t not in best50 or n > best50[t][0]):
                     best50[t] = (n, h)
-    sw = best50.get("sweep")
+    sws = [(t, best50[t]) for t in SWEEPS if t in best50]
     base = best50.get("baseline")
+    sw = max(sws, key=lambda x: (x[1][0], x[1][1])) if sws else None
     if sw:
-        figure = (f"At 50 ms RTT this controller swept **{sw[1]:.0f} hosts per minute** with the keystone-checks "
-                  f"sweep (measured at N = {sw[0]})")
+        figure = (f"At 50 ms RTT this controller swept **{sw[1][1]:.0f} hosts per minute** with {plain(sw[0])} "
+                  f"(measured at N = {sw[1][0]})")
+        other = [x for x in sws if x[0] != sw[0]]
+        if other:
+            figure += f" ({plain(other[0][0])}: {other[0][1][1]:.0f}/min at N = {other[0][1][0]})"
     elif base:
         figure = (f"The sweep column is not measured yet; the floor at 50 ms RTT is **{base[1]:.0f} hosts per "
                   f"minute** (baseline, N = {base[0]}), an upper bound for the sweep")
     else:
         figure = "The 50 ms figures are not measured yet"
     extra = []
-    for t in ("pyinfra-facts", "testinfra", "ansible"):
+    for t in OTHERS:
         if t in best50:
             extra.append(f"{LABEL[t]} {best50[t][1]:.0f}/min (N = {best50[t][0]})")
     if extra:
         figure += "; for comparison " + ", ".join(extra)
     A(figure + ".")
+    if sleep_s:
+        A("")
+        A(f"These per-minute figures are per run: they include start-up, the catalog's {sleep_s:g} s sampling "
+          "window and the hosts' own probe work, which on this benchmark runs on the controller's cores "
+          "(probes-local); on a real fleet that work runs on the hosts, so one controller has headroom beyond "
+          "these figures, up to the CPU bound below.")
     A("")
     cpu_rows = []
     for (n, rtt), tools in configs.items():
-        s = tools.get("sweep")
-        if rtt == 50 and ok(s) and s.get("cpu_s") and n >= 10:
-            cpu_rows.append((n, s["cpu_s"] / n))
+        for t in SWEEPS:
+            s = tools.get(t)
+            if rtt == 50 and ok(s) and s.get("cpu_s") and n >= 10:
+                cpu_rows.append((n, -s["cpu_s"] / n, t))
     if cpu_rows:
-        n, per_host = max(cpu_rows)
+        n, neg, t = max(cpu_rows)
+        per_host = -neg
         cores = machine.get("cores") or 2
-        A(f"CPU bound: the sweep spent {per_host * 1000:.0f} ms of controller CPU per host at N = {n}, so a "
-          f"{cores}-core controller saturates at roughly {cores * 60 / per_host:.0f} hosts per minute of continuous "
-          "sweeping (less while the hosts' own sshd share the cores, as they do here).")
+        A(f"CPU bound: {plain(t)} spent {per_host * 1000:.0f} ms of controller CPU per host at N = {n} (start-up "
+          f"included), so a {cores}-core controller saturates at roughly {cores * 60 / per_host:.0f} hosts per minute "
+          "of continuous sweeping (less while the hosts' own sshd share the cores, as they do here).")
         A("")
     A("A sweep is one SSH connection and one exec per host, so one controller's capacity is bounded by its CPU "
       "(SSH key exchange and the parsing of each host's output), not by latency: latency adds a constant "
@@ -312,7 +570,8 @@ def render_md(fleet, cli, machine: dict) -> str:
       "`shard_0 ... shard_{k-1}` by a stable hash of the host name) and give each controller `--limit shard_3`.")
     A("- By globs: `--limit 'web-0*'`, `--limit 'db-*'`, or by site; `--exclude` to carve out hosts swept elsewhere.")
     A("- Each controller writes its own report: `pyinfra -y inventory.py playbooks/sweep.py --limit shard_3 "
-      "--data report=/var/lib/keystone-checks/sweep-shard_3.json`.")
+      "--data report=/var/lib/keystone-checks/sweep-shard_3.json`, or `keystone-checks run sweep -i inventory.py "
+      "--limit shard_3 --report json:/var/lib/keystone-checks/sweep-shard_3.json` (exit code = Nagios status).")
     A("")
     A("**Scheduling** with what already exists, one job per shard:")
     A("")
@@ -357,13 +616,15 @@ def render_png(fleet, path: Path) -> bool:
     if not rtts:
         return False
     fig, axes = plt.subplots(1, len(rtts), figsize=(5.2 * len(rtts), 4.4), squeeze=False, sharey=True)
-    markers = {"pyinfra-connect": "x", "baseline": "o", "sweep": "s", "pyinfra-facts": "^", "testinfra": "v", "ansible": "D"}
+    markers = {"pyinfra-connect": "x", "probes-local": "*", "baseline": "o", "sweep": "s", "sweep-api": "P", "pyinfra-facts": "^",
+               "testinfra": "v", "ansible": "D"}
     for ax, rtt in zip(axes[0], rtts):
         for t in TOOLS:
             pts = sorted((r["hosts"], r["wall_s_median"]) for r in fleet
                          if r["tool"] == t and r["rtt_ms"] == rtt and ok(r))
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=markers[t], label=LABEL[t].replace("`", ""))
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=markers[t], color=COLOR[t][0],
+                        label=plain(t))
         ax.set_title(f"RTT {rtt:g} ms")
         ax.set_xlabel("hosts")
         ax.set_xscale("log")
@@ -385,16 +646,20 @@ def render_png(fleet, path: Path) -> bool:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", default=str(REPO / "docs" / "benchmarks.json"))
+    ap.add_argument("--png", default="", metavar="PATH",
+                    help="also draw the plot with matplotlib into PATH (off by default; never commit it)")
     a = ap.parse_args()
     jpath = Path(a.json)
-    fleet, cli = load(jpath)
+    fleet, stale, cli = load(jpath)
     mpath = HERE / "machine.json"
     machine = json.loads(mpath.read_text()) if mpath.exists() else {}
     md = jpath.with_suffix(".md")
-    md.write_text(render_md(fleet, cli, machine))
-    png = jpath.with_suffix(".png")
-    drew = render_png(fleet, png)
-    print(f"wrote {md}" + (f" and {png}" if drew else " (no plot: matplotlib missing or no data)"))
+    md.write_text(render_md(fleet, stale, cli, machine))
+    msg = f"wrote {md}"
+    if a.png:
+        png = Path(a.png)
+        msg += f" and {png}" if render_png(fleet, png) else " (no PNG: matplotlib missing or no data)"
+    print(msg)
     return 0
 
 

@@ -8,14 +8,17 @@
 (bench/fleet.py), and for each RTT it sets the delay proxy, then runs every tool on the same fleet
 with the same probes, round-robin, `--runs` times, and records wall time (median), controller CPU
 seconds and peak controller memory.  Results are merged into docs/benchmarks.json (a record with the
-same tool/hosts/rtt is replaced) and docs/benchmarks.md + docs/benchmarks.png are regenerated
-(bench/report.py).
+same tool/hosts/rtt is replaced) and docs/benchmarks.md is regenerated
+(bench/report.py; the PNG plot only with --png PATH).
 
 Tools (see docs/benchmarks.md "Settings" for the exact flags):
   baseline       connect + one exec of `true` per host, in parallel (paramiko, one thread per host)
   pyinfra-connect  pyinfra with an empty deploy: CLI start-up + connecting to every host (decomposition)
+  probes-local   the engine's per-host batch script run N times in parallel locally, no SSH (decomposition)
   sweep          keystone-checks: pyinfra -y INVENTORY playbooks/sweep.py --data report=TMP
                  ("unavailable" until playbooks/sweep.py exists in the repo)
+  sweep-api      keystone-checks run sweep -i INVENTORY --report json:TMP/report.json (the same engine
+                 through pyinfra's Python API; exit codes 0-3 are the Nagios result, not a failure)
   pyinfra-facts  plain pyinfra, one Command fact per probe (bench/tools/pyinfra_facts_deploy.py)
   testinfra      pytest-testinfra, paramiko backend, host.run(cmd) per probe, pytest-xdist
   ansible        ansible-playbook, one command task per probe, pipelining, ControlMaster default
@@ -50,8 +53,12 @@ from fleet import Fleet, proc_start  # noqa: E402
 VENV = HERE / ".venv"
 VENV_PY = VENV / "bin" / "python"
 DOCS = REPO / "docs"
-ALL_TOOLS = ["baseline", "pyinfra-connect", "sweep", "pyinfra-facts", "testinfra", "ansible"]
+ALL_TOOLS = ["baseline", "pyinfra-connect", "probes-local", "sweep", "sweep-api", "pyinfra-facts", "testinfra", "ansible"]
+# tools whose records depend on the probe catalog (a record with another probe count is stale)
+PROBE_TOOLS = {"sweep", "sweep-api", "pyinfra-facts", "testinfra", "ansible"}
+SWEEPS = ("sweep", "sweep-api")
 TESTINFRA_MAX_WORKERS = 8
+PHASE_ROLE = ["sweep", "deployed"]  # set from --phase/--role in main()
 
 
 def log(msg: str) -> None:
@@ -77,9 +84,25 @@ def project_env() -> dict:
     return env
 
 
+def resolve_exe(name: str, env: dict | None = None) -> str | None:
+    """`name` on the project's PATH; a pyenv shim (a bash script that runs `pyenv exec`, 0.1-0.7 s per
+    call here) is resolved to the real executable, so no tool pays a start-up cost the baseline does not."""
+    exe = shutil.which(name, path=(env or project_env())["PATH"])
+    if exe and "/.pyenv/shims/" in exe and shutil.which("pyenv"):
+        r = subprocess.run(["pyenv", "which", name], capture_output=True, text=True, timeout=30)
+        real = r.stdout.strip()
+        if r.returncode == 0 and real and os.access(real, os.X_OK):
+            return real
+    return exe
+
+
+def load1() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
 def project_python() -> str:
     """The interpreter of the project's environment (the one pyinfra is installed in)."""
-    pyinfra = shutil.which("pyinfra", path=project_env()["PATH"])
+    pyinfra = resolve_exe("pyinfra")
     if pyinfra:
         with open(pyinfra, "rb") as f:
             first = f.readline().decode(errors="replace")
@@ -117,6 +140,30 @@ def load_probes(phase: str, role: str, host_data: dict, mode: str = "auto") -> t
           f"using the FALLBACK probe list bench/probes_fallback.py ({len(FALLBACK_PROBES)} probes)",
           file=sys.stderr, flush=True)
     return list(FALLBACK_PROBES), "fallback:bench/probes_fallback.py"
+
+
+def engine_batch_script(phase: str, role: str, host_data: dict, path: Path) -> str:
+    """Write the exact batch script the sweep sends to one host (keystone_checks.facts.batch) to `path`.
+    -> "" on success, else why not (probes-local is then unavailable)."""
+    data = {k: v for k, v in host_data.items() if k != "role"}
+    code = (
+        "import sys\n"
+        "from keystone_checks import hostdata\n"
+        "from keystone_checks.plan import checks_for_phase, load_catalog, plan_host\n"
+        "from keystone_checks.facts.batch import render_batch\n"
+        f"ctx = hostdata.resolve('bench', {{'role': {role!r}, **{data!r}}})\n"
+        f"plan = plan_host(checks_for_phase(load_catalog(), {phase!r}), [{role!r}], ctx)\n"
+        "sys.stdout.write(render_batch(list(plan.probes), 'KCBENCH0000'))\n"
+    )
+    try:
+        r = subprocess.run([project_python(), "-c", code], capture_output=True, text=True, env=project_env(),
+                           cwd=REPO, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+    if r.returncode != 0 or not r.stdout.strip():
+        return (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
+    path.write_text(r.stdout)
+    return ""
 
 
 # ------------------------------------------------------------------------------ measured process
@@ -269,6 +316,8 @@ class Ctx:
         self.hosts_json.write_text(json.dumps({"hosts": fleet.hosts, "client_key": fleet.client_key,
                                                "known_hosts": fleet.known_hosts}))
         self._write_ansible()
+        self.batch_script = work / "batch.sh"
+        self.batch_why = engine_batch_script(PHASE_ROLE[0], PHASE_ROLE[1], host_data, self.batch_script)
 
     def _write_ansible(self) -> None:
         tasks = []
@@ -307,14 +356,25 @@ def sweep_available() -> tuple[bool, str]:
     return True, ""
 
 
+def sweep_api_available() -> tuple[bool, str]:
+    if not resolve_exe("keystone-checks"):
+        return False, "keystone-checks executable not installed in the project's environment"
+    return True, ""
+
+
 def tool_command(tool: str, ctx: Ctx, run_dir: Path) -> tuple[list[str], dict, Path]:
     env = project_env()
-    pyinfra = shutil.which("pyinfra", path=env["PATH"]) or "pyinfra"
+    pyinfra = resolve_exe("pyinfra", env) or "pyinfra"
     if tool == "baseline":
         return [str(VENV_PY), str(HERE / "tools" / "baseline.py"), str(ctx.hosts_json)], env, run_dir
     if tool == "sweep":
         return [pyinfra, "-y", ctx.inventory, "playbooks/sweep.py", "--data",
                 f"report={run_dir / 'report.json'}"], env, REPO
+    if tool == "probes-local":
+        return [str(VENV_PY), str(HERE / "tools" / "probes_local.py"), str(ctx.n), str(ctx.batch_script)], env, run_dir
+    if tool == "sweep-api":
+        exe = resolve_exe("keystone-checks", env) or "keystone-checks"
+        return [exe, "run", "sweep", "-i", ctx.inventory, "--report", f"json:{run_dir / 'report.json'}"], env, REPO
     if tool == "pyinfra-connect":
         return [pyinfra, "-y", ctx.inventory, str(HERE / "tools" / "pyinfra_connect_deploy.py")], env, run_dir
     if tool == "pyinfra-facts":
@@ -345,7 +405,7 @@ def parse_result(tool: str, ctx: Ctx, run_dir: Path, logfile: Path, m: Measured)
     """-> (errors = hosts that did not complete, execs_ok = probe executions that answered)."""
     text = logfile.read_text(errors="replace")
     n, p = ctx.n, len(ctx.probes)
-    if tool == "baseline":
+    if tool in ("baseline", "probes-local"):
         for line in reversed(text.splitlines()):
             if line.startswith("{"):
                 d = json.loads(line)
@@ -379,7 +439,9 @@ def parse_result(tool: str, ctx: Ctx, run_dir: Path, logfile: Path, m: Measured)
             if int(mm.group(3)) or int(mm.group(4)) or int(mm.group(2)) != p:
                 bad += 1
         return bad + (n - seen), ok_total
-    if tool == "sweep":
+    if tool in SWEEPS:
+        # keystone-checks run exits 0-3 (Nagios: pass/warning/critical/unknown) - a result, not a failure;
+        # errors are counted from the report, the same way for both sweep variants
         rep = run_dir / "report.json"
         try:
             data = json.loads(rep.read_text())
@@ -388,7 +450,8 @@ def parse_result(tool: str, ctx: Ctx, run_dir: Path, logfile: Path, m: Measured)
             errs += max(0, n - len(hosts))
             return errs, len(hosts) * p - errs * p
         except (OSError, ValueError, AttributeError):
-            return (0 if m.rc == 0 else n), 0
+            ok_rc = (0, 1, 2, 3) if tool == "sweep-api" else (0,)
+            return (0 if m.rc in ok_rc else n), 0
     raise ValueError(tool)
 
 
@@ -397,7 +460,7 @@ def measure_cli(runs: int) -> list[dict]:
     env = project_env()
     out = []
     py = project_python()
-    exe = shutil.which("keystone-checks", path=env["PATH"])
+    exe = resolve_exe("keystone-checks", env)
     cases = [("cli-import", [py, "-c", "import keystone_checks.cli"], True),
              ("cli-help", [exe or "keystone-checks", "--help"], exe is not None)]
     for name, argv, possible in cases:
@@ -473,11 +536,15 @@ def machine_info() -> dict:
         "pytest_xdist": ver([str(VENV_PY), "-c", "import importlib.metadata as m; print(m.version('pytest-xdist'))"]),
         "ansible_core": ver([str(VENV_PY), "-c", "import importlib.metadata as m; print(m.version('ansible-core'))"]),
         "openssh": ver(["sh", "-c", "ssh -V 2>&1"]),
-        "pyinfra_path": shutil.which("pyinfra", path=env["PATH"]) or "missing",
+        "pyinfra_path": resolve_exe("pyinfra", env) or "missing",
+        "keystone_checks_path": resolve_exe("keystone-checks", env) or "missing",
     }
 
 
-def merge_results(path: Path, new: list[dict]) -> list[dict]:
+def merge_results(path: Path, new: list[dict], probes_now: int | None = None) -> list[dict]:
+    """New records replace old ones with the same tool/hosts/rtt; with `probes_now` (the current
+    catalog's size), records of per-probe tools measured with another probe count are flagged
+    `stale` (kept, reported in their own section, never compared with current records)."""
     old: list[dict] = []
     if path.exists():
         try:
@@ -486,6 +553,12 @@ def merge_results(path: Path, new: list[dict]) -> list[dict]:
             old = []
     keys = {(r["tool"], r["hosts"], r["rtt_ms"]) for r in new}
     merged = [r for r in old if (r["tool"], r["hosts"], r["rtt_ms"]) not in keys] + new
+    if probes_now is not None:
+        for r in merged:
+            if r["tool"] in PROBE_TOOLS and r.get("probes") != probes_now:
+                r["stale"] = f"measured with {r.get('probes')} probes; the catalog now has {probes_now}"
+            else:
+                r.pop("stale", None)
     merged.sort(key=lambda r: (r["hosts"], r["rtt_ms"], ALL_TOOLS.index(r["tool"]) if r["tool"] in ALL_TOOLS else 99))
     return merged
 
@@ -505,7 +578,10 @@ def main(argv=None) -> int:
                     help="auto: the engine's sweep catalog if importable, else the fallback list")
     ap.add_argument("--out", default=str(DOCS / "benchmarks.json"))
     ap.add_argument("--no-cli", action="store_true", help="skip the CLI start-up measurement")
-    ap.add_argument("--no-report", action="store_true", help="do not regenerate benchmarks.md/png")
+    ap.add_argument("--no-report", action="store_true", help="do not regenerate benchmarks.md")
+    ap.add_argument("--png", default="", help="also pass --png PATH to bench/report.py (plot; off by default)")
+    ap.add_argument("--record-skipped", default="", metavar="REASON",
+                    help="run nothing: record --tools x --hosts x --rtt as `skipped` with REASON (e.g. a time budget)")
     ap.add_argument("--keep-logs", default="", help="directory to copy every tool log into")
     a = ap.parse_args(argv)
 
@@ -528,19 +604,39 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _term)
 
     host_data = {**json.loads(a.host_data), "role": a.role}
+    PHASE_ROLE[:] = [a.phase, a.role]
     probes, probes_source = load_probes(a.phase, a.role, host_data, a.probes)
     log(f"{len(probes)} probes from {probes_source}")
     sweep_ok, sweep_why = sweep_available()
+    api_ok, api_why = sweep_api_available()
     info = machine_info()
     results: list[dict] = []
     keep_logs = Path(a.keep_logs) if a.keep_logs else None
     if keep_logs:
         keep_logs.mkdir(parents=True, exist_ok=True)
 
+    # fixed waits inside the probe commands (`sleep N`, e.g. a sampling window): a floor for every tool
+    probe_sleep_s = round(sum(float(x) for _, c in probes for x in re.findall(r"\bsleep\s+(\d+(?:\.\d+)?)\b", c)), 3)
+    sleepers = [k for k, c in probes if re.search(r"\bsleep\s+\d", c)]
+
     def base_record(tool: str, n: int, rtt: float) -> dict:
-        return {"tool": tool, "hosts": n, "rtt_ms": rtt, "runs": 0, "wall_s_median": None, "wall_s_all": [],
-                "cpu_s": None, "peak_rss_mb": None, "errors": None, "probes": len(probes),
-                "probes_source": probes_source}
+        rec = {"tool": tool, "hosts": n, "rtt_ms": rtt, "runs": 0, "wall_s_median": None, "wall_s_all": [],
+               "cpu_s": None, "peak_rss_mb": None, "errors": None, "probes": len(probes),
+               "probes_source": probes_source}
+        if tool in PROBE_TOOLS:
+            rec["probe_sleep_s"] = probe_sleep_s
+            rec["probe_sleepers"] = sleepers
+        return rec
+
+    if a.record_skipped:
+        for n in host_counts:
+            for rtt in rtts:
+                for tool in tools:
+                    results.append({**base_record(tool, n, rtt), "status": "skipped", "note": a.record_skipped})
+        out = Path(a.out)
+        out.write_text(json.dumps(merge_results(out, results, len(probes)), indent=1) + "\n")
+        log(f"wrote {out} ({len(results)} skipped records)")
+        return 0
 
     try:
         for n in host_counts:
@@ -550,13 +646,19 @@ def main(argv=None) -> int:
                 ctx = Ctx(fleet, work, probes, host_data)
                 for rtt in rtts:
                     fleet.set_rtt(rtt)
-                    load = os.getloadavg()[0]
+                    load_before = load1()
                     samples: dict[str, list[tuple[Measured, int, int]]] = {t: [] for t in tools}
                     status: dict[str, str] = {t: "ok" for t in tools}
                     notes: dict[str, str] = {}
                     if "sweep" in tools and not sweep_ok:
                         status["sweep"] = "unavailable"
                         notes["sweep"] = sweep_why
+                    if "probes-local" in tools and ctx.batch_why:
+                        status["probes-local"] = "unavailable"
+                        notes["probes-local"] = ctx.batch_why
+                    if "sweep-api" in tools and not api_ok:
+                        status["sweep-api"] = "unavailable"
+                        notes["sweep-api"] = api_why
                     for r in range(a.runs):
                         for tool in tools:
                             if status[tool] in ("unavailable", "timeout"):
@@ -581,8 +683,10 @@ def main(argv=None) -> int:
                                 shutil.copy(logfile, keep_logs / f"{tool}-N{n}-rtt{rtt:g}-run{r + 1}.log")
                     # the engine is a moving target while it is being written: flag a catalog that changed
                     # under the run (the sweep then ran other probes than the other tools did)
+                    load_after = load1()
+                    log(f"N={n} rtt={rtt:g}: load average (1 min) {load_before} before, {load_after} after")
                     catalog_changed = False
-                    if probes_source.startswith("engine") and "sweep" in tools and status.get("sweep") == "ok":
+                    if probes_source.startswith("engine") and any(status.get(t) == "ok" for t in SWEEPS if t in tools):
                         try:
                             now_probes, _ = load_probes(a.phase, a.role, host_data, "engine")
                             catalog_changed = now_probes != probes
@@ -595,7 +699,8 @@ def main(argv=None) -> int:
                         if catalog_changed:
                             rec["catalog_changed_during_run"] = True
                         rec["status"] = status[tool]
-                        rec["load_avg_1m_before"] = round(load, 2)
+                        rec["load_avg_1m_before"] = load_before
+                        rec["load_avg_1m_after"] = load_after
                         if tool in notes:
                             rec["note"] = notes[tool]
                         ss = samples[tool]
@@ -616,6 +721,8 @@ def main(argv=None) -> int:
                                 rec["probes"] = 1  # one exec of `true`
                             elif tool == "pyinfra-connect":
                                 rec["probes"] = 0  # connects only
+                            elif tool == "probes-local":
+                                rec["probes"] = len(probes)  # the engine's batch, no SSH
                         results.append(rec)
     except KeyboardInterrupt:
         log("interrupted: fleet stopped; keeping the results measured so far")
@@ -627,13 +734,14 @@ def main(argv=None) -> int:
                 pass
         out = Path(a.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        merged = merge_results(out, results)
+        merged = merge_results(out, results, len(probes))
         out.write_text(json.dumps(merged, indent=1) + "\n")
         if results:
             (HERE / "machine.json").write_text(json.dumps(info, indent=1) + "\n")
         log(f"wrote {out} ({len(results)} new records)")
         if not a.no_report:
-            subprocess.run([sys.executable, str(HERE / "report.py"), "--json", str(out)], check=False)
+            subprocess.run([sys.executable, str(HERE / "report.py"), "--json", str(out)]
+                           + (["--png", a.png] if a.png else []), check=False)
     return 0
 
 

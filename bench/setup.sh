@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare the machine for the keystone-checks fleet benchmark.
 #  - installs OpenSSH server (client + sshd binaries; the system service is NOT started/used)
-#  - creates bench/.venv (gitignored) with the comparison tools (testinfra, ansible, matplotlib, psutil)
+#  - creates bench/.venv (gitignored) with the comparison tools (testinfra, ansible, psutil; matplotlib only for the optional `report.py --png` plot)
 # pyinfra itself is taken from the project's environment (the tool under test), not from this venv.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

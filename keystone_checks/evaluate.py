@@ -44,9 +44,11 @@ class CheckResult:
     guide: dict[str, str] = field(default_factory=dict)
     fix: dict[str, Any] | None = None
     duration_ms: float = 0.0
+    role_skipped: bool = False  # skipped because the check is not for this host's role (not reported)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data.pop("role_skipped")
         data["outcome"] = str(self.outcome)
         return data
 

@@ -89,8 +89,11 @@ def evaluate_host(checks: list[Check], plan, parsed, context) -> dict[str, Check
 
 def _evaluate_one(check, plan, parsed, context, results) -> CheckResult:
     if check in plan.skipped_by_role:
-        return result_for(check, Outcome.SKIPPED, f"applies to {', '.join(check.roles)} hosts only")
-    blocking = [d for d in check.depends_on if d in results and results[d].outcome != Outcome.PASS]
+        return result_for(check, Outcome.SKIPPED, f"applies to {', '.join(check.roles)} hosts only", role_skipped=True)
+    # A dependency that does not apply to this host's role gates nothing (e.g. pool-imported on the
+    # operator's machine); one that applies must have passed.
+    blocking = [d for d in check.depends_on if d in results and results[d].outcome != Outcome.PASS
+                and not results[d].role_skipped]
     if blocking:
         reasons = ", ".join(f"{d} ({results[d].outcome})" for d in blocking)
         return result_for(check, Outcome.SKIPPED, f"skipped because {reasons} did not pass")

@@ -71,3 +71,13 @@ def test_phase_pulls_in_dependencies_from_other_phases():
     user = make_check(id="user", phases=["sweep"], depends_on=["base"])
     other = make_check(id="other", phases=["preflight"])
     assert [c.id for c in checks_for_phase([base, user, other], "sweep")] == ["base", "user"]
+
+
+def test_dependency_on_a_check_for_another_role_does_not_block():
+    pool = make_check(id="pool", roles=["deployed"])
+    store = make_check(id="store", roles=["controller", "deployed"], depends_on=["pool"],
+                       gather={"z": {"fact": "zfs.ModuleStatus"}}, expect={})
+    plan = plan_host([pool, store], ["controller"], {})
+    results = evaluate_host([pool, store], plan, parse_outputs([store], plan, [ProbeOutput(0, ["loaded no"])]), {})
+    assert results["pool"].outcome == Outcome.SKIPPED and "role_skipped" not in results["pool"].to_dict()
+    assert results["store"].outcome == Outcome.PASS
