@@ -54,7 +54,17 @@ def _failing(results):
     return {c for c, r in results.items() if r["outcome"] in ("fail", "fix-failed", "error") and r["severity"] != "info"}
 
 
-@pytest.mark.parametrize("fault_name", HOST_FAULTS)
+# Known product gaps, found by this matrix (strict xfail: the test starts failing when fixed).
+KNOWN_GAPS = {
+    "pool-not-imported": "the fix imports the pool (`fixed`), but the layers above it (credstore unlock, key "
+                         "load, mounts) were skipped in that run and need further fix runs plus "
+                         "luks_passphrase_file: fixes do not yet re-evaluate dependents in the same run",
+}
+
+
+@pytest.mark.parametrize("fault_name", [
+    pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_GAPS[name], strict=True)) if name in KNOWN_GAPS else name
+    for name in HOST_FAULTS])
 def test_fault_is_caught_and_fixed(lab_host, lab_zfs, fault_name, tmp_path):
     fault = faults.get(fault_name)
     expected = set(faults.EXPECTED_CHECKS[fault_name])
