@@ -439,13 +439,17 @@ class ArcSizing(KeystoneFact):
     """ZFS ARC limits (``/proc/spl/kstat/zfs/arcstats``: c_max, c_min, c, size) against RAM
     (``MemTotal`` in /proc/meminfo), in bytes.
 
-    Example: ``{"c_max": 8e9, "c_min": 5e8, "c": 4e9, "size": 3e9, "mem_total": 16e9, "c_max_within_ram": true}``
+    Also reads the module parameter ``zfs_arc_max`` (``arc_max_param``; null when not readable).
+
+    Example: ``{"c_max": 8e9, "c_min": 5e8, "c": 4e9, "size": 3e9, "mem_total": 16e9, "arc_max_param": 0, "c_max_within_ram": true}``
     """
 
     def command(self):
         return ("if [ -r /proc/spl/kstat/zfs/arcstats ]; then "
                 "awk '$1==\"c_max\"||$1==\"c_min\"||$1==\"c\"||$1==\"size\" {print $1, $3}' /proc/spl/kstat/zfs/arcstats; "
-                "else echo 'arcstats missing'; fi; grep '^MemTotal:' /proc/meminfo")
+                "else echo 'arcstats missing'; fi; grep '^MemTotal:' /proc/meminfo; "
+                "if [ -r /sys/module/zfs/parameters/zfs_arc_max ]; then "
+                "echo \"param $(cat /sys/module/zfs/parameters/zfs_arc_max)\"; fi")
 
     def process(self, output):
         values: dict[str, int] = {}
@@ -456,6 +460,8 @@ class ArcSizing(KeystoneFact):
                 continue
             if line.strip() == "arcstats missing":
                 missing = True
+            elif parts[0] == "param":
+                values["arc_max_param"] = parse_int(parts[1] if len(parts) > 1 else "", "zfs_arc_max")
             elif parts[0] == "MemTotal:":
                 if len(parts) < 2:
                     raise UnparseableOutput(f"meminfo: bad MemTotal line {line!r}")
@@ -468,8 +474,12 @@ class ArcSizing(KeystoneFact):
             raise ProbeFailed("/proc/spl/kstat/zfs/arcstats missing (zfs module not loaded)")
         if "c_max" not in values:
             raise UnparseableOutput("arcstats has no c_max")
+        # ZFS clamps c_max to physical memory, so arcstats alone hides a bad setting: the module
+        # parameter zfs_arc_max (what the guide's kernel parameter sets; 0 = ZFS's default) counts too.
+        param = values.get("arc_max_param")
         return {"c_max": values["c_max"], "c_min": values.get("c_min"), "c": values.get("c"),
-                "size": values.get("size"), "mem_total": values["mem_total"],
-                "c_max_within_ram": values["c_max"] <= values["mem_total"]}
+                "size": values.get("size"), "mem_total": values["mem_total"], "arc_max_param": param,
+                "c_max_within_ram": values["c_max"] <= values["mem_total"]
+                and (not param or param <= values["mem_total"])}
 
 

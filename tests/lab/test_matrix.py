@@ -63,8 +63,6 @@ KNOWN_GAPS = {
                          "away (they should be gated on the pool where /nix lives on it)",
     "key-not-loaded": "same cascade: with rpool/crypt locked, /nix (a dataset under it) is unmounted and the nix "
                       "checks fail on the bare mountpoint instead of being gated",
-    "arc-max-above-ram": "catalog bug: arc-fits-ram reads arcstats c_max, which ZFS clamps to RAM; it must also "
-                         "read /sys/module/zfs/parameters/zfs_arc_max (the setting the guide tunes)",
     "credstore-inactive": "open question: with the keys already loaded, a closed credstore passes (nothing is "
                           "needed until the next boot); decide whether it should warn",
     "nix-nearly-full": "the fault fills /nix with data garbage collection cannot free: the fix honestly ends "
