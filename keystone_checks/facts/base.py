@@ -83,6 +83,21 @@ def split_fields(line: str, count: int, sep: str | None, what: str) -> list[str]
     return parts
 
 
+def labelled_lines(output: list[str], required: tuple[str, ...] = ()) -> dict[str, str]:
+    """The ``label value`` lines many fact commands print, as {label: value} (the last one wins).
+
+    Raises UnparseableOutput when a ``required`` label is missing.
+    """
+    fields: dict[str, str] = {}
+    for line in output:
+        key, _, value = line.partition(" ")
+        fields[key] = value.strip()
+    if not all(label in fields for label in required):
+        wanted = " and ".join(f"'{label}'" for label in required)
+        raise UnparseableOutput(f"expected {wanted} lines, got {output[:4]!r}")
+    return fields
+
+
 def shell_quote(value: Any) -> str:
     """Quote a value for a POSIX shell; every host-data value reaching a command goes through this."""
     import shlex

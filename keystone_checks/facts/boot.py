@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import UnparseableOutput
-from .base import KeystoneFact, parse_int, shell_quote
+from .base import KeystoneFact, labelled_lines, parse_int, shell_quote
 
 LIVE_ROOT_FSTYPES = ("tmpfs", "overlay", "squashfs", "rootfs", "iso9660")
 
@@ -27,12 +27,7 @@ class LiveMedia(KeystoneFact):
                 "awk '$2==\"/iso\" {print \"iso yes\"} $2==\"/nix/.ro-store\" {print \"rostore yes\"}' /proc/mounts")
 
     def process(self, output):
-        fields = {}
-        for line in output:
-            key, _, value = line.partition(" ")
-            fields[key] = value.strip()
-        if "marker" not in fields or "root" not in fields:
-            raise UnparseableOutput(f"expected 'marker' and 'root' lines, got {output[:4]!r}")
+        fields = labelled_lines(output, ("marker", "root"))
         root = fields["root"] or None
         live = root in LIVE_ROOT_FSTYPES
         iso, ro = fields.get("iso") == "yes", fields.get("rostore") == "yes"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import UnparseableOutput
-from .base import KeystoneFact
+from .base import KeystoneFact, labelled_lines
 
 
 class Tpm2(KeystoneFact):
@@ -19,12 +19,7 @@ class Tpm2(KeystoneFact):
                 "if [ -e /dev/tpmrm0 ]; then echo 'rm yes'; else echo 'rm no'; fi")
 
     def process(self, output):
-        fields = {}
-        for line in output:
-            key, _, value = line.partition(" ")
-            fields[key] = value.strip()
-        if "tpm" not in fields or "rm" not in fields:
-            raise UnparseableOutput(f"expected 'tpm' and 'rm' lines, got {output[:3]!r}")
+        fields = labelled_lines(output, ("tpm", "rm"))
         version = fields.get("version") or None
         if version is not None and not (version.isascii() and version.isdigit()):
             raise UnparseableOutput(f"tpm_version_major is not a number: {version!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from ..errors import ProbeFailed, UnparseableOutput
-from .base import KeystoneFact, parse_int, shell_quote
+from .base import KeystoneFact, labelled_lines, parse_int, shell_quote
 
 
 class ModuleAvailable(KeystoneFact):
@@ -28,12 +28,7 @@ class ModuleAvailable(KeystoneFact):
         )
 
     def process(self, output):
-        fields = {}
-        for line in output:
-            key, _, value = line.partition(" ")
-            fields[key] = value.strip()
-        if "available" not in fields or "kernel" not in fields:
-            raise UnparseableOutput(f"expected 'kernel' and 'available' lines, got {output[:3]!r}")
+        fields = labelled_lines(output, ("kernel", "available"))
         version = fields["available"]
         return {"kernel": fields["kernel"] or None, "available": version != "no",
                 "version": None if version in ("no", "unknown") else version}
@@ -56,10 +51,7 @@ class ModuleStatus(KeystoneFact):
         )
 
     def process(self, output):
-        fields = {}
-        for line in output:
-            key, _, value = line.partition(" ")
-            fields[key] = value.strip()
+        fields = labelled_lines(output)
         loaded = fields.get("loaded", "no")
         available = fields.get("available", "unknown")
         return {
