@@ -45,6 +45,7 @@ class Check:
     expect: dict[str, Any]
     symptoms: list[Any] = field(default_factory=list)
     depends_on: list[str] = field(default_factory=list)
+    requires_data: list[str] = field(default_factory=list)
     fix: dict[str, Any] | None = None
     prevention: list[str] = field(default_factory=list)
     path: str = ""
@@ -186,6 +187,10 @@ def _semantic_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileE
             add(("fix", "steps", i, "op"), f"fix.steps[{i}]: {exc}")
             continue
         _check_call(getattr(op, "_inner", op), step.get("args", {}), ("fix", "steps", i, "args"), f"fix.steps[{i}]: operation {step['op']}", add)
+
+    for i, key in enumerate(data.get("requires_data") or []):
+        if key not in _SAMPLE_CONTEXT:
+            add(("requires_data", i), f"requires_data: unknown host data key '{key}' (known keys: see keystone_checks/hostdata.py)")
 
     for section in ("gather", "expect", "fix"):
         for template in templating.walk_templates(data.get(section)):

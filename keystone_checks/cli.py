@@ -62,6 +62,8 @@ def cmd_show(args) -> int:
     print(f"  expects:  {json.dumps(check.expect)}")
     if check.depends_on:
         print(f"  after:    {', '.join(check.depends_on)}")
+    if check.requires_data:
+        print(f"  needs:    host data {', '.join(check.requires_data)} (not applicable when empty)")
     if check.fix:
         if "manual" in check.fix:
             print(f"  fix (manual): {check.fix['manual']}")

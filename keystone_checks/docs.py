@@ -93,6 +93,8 @@ def render(checks) -> str:
                 out.append("- **Expected:** " + "; ".join(expected))
                 if c.depends_on:
                     out.append(f"- **After:** {', '.join(f'`{d}`' for d in c.depends_on)}")
+                if c.requires_data:
+                    out.append(f"- **Applies when host data is set:** {', '.join(f'`{k}`' for k in c.requires_data)}")
                 if c.symptoms:
                     out.append("- **Symptoms:** " + ", ".join(_symptom(s) for s in c.symptoms))
                 out += _fix_lines(c)

@@ -45,10 +45,17 @@ class CheckResult:
     fix: dict[str, Any] | None = None
     duration_ms: float = 0.0
     role_skipped: bool = False  # skipped because the check is not for this host's role (not reported)
+    not_applicable: bool = False  # skipped because host data it requires is empty (reported, gates nothing)
+
+    @property
+    def gates_nothing(self) -> bool:
+        """A check that does not apply to this host blocks none of its dependents."""
+        return self.role_skipped or self.not_applicable
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("role_skipped")
+        data.pop("not_applicable")
         data["outcome"] = str(self.outcome)
         return data
 

@@ -32,7 +32,7 @@ KEYS: dict[str, HostKey] = {
     for k in (
         HostKey("role", (str, list), None, "installer | deployed | controller (or a list of them)", True),
         HostKey("disk", (str,), None, "target disk device (/dev/vda, /dev/disk/by-id/...)", True),
-        HostKey("pool", (str,), "rpool", "ZFS root pool name"),
+        HostKey("pool", (str,), "rpool", "ZFS root pool name (\"\" = this host has no ZFS pool: checks that require it do not apply)"),
         HostKey("crypt_dataset", (str,), "rpool/crypt", "encrypted dataset holding the system"),
         HostKey("credstore_name", (str,), "credstore", "LUKS mapping name of the credstore"),
         HostKey("credstore_device", (str,), "/dev/zvol/rpool/credstore", "zvol holding the credstore LUKS volume"),

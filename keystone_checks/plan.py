@@ -29,6 +29,8 @@ class HostPlan:
     probe_index: dict[str, dict[str, int]] = field(default_factory=dict)
     # check id -> message (template could not be rendered for this host)
     problems: dict[str, str] = field(default_factory=dict)
+    # check id -> why it does not apply (host data it requires is empty, e.g. pool "" = no ZFS pool)
+    not_applicable: dict[str, str] = field(default_factory=dict)
 
 
 def checks_for_phase(catalog: list[Check], phase: str) -> list[Check]:
@@ -75,6 +77,11 @@ def plan_host(checks: list[Check], roles: list[str], context: dict[str, Any]) ->
     for check in checks:
         if not set(check.roles) & set(roles):
             plan.skipped_by_role.append(check)
+            continue
+        empty = [key for key in check.requires_data if context.get(key) in (None, "", [])]
+        if empty:
+            plan.not_applicable[check.id] = (f"not applicable: host data {', '.join(repr(k) for k in empty)} "
+                                             "is empty for this host")
             continue
         plan.checks.append(check)
         indexes: dict[str, int] = {}

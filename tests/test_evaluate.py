@@ -4,7 +4,7 @@ from keystone_checks.catalog import Check
 from keystone_checks.evaluate import Outcome, evaluate
 from keystone_checks.facts.base import ProbeOutput
 from keystone_checks.plan import plan_host
-from keystone_checks.runner import evaluate_host, parse_outputs
+from keystone_checks.hostrun import evaluate_host, parse_outputs
 
 
 def make_check(**overrides):

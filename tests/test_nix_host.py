@@ -1,4 +1,5 @@
-"""Host-side Nix checks and the nix fix playbooks under the real pyinfra CLI on @local (role deployed):
+"""Host-side Nix checks and the nix fix playbooks under the real pyinfra CLI on @local (role deployed,
+no ZFS pool: ``pool: ""``, so the pool checks the nix checks depend on do not apply):
 a real system profile with two generations made by nix-env, and the garbage-collection fix as a dry run."""
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def test_recovery_generations_on_local(tmp_path):
     one = _profile_with_generations(tmp_path / "one", 1)
     for profile, expected in ((two, "pass"), (one, "fail")):
         report_path = tmp_path / f"recovery-{profile.parent.parent.name}.json"
-        inventory = write_inventory(tmp_path / "inv.py", {"@local": {"role": "deployed", "system_profile": str(profile),
+        inventory = write_inventory(tmp_path / "inv.py", {"@local": {"role": "deployed", "pool": "", "system_profile": str(profile),
                                                                      "boot_mount": str(tmp_path / "no-esp")}})
         done = run_pyinfra(inventory, "recovery.py", "--data", f"report={report_path}", env=nix_env())
         assert "Traceback" not in done.stdout + done.stderr
@@ -45,7 +46,7 @@ def test_recovery_generations_on_local(tmp_path):
 
 def test_nix_gc_fix_playbook_dry_run_lists_the_guide_commands(tmp_path):
     report_path = tmp_path / "gc.json"
-    inventory = write_inventory(tmp_path / "inv.py", {"@local": {"role": "deployed", "nix_path": "/",
+    inventory = write_inventory(tmp_path / "inv.py", {"@local": {"role": "deployed", "pool": "", "nix_path": "/",
                                                                  "min_nix_free_bytes": 10**15}})
     done = run_pyinfra(inventory, "fix/nix-gc.py", "--dry", "--data", f"report={report_path}")
     assert "Traceback" not in done.stdout + done.stderr
@@ -56,7 +57,7 @@ def test_nix_gc_fix_playbook_dry_run_lists_the_guide_commands(tmp_path):
 
 def test_rollback_fix_playbook_runs_without_crashing(tmp_path):
     report_path = tmp_path / "rollback.json"
-    inventory = write_inventory(tmp_path / "inv.py", {"@local": {"role": "deployed", "system_profile": str(tmp_path / "none")}})
+    inventory = write_inventory(tmp_path / "inv.py", {"@local": {"role": "deployed", "pool": "", "system_profile": str(tmp_path / "none")}})
     done = run_pyinfra(inventory, "fix/rollback.py", "--dry", "--data", f"report={report_path}")
     assert "Traceback" not in done.stdout + done.stderr
     got = outcomes(read_report(report_path), "@local")

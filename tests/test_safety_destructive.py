@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from keystone_checks.operations.disks import REAL, REFUSED_EXIT, GuardPaths, guarded_wipe_script
-from keystone_checks.runner import _refusal
+from keystone_checks.fixing import refusal_for as _refusal
 
 HAVE_SGDISK = shutil.which("sgdisk") is not None
 
@@ -216,7 +216,10 @@ def test_runner_refusal_needs_consent_device_and_force_import_consent():
     assert "destructive_device" in _refusal("destructive", {**base, "destructive_device": ""})
     assert "not the inventory's disk" in _refusal("destructive", {**base, "destructive_device": "/dev/vdb"})
     assert "disk" in _refusal("destructive", {**base, "disk": "", "destructive_device": ""})
-    force_step = [{"op": "zfs.import_pool", "args": {"pool": "rpool", "force": True}}]
+    # Decided by the operation (its `forces_import` attribute), not by its name.
+    force_step = [{"op": "zfs.force_import_scrub_export", "args": {"pool": "rpool"}}]
     assert "allow_force_import" in _refusal("destructive", base, force_step)
-    assert "allow_force_import" in _refusal("disruptive", base, [{"op": "zfs.force_import", "args": {}}])
+    assert "allow_force_import" in _refusal("disruptive", base, force_step)
     assert _refusal("destructive", {**base, "allow_force_import": True}, force_step) is None
+    # import_pool forces only when the pool was last used elsewhere, and checks the consent on the host.
+    assert _refusal("safe", base, [{"op": "zfs.import_pool", "args": {"pool": "rpool"}}]) is None

@@ -147,6 +147,12 @@ def force_import_scrub_export(pool: str, allow_force: bool = False, credstore_ma
            f"timeout -k 5 {EXPORT_TIMEOUT} zpool export {q}")
 
 
+# Always `zpool import -f`: the runner refuses to queue it without --data allow_force_import=true
+# (and the operation refuses on the host too). import_pool only forces when it finds the pool was
+# last used by another system, and checks the same consent itself.
+force_import_scrub_export.forces_import = True
+
+
 @operation()
 def stop_scrub(pool: str):
     """Stop a running scrub (guide: "zpool scrub -s rpool"). Disruptive in the sense that the scrub's

@@ -1,0 +1,188 @@
+"""Fixes: queue each failing check's fix, re-check it after its operations ran, then evaluate (and
+fix) the checks it was blocking, in the same run.
+
+Plan time (pyinfra's prepare stage): each failing check's operations are queued, then a
+``python.call`` re-check. ``pyinfra --dry`` stops here; the report lists the exact commands and,
+under ``then``, the checks waiting behind each fix.
+Execute time: the re-check gathers again (fixed / fix-failed). When the fix worked, the checks that
+were skipped because of it are evaluated now (one more gather) and their fixes run at once as
+nested operations (pyinfra executes an operation called from a callback immediately). So one fix
+run repairs a whole chain - pool imported -> credstore opened, mounted -> keys loaded -> datasets
+mounted - instead of one layer per run. Refusals (destructive, force import) apply at every layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pyinfra.api.exceptions import NestedOperationError
+from pyinfra.operations import python as python_ops
+
+from . import templating
+from .catalog import Check
+from .evaluate import CheckResult, Outcome
+from .hostrun import blocking_dependencies, evaluate_host, evaluate_one, gather, parse_outputs
+from .operations import resolve_operation
+from .plan import order_by_dependencies, plan_host
+
+
+@dataclass
+class HostFixes:
+    """One host's fixes. ``results`` is the host's result table: fixes update its entries in place."""
+
+    host: Any
+    state: Any
+    checks: list[Check]
+    results: dict[str, CheckResult]
+    context: dict[str, Any]
+    roles: list[str]
+
+    def queue(self) -> None:
+        """Plan time: queue the fix of every failing check that has one."""
+        for check in order_by_dependencies(self.checks):
+            result = self.results.get(check.id)
+            if result is not None and result.outcome == Outcome.FAIL and check.fix:
+                self._fix(check, result, now=False)
+
+    # -- one check ----------------------------------------------------------------------------
+
+    def _fix(self, check: Check, result: CheckResult, now: bool) -> None:
+        if "manual" in check.fix:
+            result.fix = {"manual": check.fix["manual"].strip()}
+            return
+        risk = check.fix["risk"]
+        refusal = refusal_for(risk, self.context, check.fix.get("steps", ()))
+        if refusal:
+            result.fix = {"risk": risk, "refused": refusal}
+            return
+        commands: list[str] = []
+        result.fix = {"risk": risk, "summary": check.fix.get("summary", ""), "commands": commands}
+        try:
+            for step in check.fix["steps"]:
+                op = resolve_operation(step["op"])
+                args = templating.render(step.get("args", {}), self.context)
+                meta = op(**args, name=f"fix {check.id}: {step['op']}")  # runs at once when `now`
+                commands.extend(_ran_commands(meta) if now else _planned_commands(self.state, self.host, meta))
+        except NestedOperationError:
+            result.outcome = Outcome.FIX_FAILED
+            result.message = f"fix operation failed on the host (see pyinfra's output): {result.message}"
+            return
+        except Exception as exc:  # noqa: BLE001 - a fix that cannot be queued is reported, never raised
+            result.fix = {"risk": risk, "refused": f"could not queue fix: {exc}"}
+            if now:
+                result.outcome = Outcome.FIX_FAILED
+            return
+        if now:
+            self.recheck(check, result)
+            return
+        waiting = self._waiting_behind(check.id)
+        if waiting:
+            result.fix["then"] = waiting
+        python_ops.call(name=f"re-check {check.id}", function=self.recheck, check=check, result=result)
+        result.outcome = Outcome.WOULD_FIX
+
+    def recheck(self, check: Check, result: CheckResult) -> None:
+        """Execute time, after the fix's operations: gather again, decide fixed / fix-failed."""
+        try:
+            plan = plan_host([check], self.roles, self.context)
+            parsed = parse_outputs([check], plan, gather(self.host, plan.probes))
+            again = evaluate_one(check, plan, parsed, self.context, {})
+        except Exception as exc:  # noqa: BLE001
+            result.outcome, result.message = Outcome.FIX_FAILED, f"re-check failed: {exc}"
+            return
+        result.evidence = {"before": result.evidence, "after": again.evidence}
+        if again.outcome != Outcome.PASS:
+            result.outcome, result.message = Outcome.FIX_FAILED, f"still failing after fix: {again.message}"
+            return
+        result.outcome, result.message = Outcome.FIXED, f"fixed (was: {result.message})"
+        self._evaluate_unblocked(check.id)
+
+    # -- the checks a fix unblocks ------------------------------------------------------------
+
+    def _evaluate_unblocked(self, fixed_id: str) -> None:
+        while True:
+            ready = [c for c in self.checks if self._blocked(c) and not blocking_dependencies(c, self.results)]
+            if not ready:
+                return
+            plan = plan_host(ready, self.roles, self.context)
+            parsed = parse_outputs(plan.checks, plan, gather(self.host, plan.probes))
+            fresh = evaluate_host(order_by_dependencies(ready), plan, parsed, self.context, self.results)
+            for check in ready:
+                result = self.results[check.id]
+                vars(result).update(vars(fresh[check.id]))
+                result.message = f"evaluated after the fix of {fixed_id}: {result.message}"
+            for check in ready:
+                result = self.results[check.id]
+                if result.outcome == Outcome.FAIL and check.fix:
+                    self._fix(check, result, now=True)
+
+    def _blocked(self, check: Check) -> bool:
+        result = self.results.get(check.id)
+        return result is not None and result.outcome == Outcome.SKIPPED and not result.gates_nothing
+
+    def _waiting_behind(self, check_id: str) -> list[str]:
+        """Checks skipped now that depend, directly or not, on ``check_id``."""
+        waiting: list[str] = []
+        frontier = {check_id}
+        while frontier:
+            frontier = {c.id for c in self.checks if set(c.depends_on) & frontier
+                        and c.id not in waiting and self._blocked(c)}
+            waiting.extend(sorted(frontier))
+        return waiting
+
+
+# -- consent ---------------------------------------------------------------------------------------
+
+
+def refusal_for(risk: str, context: dict[str, Any], steps=()) -> str | None:
+    """Why a fix must not be queued for this host, or None. Destructive fixes need the run's opt-in
+    AND the operator naming the inventory's disk; an operation that force-imports a pool
+    (``forces_import``) needs its own consent: it can corrupt a pool really in use elsewhere."""
+    if _forces_import(steps) and context.get("allow_force_import") is not True:
+        return ("force import refused: `zpool import -f` can corrupt a pool in use on another machine; "
+                "rerun with --data allow_force_import=true only if you are sure it is not")
+    if risk != "destructive":
+        return None
+    if context.get("allow_destructive") is not True:
+        return "destructive fix refused: rerun with --data allow_destructive=true and --data destructive_device=<disk>"
+    disk, named = context.get("disk"), context.get("destructive_device")
+    if not disk:
+        return "destructive fix refused: the inventory declares no disk (host data 'disk')"
+    if not named:
+        return "destructive fix refused: name the device with --data destructive_device=<disk>"
+    if named != disk:
+        return f"destructive fix refused: destructive_device {named!r} is not the inventory's disk {disk!r}"
+    return None
+
+
+def _forces_import(steps) -> bool:
+    for step in steps or ():
+        try:
+            op = resolve_operation(str(step.get("op", "")))
+        except LookupError:
+            continue  # reported when the fix is queued
+        if getattr(op, "forces_import", False):
+            return True
+    return False
+
+
+# -- the commands a fix runs -------------------------------------------------------------------------
+
+
+def _planned_commands(state, host, meta) -> list[str]:
+    """The exact commands a queued operation will run on this host (for dry runs and reports)."""
+    try:
+        op_data = state.get_op_data_for_host(host, meta._hash)
+        return [_masked(c) for c in op_data.command_generator()]
+    except Exception as exc:  # noqa: BLE001 - listing is best effort; the op itself still runs
+        return [f"(could not list commands: {exc})"]
+
+
+def _ran_commands(meta) -> list[str]:
+    """The commands an operation that already ran (nested, at execute time) executed."""
+    return [_masked(c) for c in (meta._commands or [])]
+
+
+def _masked(command) -> str:
+    return str(getattr(command, "get_masked_value", lambda: command)())
