@@ -72,52 +72,101 @@ class MountsUnder(KeystoneFact):
         return []
 
 
-SWAP_SAMPLE_SECONDS = 2
+SWAP_SAMPLE_SECONDS = 1  # vmstat fallback only (kernels without PSI); PSI needs no sample window
+MEMINFO_KEYS = ("MemTotal", "MemAvailable", "SwapTotal", "SwapFree")
+
+
+def _kernel_counter(text: str, what: str) -> int:
+    """A /proc/vmstat or /proc/meminfo number: unsigned, at most 64 bits (larger would overflow
+    the float arithmetic below with an OverflowError instead of an UnparseableOutput)."""
+    value = parse_int(text, what)
+    if not 0 <= value < 2**64:
+        raise UnparseableOutput(f"expected an unsigned 64-bit number for {what}, got {text!r}")
+    return value
+
+
+def _psi_percent(text: str, what: str) -> float:
+    """A PSI ``avgN`` value: a percentage of wall time, 0..100."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise UnparseableOutput(f"expected a percentage for {what}, got {text!r}") from None
+    if not 0.0 <= value <= 100.0:  # also rejects nan
+        raise UnparseableOutput(f"expected a percentage (0-100) for {what}, got {text!r}")
+    return value
 
 
 class SwapActivity(KeystoneFact):
-    """Swap use and swap traffic over a short sample: ``/proc/meminfo`` (SwapTotal, SwapFree,
-    MemTotal, MemAvailable) and ``/proc/vmstat`` pswpin/pswpout read twice, 2 s apart.
+    """Memory pressure and swap use: Linux PSI (``/proc/pressure/memory``) when the kernel has it,
+    else ``/proc/vmstat`` pswpin/pswpout read twice, 1 s apart; plus ``/proc/meminfo`` (MemTotal,
+    MemAvailable, SwapTotal, SwapFree).
 
-    Rule used by the swap-thrashing check: pages swapped in+out per second (``swap_pages_per_s``)
-    at or above 1000 (≈ 4 MiB/s of 4 KiB pages, sustained over the sample) is thrashing;
-    so is swap more than 90% full (``swap_used_pct``) with under 5% of RAM available.
+    ``source`` says which measurement the host gave: ``"psi"`` fills ``memory_full_avg10`` and
+    ``memory_some_avg10`` (percent of the last 10 s in which all / at least one non-idle task
+    stalled waiting for memory; no sleep), ``"vmstat"`` fills ``swap_in_per_s``,
+    ``swap_out_per_s`` and ``swap_pages_per_s`` (pages/s over the 1 s sample); the other
+    measurement's fields are null.
 
-    Example: ``{"swap_total": 4294967296, "swap_free": 4000000000, "swap_used_pct": 6.9, "mem_total": 8e9,
-    "mem_available": 5e9, "mem_available_pct": 62.5, "swap_in_per_s": 0.0, "swap_out_per_s": 0.0,
-    "swap_pages_per_s": 0.0, "memory_exhausted": false}``
+    Rule used by the swap-thrashing check: PSI memory ``full`` avg10 at or above 10 (for 10% of
+    the last 10 s every non-idle task was stalled on memory) is thrashing; without PSI, pages
+    swapped in+out per second (``swap_pages_per_s``) at or above 1000 (≈ 4 MiB/s of 4 KiB pages)
+    is; so is swap more than 90% full (``swap_used_pct``) with under 5% of RAM available
+    (``memory_exhausted``).
+
+    Example: ``{"source": "psi", "memory_full_avg10": 0.0, "memory_some_avg10": 0.12,
+    "swap_in_per_s": null, "swap_out_per_s": null, "swap_pages_per_s": null,
+    "swap_total": 4294967296, "swap_free": 4000000000, "swap_used_pct": 6.9, "mem_total": 8e9,
+    "mem_available": 5e9, "mem_available_pct": 62.5, "memory_exhausted": false}``
     """
 
     timeout = 20
 
     def command(self):
-        return ("grep -E '^pswp(in|out) ' /proc/vmstat | sed 's/^/a /'; "
-                f"sleep {SWAP_SAMPLE_SECONDS}; "
-                "grep -E '^pswp(in|out) ' /proc/vmstat | sed 's/^/b /'; "
+        vmstat = "grep -E '^pswp(in|out) ' /proc/vmstat"
+        return ("if kc_psi=$(cat /proc/pressure/memory 2>/dev/null) && [ -n \"$kc_psi\" ]; "
+                "then printf '%s\\n' \"$kc_psi\" | sed 's/^/psi /'; "
+                f"else {vmstat} | sed 's/^/a /'; sleep {SWAP_SAMPLE_SECONDS}; {vmstat} | sed 's/^/b /'; fi; "
                 "grep -E '^(MemTotal|MemAvailable|SwapTotal|SwapFree):' /proc/meminfo")
 
     def process(self, output):
-        v: dict[str, int] = {}
+        psi: dict[str, float] = {}
+        counters: dict[str, int] = {}
+        mem: dict[str, int] = {}
         for line in output:
             parts = line.split()
-            if len(parts) == 3 and parts[0] in ("a", "b"):
-                v[f"{parts[0]}_{parts[1]}"] = parse_int(parts[2], parts[1])
-            elif len(parts) >= 2 and parts[0].endswith(":"):
-                v[parts[0][:-1]] = parse_int(parts[1], parts[0]) * 1024
-        needed = ("a_pswpin", "a_pswpout", "b_pswpin", "b_pswpout", "MemTotal", "SwapTotal", "SwapFree")
-        missing = [k for k in needed if k not in v]
+            if len(parts) >= 3 and parts[0] == "psi" and parts[1] in ("some", "full"):
+                fields = dict(p.partition("=")[::2] for p in parts[2:])
+                if "avg10" not in fields:
+                    raise UnparseableOutput(f"/proc/pressure/memory: no avg10 in {line!r}")
+                psi[parts[1]] = _psi_percent(fields["avg10"], f"PSI memory {parts[1]} avg10")
+            elif len(parts) == 3 and parts[0] in ("a", "b") and parts[1] in ("pswpin", "pswpout"):
+                counters[f"{parts[0]}_{parts[1]}"] = _kernel_counter(parts[2], f"/proc/vmstat {parts[1]}")
+            elif len(parts) >= 2 and parts[0][:-1] in MEMINFO_KEYS and parts[0].endswith(":"):
+                mem[parts[0][:-1]] = _kernel_counter(parts[1], parts[0]) * 1024
+        missing = [k for k in MEMINFO_KEYS if k not in mem]
         if missing:
-            raise UnparseableOutput(f"swap sample incomplete, missing {missing}")
-        sin = max(v["b_pswpin"] - v["a_pswpin"], 0) / SWAP_SAMPLE_SECONDS
-        sout = max(v["b_pswpout"] - v["a_pswpout"], 0) / SWAP_SAMPLE_SECONDS
-        total, free = v["SwapTotal"], v["SwapFree"]
-        mem_total = v["MemTotal"]
-        mem_avail = v.get("MemAvailable", 0)
+            raise UnparseableOutput(f"/proc/meminfo: missing {', '.join(missing)}")
+        rates: dict[str, float | None] = {"swap_in_per_s": None, "swap_out_per_s": None, "swap_pages_per_s": None}
+        if "full" in psi:
+            source = "psi"
+        elif all(k in counters for k in ("a_pswpin", "a_pswpout", "b_pswpin", "b_pswpout")):
+            source = "vmstat"
+            sin = max(counters["b_pswpin"] - counters["a_pswpin"], 0) / SWAP_SAMPLE_SECONDS
+            sout = max(counters["b_pswpout"] - counters["a_pswpout"], 0) / SWAP_SAMPLE_SECONDS
+            rates = {"swap_in_per_s": float(sin), "swap_out_per_s": float(sout), "swap_pages_per_s": float(sin + sout)}
+        else:
+            raise UnparseableOutput("neither a PSI 'full' line (/proc/pressure/memory) nor both /proc/vmstat "
+                                    f"pswpin/pswpout samples; got {sorted(psi) + sorted(counters)}")
+        total, free = mem["SwapTotal"], mem["SwapFree"]
+        mem_total, mem_avail = mem["MemTotal"], mem["MemAvailable"]
         used_pct = round(100.0 * (total - free) / total, 1) if total else 0.0
         avail_pct = round(100.0 * mem_avail / mem_total, 1) if mem_total else 0.0
-        return {"swap_total": total, "swap_free": free, "swap_used_pct": used_pct,
+        return {"source": source,
+                "memory_full_avg10": psi.get("full") if source == "psi" else None,
+                "memory_some_avg10": psi.get("some") if source == "psi" else None,
+                **rates,
+                "swap_total": total, "swap_free": free, "swap_used_pct": used_pct,
                 "mem_total": mem_total, "mem_available": mem_avail, "mem_available_pct": avail_pct,
-                "swap_in_per_s": sin, "swap_out_per_s": sout, "swap_pages_per_s": sin + sout,
                 "memory_exhausted": bool(total and used_pct > 90 and avail_pct < 5)}
 
 
