@@ -8,7 +8,11 @@ Execute time: the re-check gathers again (fixed / fix-failed). When the fix work
 were skipped because of it are evaluated now (one more gather) and their fixes run at once as
 nested operations (pyinfra executes an operation called from a callback immediately). So one fix
 run repairs a whole chain - pool imported -> credstore opened, mounted -> keys loaded -> datasets
-mounted - instead of one layer per run. Refusals (destructive, force import) apply at every layer.
+mounted - instead of one layer per run.
+
+Only ``safe`` fixes run that way. A disruptive or destructive fix must have been in the plan the
+operator saw (the dry run lists its exact commands): one that becomes applicable only after another
+fix is reported as refused, for the next run. Refusals (destructive, force import) apply at every layer.
 """
 
 from __future__ import annotations
@@ -53,6 +57,10 @@ class HostFixes:
             return
         risk = check.fix["risk"]
         refusal = refusal_for(risk, self.context, check.fix.get("steps", ()))
+        if now and risk != "safe":
+            # Only fixes the operator could see in the plan may disrupt or destroy anything.
+            refusal = (f"{risk} fix not run: it was not in the plan shown before this run (the check could "
+                       "only be evaluated after another fix); run again to review it, with --dry first")
         if refusal:
             result.fix = {"risk": risk, "refused": refusal}
             return

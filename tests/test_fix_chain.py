@@ -36,6 +36,9 @@ def test_one_fix_run_repairs_the_whole_chain(tmp_path):
     _check(tmp_path, "chain-b", b, depends_on=["chain-a"], fix=_touch(b))
     _check(tmp_path, "chain-c", a, depends_on=["chain-b"])
     _check(tmp_path, "chain-d", never, depends_on=["chain-a"], fix={"manual": "make it by hand"})
+    # Unblocked by chain-a too, but disruptive: never run unless it was in the plan the operator saw.
+    _check(tmp_path, "chain-e", tmp_path / "e", depends_on=["chain-a"],
+           fix={**_touch(tmp_path / "e"), "risk": "disruptive"})
     inventory = write_inventory(tmp_path / "inv.py", {"@local": {"role": "deployed"}})
     env = {"KEYSTONE_CHECKS_DIR": str(tmp_path / "checks")}
 
@@ -46,8 +49,8 @@ def test_one_fix_run_repairs_the_whole_chain(tmp_path):
 
     dry = run("dry", "--dry", "--data", "fix=true")
     assert dry["chain-a"]["outcome"] == "would-fix"
-    assert dry["chain-a"]["fix"]["then"] == ["chain-b", "chain-d", "chain-c"]
-    assert {dry[c]["outcome"] for c in ("chain-b", "chain-c", "chain-d")} == {"skipped"}
+    assert dry["chain-a"]["fix"]["then"] == ["chain-b", "chain-d", "chain-e", "chain-c"]
+    assert {dry[c]["outcome"] for c in ("chain-b", "chain-c", "chain-d", "chain-e")} == {"skipped"}
     assert not a.exists() and not b.exists(), "--dry changed the host"
 
     fixed = run("fix", "--data", "fix=true")
@@ -57,8 +60,13 @@ def test_one_fix_run_repairs_the_whole_chain(tmp_path):
     assert fixed["chain-b"]["fix"]["commands"], "the commands a nested fix ran are reported"
     assert fixed["chain-c"]["outcome"] == "pass" and "after the fix of chain-b" in fixed["chain-c"]["message"]
     assert fixed["chain-d"]["outcome"] == "fail" and fixed["chain-d"]["fix"] == {"manual": "make it by hand"}
-    assert a.exists() and b.exists()
+    assert fixed["chain-e"]["outcome"] == "fail" and "not in the plan" in fixed["chain-e"]["fix"]["refused"]
+    assert a.exists() and b.exists() and not (tmp_path / "e").exists()
 
     again = run("again")
     assert {c: r["outcome"] for c, r in again.items()} == {
-        "chain-a": "pass", "chain-b": "pass", "chain-c": "pass", "chain-d": "fail"}
+        "chain-a": "pass", "chain-b": "pass", "chain-c": "pass", "chain-d": "fail", "chain-e": "fail"}
+    # The next run plans the disruptive fix where the operator sees it, and runs it.
+    planned = run("dry2", "--dry", "--data", "fix=true")["chain-e"]
+    assert planned["outcome"] == "would-fix" and planned["fix"]["commands"]
+    assert run("fix2", "--data", "fix=true")["chain-e"]["outcome"] == "fixed"
