@@ -47,7 +47,9 @@ def export_pool(pool: str, credstore_mapping: str = "credstore"):
         host.noop(f"pool {pool} is not imported")
         return
     mapping = shell_quote(credstore_mapping)
+    # Decided again when it runs: an earlier fix in the same run may already have exported it.
     yield (
+        f"zpool list -H -o name {shell_quote(pool)} >/dev/null 2>&1 || exit 0; "
         f"if cryptsetup status {mapping} >/dev/null 2>&1; then "
         f"echo 'refusing to export {pool}: LUKS mapping {credstore_mapping} is still open (close it first)' >&2; exit 1; fi; "
         f"timeout -k 5 {EXPORT_TIMEOUT} zpool export {shell_quote(pool)}"
@@ -78,6 +80,7 @@ def export_all(credstore_mapping: str = "credstore"):
         return
     mapping = shell_quote(credstore_mapping)
     yield (
+        "[ -n \"$(zpool list -H -o name 2>/dev/null)\" ] || exit 0; "
         f"if cryptsetup status {mapping} >/dev/null 2>&1; then "
         f"echo 'refusing to export: LUKS mapping {credstore_mapping} is still open (close it first)' >&2; exit 1; fi; "
         f"timeout -k 5 {EXPORT_TIMEOUT} zpool export -a"
@@ -247,11 +250,14 @@ def unmount_recursive(path: str = "/mnt"):
         zfs.unmount_recursive(path="/mnt")
     """
     q = shell_quote(path)
-    mounted = host.get_fact(Command, f"awk -v p={q} '$2==p || index($2, p \"/\")==1' /proc/mounts || true")
-    if not mounted:
+    below = f"awk -v p={q} '$2==p || index($2, p \"/\")==1 {{print $2}}' /proc/mounts"
+    if not host.get_fact(Command, f"{below} || true"):
         host.noop(f"nothing is mounted under {path}")
         return
-    yield f"umount -R {q}"
+    # Deepest first, each mount by itself: `umount -R /mnt` fails when /mnt itself is not a mount
+    # point (only datasets below it are), and the list is read when it runs (an earlier fix in the
+    # same run may have unmounted some).
+    yield f"{below} | sort -r | while read -r m; do umount \"$m\" || exit 1; done"
 
 
 @operation()
