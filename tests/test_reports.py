@@ -8,6 +8,7 @@ one sweep of real lab guests); what is specific to this @local run is asserted h
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,16 @@ def test_html_matrix_in_headless_chromium(real_report, tmp_path):
     host, opened = check_html(real_report, page, tmp_path)
     assert (host, opened["check"]) == ("@local", "root-is-tiny")
     assert opened["expected"] and opened["evidence"] and opened["guide"]["section"]
+
+
+def test_report_files_are_readable_by_other_users(tmp_path):
+    """node_exporter reads the textfile as its own user: the atomic write must not leave mkstemp's 0600."""
+    from keystone_checks.report import write_atomic
+
+    old = os.umask(0o022)
+    try:
+        written = write_atomic(tmp_path / "keystone.prom", "x 1\n")
+    finally:
+        os.umask(old)
+    assert oct(written.stat().st_mode & 0o777) == oct(0o644)
+    assert [p.name for p in tmp_path.iterdir()] == ["keystone.prom"], "no temporary file left behind"
