@@ -133,6 +133,24 @@ def cmd_ssh(a) -> int:
     return rc
 
 
+def cmd_table(a) -> int:
+    from keystone_checks.lab import matrix_table
+
+    try:
+        text = matrix_table.render(matrix_table.load_rows(a.rows))
+    except (OSError, ValueError) as exc:
+        raise LabError(f"table: {exc}") from None
+    if a.check:
+        if not a.out.exists() or a.out.read_text() != text:
+            print(f"{a.out} is stale: regenerate with `python -m keystone_checks.lab table {' '.join(map(str, a.rows))}`")
+            return 1
+        print(f"{a.out}: up to date")
+        return 0
+    a.out.write_text(text)
+    print(f"wrote {a.out}")
+    return 0
+
+
 def cmd_capture(a) -> int:
     from keystone_checks.lab import capture
 
@@ -164,6 +182,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("name")
     s.add_argument("command", nargs=argparse.REMAINDER)
     s.add_argument("--timeout", type=float, default=120)
+    t = sub.add_parser("table", help="docs/lab-matrix.md from the matrix test's KC_MATRIX_OUT rows")
+    t.add_argument("rows", nargs="+", type=Path, help="JSON-lines files written by tests/lab/test_matrix.py")
+    t.add_argument("--out", type=Path, default=Path("docs/lab-matrix.md"))
+    t.add_argument("--check", action="store_true", help="exit 1 if --out differs (CI)")
     c = sub.add_parser("capture", help="record real command outputs into tests/fixtures/captured")
     c.add_argument("--zfs", **zfs)
     c.add_argument("--scenario", action="append", help="only these capture scenarios")
@@ -171,7 +193,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"build": cmd_build, "up": cmd_up, "down": cmd_down, "status": cmd_status,
-            "ssh": cmd_ssh, "capture": cmd_capture}
+            "ssh": cmd_ssh, "table": cmd_table, "capture": cmd_capture}
 
 
 def main(argv: list[str]) -> int:

@@ -3,7 +3,8 @@
 Each guest becomes one host in a group named after its role, with pyinfra ssh
 data pointing at the loopback port and the lab's own key and known-hosts file
 (``accept-new`` is acceptable here only because the hosts are throw-away VMs on
-127.0.0.1), plus the host data the checks read: ``role``, ``disk``, ``pool``.
+127.0.0.1), plus the host data the checks read: ``role``, ``disk``, ``pool`` and the credstore
+passphrase file (``luks_passphrase_file``, for the fixes that unlock it).
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ def host_data(guest, state: str, variant: recipe.Variant, **overrides) -> dict:
     }
     if st.role == "deployed" or state == "installed":
         data["pool"] = "rpool"
+        # What an operator sets for fixes that open the credstore: a file on the controller, read
+        # there and sent on stdin (never in argv, never in the report).
+        from keystone_checks.lab import snapshot
+
+        data["luks_passphrase_file"] = str(snapshot.passphrase_file(variant))
     data.update(overrides)
     return data
 

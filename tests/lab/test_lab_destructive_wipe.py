@@ -43,17 +43,20 @@ def test_wipe_refused_for_each_unmet_condition_then_done(lab_host, tmp_path):
     expected = host.expected_checksum
     assert host.checksum() == expected
 
-    def refused(tag, *data, reason, or_skipped_by=None):
+    def refused(tag, *data, reason, or_skipped_by=None, data_readable=True, or_refused=None):
         """Refused by the runner or the on-host guard, or (when the catalog has a check for the
         condition that the wipe depends on) skipped because that check failed."""
         result, out = _rebuild(host, tmp_path, tag, *data)
         text = out + str(result.get("fix")) + str(result.get("message"))
         if or_skipped_by and result["outcome"] == "skipped":
             assert or_skipped_by in result["message"], (tag, result)
+        elif or_refused and or_refused in str((result.get("fix") or {}).get("refused")):
+            assert result["outcome"] == "fail", (tag, result)
         else:
             assert result["outcome"] in ("fail", "fix-failed"), (tag, result)
             assert reason in text, (tag, reason, text[-3000:])
-        assert host.checksum() == expected, f"{tag}: data changed by a refused wipe"
+        if data_readable:
+            assert host.checksum() == expected, f"{tag}: data changed by a refused wipe"
 
     # The runner refuses before anything is queued.
     refused("no-consent", reason="allow_destructive")
@@ -62,12 +65,19 @@ def test_wipe_refused_for_each_unmet_condition_then_done(lab_host, tmp_path):
     # The on-host guard refuses (same shell command as the wipe).
     rc, _, err = host.ssh("zpool import -N -f rpool")
     assert rc == 0, err
-    refused("pool-imported", *CONSENT, reason="vdev of an imported ZFS pool", or_skipped_by="target-disk-")
-    assert host.ssh("zpool export rpool")[0] == 0
+    # The pool imported with -N mounts nothing: its data is read (checksum) once it is exported again.
+    refused("pool-imported", *CONSENT, reason="vdev of an imported ZFS pool", or_skipped_by="target-disk-",
+            data_readable=False, or_refused="not in the plan")
+    host.ssh("zpool export rpool")  # unless target-disk-no-imported-pool's own (planned) fix exported it
+    assert host.checksum() == expected, "pool-imported: data changed by a refused wipe"
 
+    # A mounted partition: the fix playbook releases it first (target-disk-not-mounted, a disruptive
+    # fix in the plan); the wipe then became applicable only after that fix, so it is refused as
+    # not in the plan the operator saw (or the on-host guard refuses the mount itself).
     assert host.ssh("mkdir -p /mnt/kc-esp && mount /dev/vda1 /mnt/kc-esp")[0] == 0
-    refused("mounted", *CONSENT, reason="is mounted at /mnt/kc-esp", or_skipped_by="target-disk-not-mounted")
-    assert host.ssh("umount /mnt/kc-esp")[0] == 0
+    refused("mounted", *CONSENT, reason="is mounted at /mnt/kc-esp", or_skipped_by="target-disk-not-mounted",
+            or_refused="not in the plan")
+    host.ssh("umount /mnt/kc-esp")
 
     assert host.ssh("nohup sleep 600 < /dev/vda > /dev/null 2>&1 & echo $! > /run/kc-holder.pid")[0] == 0
     refused("open", *CONSENT, reason="is open by a process")
@@ -75,8 +85,10 @@ def test_wipe_refused_for_each_unmet_condition_then_done(lab_host, tmp_path):
 
     rc, _, err = host.ssh("dmsetup create kc-hold --table '0 8 linear /dev/vda2 0'")
     if rc == 0:
-        refused("holder", *CONSENT, reason="held open by dm-")
+        # While the dm device holds the partition ZFS cannot read the pool: checksum once it is gone.
+        refused("holder", *CONSENT, reason="held open by dm-", data_readable=False)
         assert host.ssh("dmsetup remove kc-hold")[0] == 0
+        assert host.checksum() == expected, "holder: data changed by a refused wipe"
 
     rc, out, _ = host.ssh("for l in /dev/disk/by-id/*; do [ \"$(readlink -f $l)\" = /dev/vda ] && echo $l; done; true")
     by_id = out.split()[0] if out.split() else ""

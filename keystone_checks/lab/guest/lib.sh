@@ -103,6 +103,10 @@ ks_checksum() {
     if [ -e /srv/keystone/lab-data.bin ]; then ks_sum_files ""
     elif [ -e /mnt/srv/keystone/lab-data.bin ]; then ks_sum_files /mnt
     elif zpool import 2>/dev/null | grep -q "pool: $POOL\$"; then
+        # A pool of that name without the lab layout (a fault's leftover pool) holds no lab data.
+        zpool import -N "$POOL" || return 1
+        if ! zfs list -H -o name "$POOL/credstore" >/dev/null 2>&1; then zpool export "$POOL"; return 0; fi
+        zpool export "$POOL"
         ks_import_unlock /mnt "$PASSFILE" >/dev/null
         mkdir -p /mnt/boot && mount "$(ks_part 1)" /mnt/boot
         ks_sum_files /mnt
