@@ -114,7 +114,18 @@ if command -v "$kc_fuser" >/dev/null 2>&1; then
   done
 fi
 echo "keystone-checks: all conditions met; wiping $kc_real ($kc_dev)"
-wipefs -a -- "$kc_real" && sgdisk --zap-all -- "$kc_real"
+for kc_n in $kc_nodes; do
+  [ "$kc_n" != "$kc_real" ] && [ -b "$kc_n" ] && { wipefs -a -- "$kc_n" >/dev/null || exit 1; }
+done
+wipefs -a -- "$kc_real" && sgdisk --zap-all -- "$kc_real" || exit 1
+# With the partition table gone, signatures it hid become visible to blkid (ZFS keeps two of its
+# four labels at the end of the old partition, which is near the end of the disk): wipe again
+# until wipefs sees nothing.
+kc_i=0
+while [ "$kc_i" -lt 3 ] && [ -n "$(wipefs --noheadings -- "$kc_real" 2>/dev/null)" ]; do
+  wipefs -a -- "$kc_real" >/dev/null || exit 1; kc_i=$((kc_i + 1))
+done
+[ -z "$(wipefs --noheadings -- "$kc_real" 2>/dev/null)" ] || { echo "signatures left on $kc_real after wiping" >&2; exit 1; }
 """
 
 
