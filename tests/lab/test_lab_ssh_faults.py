@@ -14,6 +14,8 @@ sockets in tests/test_safety_bad_hosts.py and by the network facts' fixtures.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 
 import pytest
@@ -51,3 +53,8 @@ def test_ssh_fault_is_caught_from_the_controller(lab_host, fault_name, tmp_path)
     manual = {c.id: (c.fix or {}).get("manual") for c in load_catalog()}
     for check_id in CAUGHT_BY[fault_name]:
         assert manual[check_id], "the remedy is the console: the check says how"
+    if os.environ.get("KC_MATRIX_OUT"):  # a row of docs/lab-matrix.md, like the host-side faults
+        row = {"zfs": host.variant.name, "fault": fault_name, "phase": "network (from the controller)",
+               "caught_by": sorted(CAUGHT_BY[fault_name]), "fix": "manual"}
+        with open(os.environ["KC_MATRIX_OUT"], "a") as out:
+            out.write(json.dumps(row) + "\n")
