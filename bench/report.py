@@ -188,10 +188,10 @@ def render_md(fleet, stale, cli, machine: dict) -> str:
       "Both sweep variants run the engine's own catalog (the same commands, batched into one exec per host).")
     A("")
     if sleep_s:
-        A(f"> **A fixed {sleep_s:g} s inside the catalog:** {', '.join(f'`{k}`' for k in sleepers)} samples "
-          f"`/proc/vmstat` twice with `sleep` in between, so every tool that runs the catalog spends at least "
-          f"{sleep_s:g} s per host on the remote side, while the baseline (`true`) does not. It is paid in "
-          "parallel across hosts, once per host, by every tool alike.")
+        A(f"> **A slow probe inside the catalog:** {', '.join(f'`{k}`' for k in sleepers)} took {sleep_s:g} s "
+          "when run alone on this machine, so every tool that runs the catalog spends at least that per host on "
+          "the remote side, while the baseline (`true`) does not. It is paid in parallel across hosts, once per "
+          "host, by every tool alike.")
         A("")
     A("Columns: **wall** = median wall time of the runs (s); **runs** = every run's wall time; **CPU** = controller "
       "user+sys seconds of the tool's whole process tree (median; from `getrusage(RUSAGE_CHILDREN)` with the "

@@ -541,6 +541,17 @@ def machine_info() -> dict:
     }
 
 
+SLOW_PROBE_S = 0.5
+
+
+def _probe_seconds(command: str) -> float:
+    """Wall time of one probe run locally (the bench hosts share this machine's /proc and tools)."""
+    started = time.perf_counter()
+    subprocess.run(["sh", "-c", command], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=60)
+    return time.perf_counter() - started
+
+
 def merge_results(path: Path, new: list[dict], probes_now: int | None = None) -> list[dict]:
     """New records replace old ones with the same tool/hosts/rtt; with `probes_now` (the current
     catalog's size), records of per-probe tools measured with another probe count are flagged
@@ -615,9 +626,12 @@ def main(argv=None) -> int:
     if keep_logs:
         keep_logs.mkdir(parents=True, exist_ok=True)
 
-    # fixed waits inside the probe commands (`sleep N`, e.g. a sampling window): a floor for every tool
-    probe_sleep_s = round(sum(float(x) for _, c in probes for x in re.findall(r"\bsleep\s+(\d+(?:\.\d+)?)\b", c)), 3)
-    sleepers = [k for k, c in probes if re.search(r"\bsleep\s+\d", c)]
+    # Probes that wait (a sampling window) are a floor for every tool. Measured, not read from the
+    # command text: a `sleep` may sit in a branch this machine never takes (SwapActivity sleeps only
+    # on kernels without PSI).
+    slow = {k: t for k, t in ((k, _probe_seconds(c)) for k, c in probes) if t >= SLOW_PROBE_S}
+    probe_sleep_s = round(max(slow.values(), default=0.0), 3)
+    sleepers = sorted(slow)
 
     def base_record(tool: str, n: int, rtt: float) -> dict:
         rec = {"tool": tool, "hosts": n, "rtt_ms": rtt, "runs": 0, "wall_s_median": None, "wall_s_all": [],
