@@ -52,3 +52,25 @@ def write(path: Path, hosts: list[tuple[str, dict]]) -> Path:
         lines += ["]", ""]
     path.write_text("\n".join(lines))
     return path
+
+
+def guests_up() -> dict[str, list[tuple[str, dict]]]:
+    """The guests ``keystone-checks lab up`` started and that still run, grouped by role: what
+    ``inventory/lab.py`` hands to pyinfra."""
+    import json
+    import os
+    import runpy
+
+    from keystone_checks.lab.paths import run_root
+
+    groups: dict[str, list[tuple[str, dict]]] = {}
+    for guest in sorted((run_root() / "up").glob("*/guest.json")):
+        pid = json.loads(guest.read_text()).get("pid")
+        try:
+            os.kill(int(pid), 0)
+        except (OSError, TypeError, ValueError):
+            continue  # gone (hard-killed, or the machine rebooted): `lab down` cleans up
+        written = runpy.run_path(str(guest.parent / "inventory.py"))
+        for role in ("installer", "deployed", "controller"):
+            groups.setdefault(role, []).extend(written.get(role, []))
+    return groups
