@@ -2,8 +2,9 @@
 
 Per host: resolve host data -> plan the phase's checks for the host's roles -> ONE remote command
 gathering every fact and evaluating the checks in dependency order (hostrun.py) -> with
-``--data fix=true``, queue fixes of failing checks, re-checked at execute time (fixing.py) -> record. Nothing raised for one check or host reaches pyinfra: an uncaught
-exception in deploy code aborts every host (see shared notes on pyinfra 3.10).
+``--data fix=true``, queue fixes of failing checks, re-checked at execute time (fixing.py) ->
+record. Nothing raised for one check or host reaches pyinfra: an uncaught exception in deploy code
+aborts every host (see shared notes on pyinfra 3.10).
 
 The report is written when the pyinfra process exits (pyinfra has no "run finished" hook).
 """
