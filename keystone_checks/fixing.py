@@ -26,9 +26,9 @@ from pyinfra.operations import python as python_ops
 from . import templating
 from .catalog import Check
 from .evaluate import CheckResult, Outcome
-from .hostrun import blocking_dependencies, evaluate_host, evaluate_one, gather, parse_outputs
+from .hostrun import blocking_dependencies, look
 from .operations import resolve_operation
-from .plan import order_by_dependencies, plan_host
+from .plan import order_by_dependencies
 
 
 @dataclass
@@ -93,9 +93,7 @@ class HostFixes:
     def recheck(self, check: Check, result: CheckResult) -> None:
         """Execute time, after the fix's operations: gather again, decide fixed / fix-failed."""
         try:
-            plan = plan_host([check], self.roles, self.context)
-            parsed = parse_outputs([check], plan, gather(self.host, plan.probes))
-            again = evaluate_one(check, plan, parsed, self.context, {})
+            again = look(self.host, [check], self.roles, self.context)[check.id]
         except Exception as exc:  # noqa: BLE001
             result.outcome, result.message = Outcome.FIX_FAILED, f"re-check failed: {exc}"
             return
@@ -113,9 +111,7 @@ class HostFixes:
             ready = [c for c in self.checks if self._blocked(c) and not blocking_dependencies(c, self.results)]
             if not ready:
                 return
-            plan = plan_host(ready, self.roles, self.context)
-            parsed = parse_outputs(plan.checks, plan, gather(self.host, plan.probes))
-            fresh = evaluate_host(order_by_dependencies(ready), plan, parsed, self.context, self.results)
+            fresh = look(self.host, order_by_dependencies(ready), self.roles, self.context, self.results)
             for check in ready:
                 result = self.results[check.id]
                 vars(result).update(vars(fresh[check.id]))
@@ -147,7 +143,7 @@ def refusal_for(risk: str, context: dict[str, Any], steps=()) -> str | None:
     """Why a fix must not be queued for this host, or None. Destructive fixes need the run's opt-in
     AND the operator naming the inventory's disk; an operation that force-imports a pool
     (``forces_import``) needs its own consent: it can corrupt a pool really in use elsewhere."""
-    if _forces_import(steps) and context.get("allow_force_import") is not True:
+    if forces_import(steps) and context.get("allow_force_import") is not True:
         return ("force import refused: `zpool import -f` can corrupt a pool in use on another machine; "
                 "rerun with --data allow_force_import=true only if you are sure it is not")
     if risk != "destructive":
@@ -164,7 +160,8 @@ def refusal_for(risk: str, context: dict[str, Any], steps=()) -> str | None:
     return None
 
 
-def _forces_import(steps) -> bool:
+def forces_import(steps) -> bool:
+    """Whether any step's operation always runs ``zpool import -f`` (its ``forces_import`` attribute)."""
     for step in steps or ():
         try:
             op = resolve_operation(str(step.get("op", "")))

@@ -12,7 +12,7 @@ from .evaluate import CheckResult, Outcome, evaluate, result_for
 from .facts import FACTS
 from .facts.base import ProbeOutput
 from .facts.batch import Probe, ProbeBatch, new_marker, split_batch
-from .plan import HostPlan
+from .plan import HostPlan, plan_host
 
 # A dependency that passed, or was repaired in this run, lets its dependents be evaluated.
 SATISFIED = (Outcome.PASS, Outcome.FIXED)
@@ -56,6 +56,15 @@ def evaluate_host(checks: list[Check], plan: HostPlan, parsed, context,
         fresh[check.id] = known[check.id] = evaluate_one(check, plan, parsed, context, known)
         fresh[check.id].duration_ms = round((time.perf_counter() - started) * 1000, 3)
     return fresh
+
+
+def look(host, checks: list[Check], roles: list[str], context, known: dict[str, CheckResult] | None = None
+         ) -> dict[str, CheckResult]:
+    """Plan ``checks`` for this host, gather their probes in one command, evaluate them: the whole
+    look, for the run itself and for every re-check after a fix."""
+    plan = plan_host(checks, roles, context)
+    parsed = parse_outputs(plan.checks, plan, gather(host, plan.probes))
+    return evaluate_host(checks, plan, parsed, context, known)
 
 
 def blocking_dependencies(check: Check, results: dict[str, CheckResult]) -> list[str]:

@@ -24,8 +24,8 @@ from .catalog import Check, load_catalog
 from .errors import CatalogError, KeystoneChecksError
 from .evaluate import Outcome
 from .fixing import HostFixes
-from .hostrun import evaluate_host, gather, parse_outputs
-from .plan import checks_for_phase, order_by_dependencies, plan_host
+from .hostrun import look
+from .plan import checks_for_phase, order_by_dependencies
 
 _catalog_cache: dict[str, list[Check] | CatalogError] = {}
 
@@ -176,9 +176,7 @@ def check_host(host, state, checks, force_fix: bool = False, on_context=None) ->
         if on_context:
             on_context(context)
         selected = checks() if callable(checks) else checks
-        plan = plan_host(selected, host_report.roles, context)
-        parsed = parse_outputs(plan.checks, plan, gather(host, plan.probes))
-        results = evaluate_host(selected, plan, parsed, context)
+        results = look(host, selected, host_report.roles, context)
         if context.get("fix"):
             HostFixes(host, state, selected, results, context, host_report.roles).queue()
         host_report.results = list(results.values())

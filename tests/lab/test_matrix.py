@@ -21,7 +21,7 @@ import pytest
 from kc_helpers import read_report, run_pyinfra
 from keystone_checks.catalog import load_catalog
 from keystone_checks.lab import faults
-from keystone_checks.operations import resolve_operation
+from keystone_checks.fixing import forces_import
 
 pytestmark = pytest.mark.lab
 
@@ -66,7 +66,7 @@ def _consent(host, automated) -> list[str]:
     data = []
     if host.state == "installer":
         data += ["allow_destructive=true", f"destructive_device={host.data['disk']}"]
-    if any(getattr(resolve_operation(s["op"]), "forces_import", False) for c in automated for s in CATALOG[c].fix["steps"]):
+    if any(forces_import(CATALOG[c].fix["steps"]) for c in automated):
         data.append("allow_force_import=true")
     return [arg for item in data for arg in ("--data", item)]
 
