@@ -34,6 +34,7 @@ COMMON = [
     "modinfo -F version zfs", "uname -r", "cryptsetup status credstore", "dmsetup ls", *SYSTEMD,
     "nix-env --list-generations -p /nix/var/nix/profiles/system",
     "readlink -f /run/current-system /nix/var/nix/profiles/system",
+    "readlink /nix/var/nix/profiles/system", "stat -c '%Y %n' /nix/var/nix/profiles/system-[0-9]*-link",
     "df -B1 --output=source,fstype,size,used,avail,target /nix", "cat /proc/meminfo", "cat /proc/loadavg",
     "cat /proc/swaps", "grep -E '^(pswpin|pswpout) ' /proc/vmstat", "nproc",
     "findmnt -J -o TARGET,SOURCE,FSTYPE,OPTIONS", "nft -j list ruleset", "nft list ruleset",
