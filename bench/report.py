@@ -585,19 +585,15 @@ def render_md(fleet, stale, cli, machine: dict) -> str:
     A("- CI: a scheduled pipeline with a matrix over shards (`shard: [0, 1, 2, 3]`), each job uploading its "
       "report as an artifact; a final job merges them.")
     A("")
-    A("**Merging.** Reports are per-host records, so merging is concatenation: `hosts = concat(r.hosts for r "
-      "in reports)` (a host must appear in one shard only — check for duplicates), then recompute the summary "
-      "from the merged hosts exactly as one run would (outcome counts, worst status, exit code) instead of "
-      "adding up summaries. A shard whose report is missing is itself a finding: mark its hosts (from the "
-      "inventory) `unreachable` in the merged report so the fleet summary cannot look healthier than it is.")
+    A("**Merging**: `keystone-checks merge` (keystone_checks/merge.py). Reports are per-host records, so "
+      "merging is concatenation; a host in two shards is refused; with `-i INVENTORY` a host no shard reported "
+      "is added as `unreachable` (a shard that did not run is itself a finding, the fleet summary must not look "
+      "healthier than it is); the summary and the Nagios exit code are recomputed from the merged hosts exactly "
+      "as one run would, never added up. Any report format can be written from the merge.")
     A("")
-    A("```python")
-    A("import json, sys")
-    A("reports = [json.load(open(p)) for p in sys.argv[1:]]")
-    A("hosts = sorted((h for r in reports for h in r[\"hosts\"]), key=lambda h: h[\"name\"])")
-    A("assert len({h[\"name\"] for h in hosts}) == len(hosts), \"a host is in two shards\"")
-    A("merged = {**reports[0], \"hosts\": hosts}")
-    A("# recompute, never add up: summary = keystone_checks.report.build(...)-equivalent over `hosts`")
+    A("```sh")
+    A("keystone-checks merge /srv/reports/sweep-shard_*.json -i inventory/fleet.py \\")
+    A("    --report json:/srv/reports/fleet.json --report html:/srv/reports/fleet.html --report nagios")
     A("```")
     A("")
     return "\n".join(L)

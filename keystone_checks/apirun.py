@@ -177,8 +177,7 @@ def run(options: RunOptions, progress_factory: Callable[[int], Progress] | None 
     from pyinfra.api.exceptions import PyinfraError
     from pyinfra.api.operations import run_ops
     from pyinfra.api.state import BaseStateCallback, StateStage
-    from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state
-    from pyinfra_cli.inventory import make_inventory
+    from pyinfra.context import ctx_config, ctx_host
 
     from . import report, runner
     from .evaluate import Outcome
@@ -202,26 +201,13 @@ def run(options: RunOptions, progress_factory: Callable[[int], Progress] | None 
         checks = order_by_dependencies([c for c in catalog if c.id in wanted])
 
     inventory_path = options.inventory
-    if not (Path(inventory_path).exists() or "@" in inventory_path or "," in inventory_path):
-        raise KeystoneChecksError(f"inventory '{inventory_path}' not found")
     state = State(check_for_changes=False)
-    ctx_state.set(state)  # pyinfra's inventory loader records the file it executes on the state
-    try:
-        inventory = make_inventory(inventory_path, override_data=dict(options.data) or None, cwd=str(Path.cwd()))
-    except Exception as exc:  # pyinfra's CliError, a syntax error in the inventory file, ...
-        raise KeystoneChecksError(f"cannot load inventory {inventory_path}: {exc}") from None
-    ctx_inventory.set(inventory)
+    inventory = load_inventory(inventory_path, state, options.data)
 
     config = Config(CONNECT_TIMEOUT=options.connect_timeout)
     if options.parallel:
         config.PARALLEL = options.parallel
-    limit = None
-    if options.limit:
-        from fnmatch import fnmatch
-
-        limit = [h for h in inventory if any(fnmatch(h.name, p) or h in _group(inventory, p) for p in options.limit)]
-        if not limit:
-            raise KeystoneChecksError(f"--limit {','.join(options.limit)} matches no host in {inventory_path}")
+    limit = select_hosts(inventory, options.limit, inventory_path) if options.limit else None
     connect_errors: dict[str, str] = {}
 
     class _Errors(BaseStateCallback):
@@ -304,6 +290,32 @@ def run(options: RunOptions, progress_factory: Callable[[int], Progress] | None 
     for host in data["hosts"]:
         host["explained_by"] = explained.get(host["name"])
     return data
+
+
+def load_inventory(path: str, state, data=None):
+    """A pyinfra inventory (file, ``@local``, comma-separated hosts) or a KeystoneChecksError naming it."""
+    from pyinfra.context import ctx_inventory, ctx_state
+    from pyinfra_cli.inventory import make_inventory
+
+    if not (Path(path).exists() or "@" in path or "," in path):
+        raise KeystoneChecksError(f"inventory '{path}' not found")
+    ctx_state.set(state)  # pyinfra's inventory loader records the file it executes on the state
+    try:
+        inventory = make_inventory(path, override_data=dict(data or {}) or None, cwd=str(Path.cwd()))
+    except Exception as exc:  # pyinfra's CliError, a syntax error in the inventory file, ...
+        raise KeystoneChecksError(f"cannot load inventory {path}: {exc}") from None
+    ctx_inventory.set(inventory)
+    return inventory
+
+
+def select_hosts(inventory, patterns: list[str], inventory_path: str) -> list:
+    """The hosts ``--limit`` names: host names, globs or groups."""
+    from fnmatch import fnmatch
+
+    chosen = [h for h in inventory if any(fnmatch(h.name, p) or h in _group(inventory, p) for p in patterns)]
+    if not chosen:
+        raise KeystoneChecksError(f"--limit {','.join(patterns)} matches no host in {inventory_path}")
+    return chosen
 
 
 def _group(inventory, name: str) -> list:

@@ -157,6 +157,32 @@ def cmd_run(args) -> int:
     return result["summary"]["exit_code"]
 
 
+def cmd_merge(args) -> int:
+    from . import merge
+    from .reports import parse_spec, write_reports
+
+    try:
+        specs = [parse_spec(s) for s in args.report] or [("console", None)]
+    except ValueError as exc:
+        raise KeystoneChecksError(str(exc)) from None
+    shards = [(path, merge.load_shard(path)) for path in args.reports]
+    expected = None
+    if args.inventory:
+        from pyinfra.api import State
+
+        from .apirun import load_inventory, select_hosts
+
+        inventory = load_inventory(args.inventory, State(check_for_changes=False))
+        limit = [p for item in args.limit for p in item.split(",") if p]
+        expected = [h.name for h in (select_hosts(inventory, limit, args.inventory) if limit else inventory)]
+    elif args.limit:
+        raise KeystoneChecksError("merge: --limit selects hosts of the inventory; give -i INVENTORY too")
+    result = merge.merge(shards, expected)
+    for written in write_reports(result, specs):
+        print(f"report: {written}", file=sys.stderr)
+    return result["summary"]["exit_code"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keystone-checks", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -210,6 +236,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connect-timeout", type=int, default=10, help="seconds (default 10)")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("merge", help="merge the JSON reports of several controllers (shards) into one fleet report",
+                       description="Hosts are concatenated (a host in two shards is an error); with -i, inventory "
+                                   "hosts no shard reported are added as unreachable; the summary and the exit code "
+                                   "(Nagios, as for run) are recomputed from the merged hosts.")
+    p.add_argument("reports", nargs="+", help="the shards' JSON reports (--report json:PATH of run, or --data report=PATH)")
+    p.add_argument("-i", "--inventory", help="the whole fleet's inventory: hosts missing from every shard become unreachable")
+    p.add_argument("--limit", action="append", default=[], help="with -i: only these hosts/groups are expected")
+    p.add_argument("--report", action="append", default=[], metavar="FORMAT[:PATH]",
+                   help="console, json, junit, prometheus, nagios, html; no PATH: stdout (repeatable)")
+    p.set_defaults(func=cmd_merge)
+
     p = sub.add_parser("lab", help="the QEMU lab: build|up|down|status|ssh|capture (see docs/lab.md)")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="lab command and its arguments")
     p.set_defaults(func=cmd_lab)
@@ -229,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except KeystoneChecksError as exc:
         print(f"keystone-checks: {exc}", file=sys.stderr)
-        return 3 if args.command == "run" else 2  # run: Nagios "unknown", never "critical"
+        return 3 if args.command in ("run", "merge") else 2  # Nagios "unknown", never "critical"
     except BrokenPipeError:
         return 0
 

@@ -1,0 +1,99 @@
+"""One fleet report from the JSON reports of several controllers (inventory shards).
+
+A fleet larger than one controller is swept in shards (``--limit shard_3`` on each controller,
+docs/benchmarks.md "Beyond one machine"); each writes its own JSON report. Reports are per-host
+records, so merging is concatenation, with three rules that keep the fleet summary honest:
+
+- a host in two shard reports is an error (two controllers disagree about who owns it);
+- with the inventory, a host no shard reported is added as ``unreachable`` ("no shard reported
+  it"): a shard that did not run must not make the fleet look healthier than it is;
+- the summary (outcome counts, worst status, Nagios exit code) is recomputed from the merged hosts
+  by ``report.build``, exactly as one run over the whole fleet would, never added up.
+
+Example::
+
+    keystone-checks merge reports/sweep-shard_*.json -i inventory/fleet.py --report json:fleet.json
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from . import report
+from .errors import KeystoneChecksError
+from .evaluate import CheckResult, Outcome
+
+SCHEMA_PATH = Path(__file__).parent / "schema" / "report.schema.json"
+_RESULT_FIELDS = {f.name for f in fields(CheckResult)}
+
+
+def load_shard(path: str | Path) -> dict[str, Any]:
+    """A shard's JSON report, checked against the report schema; errors name the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise KeystoneChecksError(f"{path}: cannot read ({exc.strerror})") from None
+    except ValueError as exc:
+        raise KeystoneChecksError(f"{path}: not JSON ({exc}); pass the shards' --report json files") from None
+    validator = Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+    problem = next(iter(sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))), None)
+    if problem is not None:
+        where = "/".join(map(str, problem.absolute_path)) or "top level"
+        raise KeystoneChecksError(f"{path}: not a keystone-checks report ({where}: {problem.message})")
+    return data
+
+
+def merge(shards: list[tuple[str, dict[str, Any]]], expected_hosts: list[str] | None = None) -> dict[str, Any]:
+    """Merge ``(name, report)`` pairs; ``expected_hosts`` (the inventory) adds the hosts nobody reported."""
+    if not shards:
+        raise KeystoneChecksError("merge: no shard reports given")
+    phases = {data["phase"] for _, data in shards}
+    if len(phases) > 1:
+        listing = ", ".join(f"{name}: {data['phase']}" for name, data in shards)
+        raise KeystoneChecksError(f"merge: the shards ran different phases ({listing}); merge one phase at a time")
+    owner: dict[str, str] = {}
+    hosts: list[report.HostReport] = []
+    explained: dict[str, Any] = {}
+    for name, data in shards:
+        for host in data["hosts"]:
+            if host["name"] in owner:
+                raise KeystoneChecksError(f"merge: host {host['name']} is in two shards ({owner[host['name']]} and {name}); "
+                                          "each host must belong to exactly one shard")
+            owner[host["name"]] = name
+            hosts.append(_host(host))
+            if host.get("explained_by"):
+                explained[host["name"]] = host["explained_by"]
+    for missing in sorted(set(expected_hosts or []) - set(owner)):
+        hosts.append(report.HostReport(name=missing, status="unreachable",
+                                       error="in the inventory but in no shard report: its shard did not run, "
+                                             "did not finish, or its --limit left the host out"))
+    started = min(_epoch(data["started_at"]) for _, data in shards)
+    finished = max(_epoch(data["finished_at"]) for _, data in shards)
+    merged = report.build(phases.pop(), hosts, started, finished,
+                          dry_run=any(data["dry_run"] for _, data in shards),
+                          fix_requested=any(data["fix_requested"] for _, data in shards))
+    for host in merged["hosts"]:
+        host["explained_by"] = explained.get(host["name"])
+    merged["shards"] = [name for name, _ in shards]
+    return merged
+
+
+def _host(data: dict[str, Any]) -> report.HostReport:
+    results = []
+    for item in data["results"]:
+        values = {k: v for k, v in item.items() if k in _RESULT_FIELDS}
+        values["outcome"] = Outcome(item["outcome"])
+        results.append(CheckResult(**values))
+    return report.HostReport(name=data["name"], roles=list(data.get("roles", [])), status=data["status"],
+                             error=data.get("error"), duration_s=data.get("duration_s", 0.0), results=results)
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
