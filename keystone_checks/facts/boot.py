@@ -50,14 +50,19 @@ class EspContents(KeystoneFact):
 
     def command(self, path):
         q = shell_quote(path)
+        # findmnt, find | wc and one awk over every entry (it was one awk per entry and a second pass):
+        # host CPU is mostly process creation.
         return (f"cd {q} 2>/dev/null || {{ echo 'missing'; exit 0; }}; "
                 f"echo \"fstype $(findmnt -n -o FSTYPE --mountpoint {q} 2>/dev/null)\"; "
                 "echo \"efi $(find EFI -type f 2>/dev/null | wc -l)\"; "
-                "echo \"entries $(ls loader/entries/*.conf 2>/dev/null | wc -l)\"; "
-                "for e in loader/entries/*.conf; do [ -f \"$e\" ] || continue; "
-                "awk -v e=\"${e##*/}\" '$1==\"linux\"||$1==\"initrd\"||$1==\"efi\" {print \"ref\", e, $2}' \"$e\"; done; "
-                "echo '--exists'; for f in $(awk '$1==\"linux\"||$1==\"initrd\"||$1==\"efi\" {print $2}' loader/entries/*.conf 2>/dev/null); do "
-                "[ -e \".$f\" ] && echo \"ok $f\"; done; exit 0")
+                # entries: every *.conf name; references: from the regular files (or links to one)
+                "kc_n=0; set --; for kc_e in loader/entries/*.conf; do [ -e \"$kc_e\" ] || [ -L \"$kc_e\" ] || continue; "
+                "kc_n=$((kc_n + 1)); [ -f \"$kc_e\" ] && set -- \"$@\" \"$kc_e\"; done; echo \"entries $kc_n\"; "
+                "kc_r=; [ $# -gt 0 ] && kc_r=$(awk '$1==\"linux\"||$1==\"initrd\"||$1==\"efi\" "
+                "{e = FILENAME; sub(/.*\\//, \"\", e); print \"ref\", e, $2}' \"$@\"); "
+                "[ -n \"$kc_r\" ] && printf '%s\\n' \"$kc_r\"; echo '--exists'; "
+                # "ref ENTRY PATH" triples (a line that is not one makes the output unparseable anyway)
+                "set -f; set -- $kc_r; while [ $# -ge 3 ]; do [ -e \".$3\" ] && echo \"ok $3\"; shift 3; done; exit 0")
 
     def process(self, output):
         if output and output[0].strip() == "missing":

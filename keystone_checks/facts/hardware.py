@@ -15,7 +15,9 @@ class Tpm2(KeystoneFact):
 
     def command(self):
         return ("if [ -e /sys/class/tpm/tpm0 ]; then echo 'tpm yes'; "
-                "echo \"version $(cat /sys/class/tpm/tpm0/tpm_version_major 2>/dev/null)\"; else echo 'tpm no'; fi; "
+                # read, a shell builtin, instead of cat: one process less
+                "kc_v=; IFS= read -r kc_v 2>/dev/null </sys/class/tpm/tpm0/tpm_version_major; echo \"version $kc_v\"; "
+                "else echo 'tpm no'; fi; "
                 "if [ -e /dev/tpmrm0 ]; then echo 'rm yes'; else echo 'rm no'; fi")
 
     def process(self, output):

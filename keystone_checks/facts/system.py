@@ -231,10 +231,15 @@ class SwapActivity(KeystoneFact):
 
     def command(self):
         vmstat = "grep -E '^pswp(in|out) ' /proc/vmstat"
-        return ("if kc_psi=$(cat /proc/pressure/memory 2>/dev/null) && [ -n \"$kc_psi\" ]; "
-                "then printf '%s\\n' \"$kc_psi\" | sed 's/^/psi /'; "
-                f"else {vmstat} | sed 's/^/a /'; sleep {SWAP_SAMPLE_SECONDS}; {vmstat} | sed 's/^/b /'; fi; "
-                "grep -E '^(MemTotal|MemAvailable|SwapTotal|SwapFree):' /proc/meminfo")
+        # PSI and meminfo are read with the shell's own `read` (no cat, sed or grep: host CPU is
+        # mostly process creation); meminfo stops at SwapFree, the last of the four keys the
+        # kernel prints. The rare no-PSI fallback keeps grep.
+        return ("kc_p=; while IFS= read -r kc_l || [ -n \"$kc_l\" ]; do printf 'psi %s\\n' \"$kc_l\"; kc_p=1; "
+                "done 2>/dev/null </proc/pressure/memory; "
+                f"if [ -z \"$kc_p\" ]; then {vmstat} | sed 's/^/a /'; sleep {SWAP_SAMPLE_SECONDS}; "
+                f"{vmstat} | sed 's/^/b /'; fi; "
+                "while IFS= read -r kc_l || [ -n \"$kc_l\" ]; do case $kc_l in MemTotal:*|MemAvailable:*|SwapTotal:*) "
+                "printf '%s\\n' \"$kc_l\";; SwapFree:*) printf '%s\\n' \"$kc_l\"; break;; esac; done </proc/meminfo")
 
     def process(self, output):
         psi: dict[str, float] = {}
@@ -280,15 +285,29 @@ class SwapActivity(KeystoneFact):
 
 class LoadAverage(KeystoneFact):
     """Load averages (``/proc/loadavg``) per CPU (``nproc``), with the busiest processes (``ps``)
-    as evidence.
+    as evidence when the load is high.
+
+    Arguments:
+        top_per_cpu: list the busiest processes only when the 1-minute load per CPU is at least
+            this, less 0.01 (the check passes its ``max_load_per_cpu``, so a failing check always
+            has the list; the 0.01 covers ``load1_per_cpu`` being rounded); default 1.0
+
+    ``top`` (at most 5 processes, busiest first) is empty below that load: ``ps`` is most of the
+    probe's cost. When the load line or CPU count is not understood, the list is collected.
 
     Example: ``{"load1": 3.2, "load5": 2.0, "load15": 1.1, "cpus": 2, "load1_per_cpu": 1.6,
-    "top": [{"pid": 812, "cpu": 95.0, "command": "z_wr_iss"}]}``
+    "top": [{"pid": 812, "cpu": 95.0, "command": "z_wr_iss"}]}``; at low load ``"top": []``
     """
 
-    def command(self):
-        return ("cat /proc/loadavg; echo \"cpus $(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)\"; "
-                "ps -eo pid=,pcpu=,comm= --sort=-pcpu 2>/dev/null | head -n 5 | sed 's/^/ps /'")
+    def command(self, top_per_cpu: float = 1.0):
+        limit = float(top_per_cpu)  # a non-number raises here: never pasted into the shell
+        limit = min(limit, 1e6) if limit >= 0 else 0.0  # nan and negatives: always list
+        # awk prints the load line and the CPU count and exits 1 below the limit (less 0.01: the
+        # check compares a rounded load1_per_cpu); an unreadable CPU count makes the limit 0: list.
+        return ("kc_n=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN); "
+                f"awk -v n=\"$kc_n\" -v t={max(limit - 0.01, 0.0):.2f} "
+                "'{print; print \"cpus \" n; exit !($1 + 0 >= t * n)}' /proc/loadavg || exit 0; "
+                "ps -eo pid=,pcpu=,comm= --sort=-pcpu 2>/dev/null | sed 's/^/ps /;5q'")
 
     def process(self, output):
         if not output:

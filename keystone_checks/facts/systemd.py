@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from ..errors import UnparseableOutput
+import re
+
+from ..errors import ProbeFailed, UnparseableOutput
 from .base import KeystoneFact, shell_quote
 
 JOURNAL_LINES = 20
+_UNIT_STATE = re.compile(r"[a-z][a-z-]*")  # active, inactive, failed, activating, unknown, ...
 
 
 class FailedUnits(KeystoneFact):
@@ -18,9 +21,11 @@ class FailedUnits(KeystoneFact):
     requires = "systemctl"
 
     def command(self):
+        # One systemctl, its answer kept for the journal loop; nothing more runs when no unit failed.
         return (
-            "systemctl list-units --failed --no-legend --plain --full --no-pager || exit $?; "
-            "for u in $(systemctl list-units --failed --no-legend --plain --full --no-pager | awk '{print $1}'); do "
+            "kc_f=$(systemctl list-units --failed --no-legend --plain --full --no-pager) || exit $?; "
+            "[ -n \"$kc_f\" ] || exit 0; printf '%s\\n' \"$kc_f\"; "
+            "for u in $(printf '%s\\n' \"$kc_f\" | awk '{print $1}'); do "
             f"echo \"--journal $u\"; journalctl -u \"$u\" -n {JOURNAL_LINES} --no-pager -o short-iso 2>&1 | tail -n {JOURNAL_LINES}; done"
         )
 
@@ -59,6 +64,10 @@ class ServiceActive(KeystoneFact):
     """``systemctl is-active`` for one or more unit names (the same service is ``sshd`` on NixOS
     and ``ssh`` on Debian: pass both). Exit 3/4 for inactive/unknown units is an answer.
 
+    One ``systemctl is-active UNIT...`` prints one state per unit, in order, after a ``units``
+    line naming them; a state count that does not match the units is unparseable, never a pass.
+    Not booted with systemd (its message on stderr) is an error.
+
     Arguments:
         units: space-separated unit names, e.g. ``"sshd ssh"``
 
@@ -70,22 +79,31 @@ class ServiceActive(KeystoneFact):
 
     def command(self, units):
         names = [u for u in str(units).split() if u]
-        quoted = " ".join(shell_quote(u) for u in names)
-        return f"for u in {quoted}; do printf '%s ' \"$u\"; systemctl is-active \"$u\" 2>&1 | head -n 1; done; exit 0"
+        header = f"printf '%s\\n' {shell_quote(' '.join(['units', *names]))}"
+        if not names:
+            return header
+        # stderr stays apart: merged, "not booted" messages could pass for states, one per unit.
+        return f"{header}; systemctl is-active -- {' '.join(shell_quote(u) for u in names)}"
+
+    def parse(self, result):
+        errors = " ".join(result.stderr)
+        if "not been booted with systemd" in errors or "Failed to connect to bus" in errors:
+            raise ProbeFailed("systemd is not running on this host (not booted with systemd)")
+        self.raise_for_exit(result)
+        return self.process(result.stdout)
 
     def process(self, output):
-        states = {}
-        for line in output:
-            parts = line.split(None, 1)
-            if not parts:
-                continue
-            if len(parts) != 2:
-                raise UnparseableOutput(f"systemctl is-active: unexpected line {line!r}")
-            states[parts[0]] = parts[1].strip()
-        if any(s.startswith("System has not been booted") or s.startswith("Failed to connect") for s in states.values()):
-            from ..errors import ProbeFailed
-
-            raise ProbeFailed("systemd is not running on this host (not booted with systemd)")
+        lines = [line.strip() for line in output if line.strip()]
+        if not lines or lines[0].split()[0] != "units":
+            raise UnparseableOutput("systemctl is-active: expected a 'units ...' line first")
+        units, found = lines[0].split()[1:], lines[1:]
+        if len(found) != len(units):
+            raise UnparseableOutput(f"systemctl is-active: {len(units)} unit(s) {units} but "
+                                    f"{len(found)} state line(s) {found[:4]!r}")
+        bad = [s for s in found if not _UNIT_STATE.fullmatch(s)]
+        if bad:
+            raise UnparseableOutput(f"systemctl is-active: not a unit state: {bad[0][:120]!r}")
+        states = dict(zip(units, found))
         active = [u for u, s in states.items() if s in ("active", "reloading", "activating")]
         return {"states": states, "active": active, "any_active": bool(active)}
 

@@ -42,7 +42,9 @@ class ModuleStatus(KeystoneFact):
 
     def command(self):
         return (
-            "if [ -r /sys/module/zfs/version ]; then echo \"loaded $(cat /sys/module/zfs/version)\"; "
+            # read, a shell builtin, instead of cat: one process less
+            "if [ -r /sys/module/zfs/version ]; then kc_v=; IFS= read -r kc_v </sys/module/zfs/version; "
+            "echo \"loaded $kc_v\"; "
             "elif grep -q '^zfs ' /proc/modules 2>/dev/null; then echo 'loaded unknown'; else echo 'loaded no'; fi; "
             "echo \"kernel $(uname -r)\"; "
             "if command -v modinfo >/dev/null 2>&1; then "
@@ -439,9 +441,11 @@ class ArcSizing(KeystoneFact):
     def command(self):
         return ("if [ -r /proc/spl/kstat/zfs/arcstats ]; then "
                 "awk '$1==\"c_max\"||$1==\"c_min\"||$1==\"c\"||$1==\"size\" {print $1, $3}' /proc/spl/kstat/zfs/arcstats; "
-                "else echo 'arcstats missing'; fi; grep '^MemTotal:' /proc/meminfo; "
-                "if [ -r /sys/module/zfs/parameters/zfs_arc_max ]; then "
-                "echo \"param $(cat /sys/module/zfs/parameters/zfs_arc_max)\"; fi")
+                "else echo 'arcstats missing'; fi; "
+                # shell builtins instead of grep and cat (one process each); MemTotal is meminfo's first line
+                "while IFS= read -r kc_l || [ -n \"$kc_l\" ]; do case $kc_l in MemTotal:*) printf '%s\\n' \"$kc_l\"; break;; esac; "
+                "done </proc/meminfo; if [ -r /sys/module/zfs/parameters/zfs_arc_max ]; then "
+                "kc_v=; IFS= read -r kc_v </sys/module/zfs/parameters/zfs_arc_max; echo \"param $kc_v\"; fi")
 
     def process(self, output):
         values: dict[str, int] = {}
