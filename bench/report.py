@@ -378,7 +378,10 @@ def render_md(fleet, stale, cli, machine: dict) -> str:
               f"≈ (fixed + P × {3 * rtt_s:.2f} s) / (fixed + {3 * rtt_s:.2f} s), which approaches 10× only when the "
               "per-probe round trips dominate everything else"
               + (f" — at the measured {per * 1000:.0f} ms per probe that needs roughly {need:.0f} probes per host"
-                 if need else "") + f", not {P}.")
+                 if need else "") + f", not {P}."
+              + (f" Even a sweep costing exactly the baseline ({b['wall_s_median']:.2f} s: connect + one `true`) would "
+                 f"leave one-fact-per-probe only {F / b['wall_s_median']:.1f}× slower: with {P} probes at 50 ms the 10× "
+                 "target is out of reach of any implementation on this benchmark." if ok(b) else ""))
             A("")
         an = t50.get("ansible")
         if ok(an) and f:

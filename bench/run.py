@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -54,8 +55,8 @@ VENV = HERE / ".venv"
 VENV_PY = VENV / "bin" / "python"
 DOCS = REPO / "docs"
 ALL_TOOLS = ["baseline", "pyinfra-connect", "probes-local", "sweep", "sweep-api", "pyinfra-facts", "testinfra", "ansible"]
-# tools whose records depend on the probe catalog (a record with another probe count is stale)
-PROBE_TOOLS = {"sweep", "sweep-api", "pyinfra-facts", "testinfra", "ansible"}
+# tools whose records depend on the probe catalog: a record measured with other probe commands is stale
+PROBE_TOOLS = {"sweep", "sweep-api", "pyinfra-facts", "testinfra", "ansible", "probes-local"}
 SWEEPS = ("sweep", "sweep-api")
 TESTINFRA_MAX_WORKERS = 8
 PHASE_ROLE = ["sweep", "deployed"]  # set from --phase/--role in main()
@@ -552,10 +553,15 @@ def _probe_seconds(command: str) -> float:
     return time.perf_counter() - started
 
 
-def merge_results(path: Path, new: list[dict], probes_now: int | None = None) -> list[dict]:
-    """New records replace old ones with the same tool/hosts/rtt; with `probes_now` (the current
-    catalog's size), records of per-probe tools measured with another probe count are flagged
-    `stale` (kept, reported in their own section, never compared with current records)."""
+def probes_digest(probes: list[tuple[str, str]]) -> str:
+    """Fingerprint of the probe commands: a cheaper command with the same probe count is another catalog."""
+    return hashlib.sha256(json.dumps(probes).encode()).hexdigest()[:12]
+
+
+def merge_results(path: Path, new: list[dict], digest_now: str | None = None) -> list[dict]:
+    """New records replace old ones with the same tool/hosts/rtt; with `digest_now` (the current
+    probe commands' fingerprint), records of per-probe tools measured with other probe commands are
+    flagged `stale` (kept, reported in their own section, never compared with current records)."""
     old: list[dict] = []
     if path.exists():
         try:
@@ -564,10 +570,11 @@ def merge_results(path: Path, new: list[dict], probes_now: int | None = None) ->
             old = []
     keys = {(r["tool"], r["hosts"], r["rtt_ms"]) for r in new}
     merged = [r for r in old if (r["tool"], r["hosts"], r["rtt_ms"]) not in keys] + new
-    if probes_now is not None:
+    if digest_now is not None:
         for r in merged:
-            if r["tool"] in PROBE_TOOLS and r.get("probes") != probes_now:
-                r["stale"] = f"measured with {r.get('probes')} probes; the catalog now has {probes_now}"
+            if r["tool"] in PROBE_TOOLS and r.get("probes_digest") != digest_now:
+                r["stale"] = (f"measured with other probe commands ({r.get('probes')} probes, digest "
+                              f"{r.get('probes_digest', 'not recorded')}); the catalog now is {digest_now}")
             else:
                 r.pop("stale", None)
     merged.sort(key=lambda r: (r["hosts"], r["rtt_ms"], ALL_TOOLS.index(r["tool"]) if r["tool"] in ALL_TOOLS else 99))
@@ -617,7 +624,8 @@ def main(argv=None) -> int:
     host_data = {**json.loads(a.host_data), "role": a.role}
     PHASE_ROLE[:] = [a.phase, a.role]
     probes, probes_source = load_probes(a.phase, a.role, host_data, a.probes)
-    log(f"{len(probes)} probes from {probes_source}")
+    digest = probes_digest(probes)
+    log(f"{len(probes)} probes from {probes_source} (digest {digest})")
     sweep_ok, sweep_why = sweep_available()
     api_ok, api_why = sweep_api_available()
     info = machine_info()
@@ -636,7 +644,7 @@ def main(argv=None) -> int:
     def base_record(tool: str, n: int, rtt: float) -> dict:
         rec = {"tool": tool, "hosts": n, "rtt_ms": rtt, "runs": 0, "wall_s_median": None, "wall_s_all": [],
                "cpu_s": None, "peak_rss_mb": None, "errors": None, "probes": len(probes),
-               "probes_source": probes_source}
+               "probes_source": probes_source, "probes_digest": digest}
         if tool in PROBE_TOOLS:
             rec["probe_sleep_s"] = probe_sleep_s
             rec["probe_sleepers"] = sleepers
@@ -648,7 +656,7 @@ def main(argv=None) -> int:
                 for tool in tools:
                     results.append({**base_record(tool, n, rtt), "status": "skipped", "note": a.record_skipped})
         out = Path(a.out)
-        out.write_text(json.dumps(merge_results(out, results, len(probes)), indent=1) + "\n")
+        out.write_text(json.dumps(merge_results(out, results, digest), indent=1) + "\n")
         log(f"wrote {out} ({len(results)} skipped records)")
         return 0
 
@@ -748,7 +756,7 @@ def main(argv=None) -> int:
                 pass
         out = Path(a.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        merged = merge_results(out, results, len(probes))
+        merged = merge_results(out, results, digest)
         out.write_text(json.dumps(merged, indent=1) + "\n")
         if results:
             (HERE / "machine.json").write_text(json.dumps(info, indent=1) + "\n")
