@@ -428,9 +428,9 @@ def render_md(fleet, stale, cli, machine: dict) -> str:
       "and its parallel connect to every host, nothing else - not one of the issue's comparisons, it splits the "
       "sweep's time into \"pyinfra itself\" and \"the checks\" (sweep − pyinfra-connect).")
     A("- **probes-local** (`bench/tools/probes_local.py`): the exact batch script the engine sends to one host "
-      "(`keystone_checks.facts.batch.render_batch` for this phase and role: each probe in a subshell "
-      "with its section markers, one watchdog per timeout) run N times in parallel with local `sh`, no SSH at all - a decomposition like "
-      "pyinfra-connect: what the N hosts' own work costs on this machine, where they share the controller's cores.")
+      "(`keystone_checks.facts.batch.render_batch` for this phase and role: each probe in a subshell with its "
+      "section markers, one watchdog per timeout) run N times in parallel with local `sh`, no SSH at all - a "
+      "decomposition like pyinfra-connect: what the N hosts' own work costs on this machine, where they share the controller's cores.")
     A("- **sweep**: `pyinfra -y INVENTORY playbooks/sweep.py --data report=TMP` from the repo, with the project's "
       "pyinfra; the inventory sets `role` and `disk` (see `--host-data`) on every host. Reported `unavailable` "
       "while `playbooks/sweep.py` does not exist; never estimated.")

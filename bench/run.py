@@ -743,8 +743,6 @@ def main(argv=None) -> int:
                                 rec["probes"] = 1  # one exec of `true`
                             elif tool == "pyinfra-connect":
                                 rec["probes"] = 0  # connects only
-                            elif tool == "probes-local":
-                                rec["probes"] = len(probes)  # the engine's batch, no SSH
                         results.append(rec)
     except KeyboardInterrupt:
         log("interrupted: fleet stopped; keeping the results measured so far")

@@ -126,20 +126,32 @@ def _data_pairs(items: list[str]) -> dict:
     return data
 
 
+def _report_specs(args) -> list[tuple[str, str | None]]:
+    """``--report FORMAT[:PATH]`` options (default: the console table), unknown formats refused."""
+    from .reports import parse_spec
+
+    try:
+        return [parse_spec(s) for s in args.report] or [("console", None)]
+    except ValueError as exc:
+        raise KeystoneChecksError(str(exc)) from None
+
+
+def _limit_patterns(args) -> list[str]:
+    """``--limit`` options: repeatable and comma-separated."""
+    return [p for item in args.limit for p in item.split(",") if p]
+
+
 def cmd_run(args) -> int:
     from . import apirun
 
     apirun.patch()  # gevent first: before pyinfra/paramiko import socket and ssl users
-    from .reports import parse_spec, write_reports
+    from .reports import write_reports
 
-    try:
-        specs = [parse_spec(s) for s in args.report] or [("console", None)]
-    except ValueError as exc:
-        raise KeystoneChecksError(str(exc)) from None
+    specs = _report_specs(args)
     if not any(name == "console" for name, _ in specs) and not any(path in (None, "-") for _, path in specs):
         specs.insert(0, ("console", None))  # the operator at a terminal always sees the table
     options = apirun.RunOptions(target=args.target, inventory=args.inventory,
-                                limit=[p for item in args.limit for p in item.split(",") if p],
+                                limit=_limit_patterns(args),
                                 fix=args.fix, dry=args.dry, data=_data_pairs(args.data),
                                 connect_timeout=args.connect_timeout)
     import logging
@@ -159,12 +171,9 @@ def cmd_run(args) -> int:
 
 def cmd_merge(args) -> int:
     from . import merge
-    from .reports import parse_spec, write_reports
+    from .reports import write_reports
 
-    try:
-        specs = [parse_spec(s) for s in args.report] or [("console", None)]
-    except ValueError as exc:
-        raise KeystoneChecksError(str(exc)) from None
+    specs = _report_specs(args)
     shards = [(path, merge.load_shard(path)) for path in args.reports]
     expected = None
     if args.inventory:
@@ -173,7 +182,7 @@ def cmd_merge(args) -> int:
         from .apirun import load_inventory, select_hosts
 
         inventory = load_inventory(args.inventory, State(check_for_changes=False))
-        limit = [p for item in args.limit for p in item.split(",") if p]
+        limit = _limit_patterns(args)
         expected = [h.name for h in (select_hosts(inventory, limit, args.inventory) if limit else inventory)]
     elif args.limit:
         raise KeystoneChecksError("merge: --limit selects hosts of the inventory; give -i INVENTORY too")

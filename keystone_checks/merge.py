@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 from dataclasses import fields
 from datetime import datetime
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +31,14 @@ from . import report
 from .errors import KeystoneChecksError
 from .evaluate import CheckResult, Outcome
 
-SCHEMA_PATH = Path(__file__).parent / "schema" / "report.schema.json"
 _RESULT_FIELDS = {f.name for f in fields(CheckResult)}
+
+
+@lru_cache(maxsize=1)
+def _report_validator() -> Draft202012Validator:
+    """The report schema's validator, built once for all shards."""
+    return Draft202012Validator(json.loads(
+        resources.files("keystone_checks").joinpath("schema/report.schema.json").read_text(encoding="utf-8")))
 
 
 def load_shard(path: str | Path) -> dict[str, Any]:
@@ -42,8 +50,7 @@ def load_shard(path: str | Path) -> dict[str, Any]:
         raise KeystoneChecksError(f"{path}: cannot read ({exc.strerror})") from None
     except ValueError as exc:
         raise KeystoneChecksError(f"{path}: not JSON ({exc}); pass the shards' --report json files") from None
-    validator = Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
-    problem = next(iter(sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))), None)
+    problem = next(iter(sorted(_report_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))), None)
     if problem is not None:
         where = "/".join(map(str, problem.absolute_path)) or "top level"
         raise KeystoneChecksError(f"{path}: not a keystone-checks report ({where}: {problem.message})")

@@ -18,7 +18,6 @@ NIX = "nix --extra-experimental-features 'nix-command flakes'"
 # (linking, large derivations); max-jobs parallel jobs must fit in RAM.
 JOB_MEMORY_BYTES = 2 * 1024**3
 
-_GENERATION_LINK = re.compile(r"-(\d+)-link$")  # PROFILE-N-link, as nix-env names generations
 
 
 def shell_path(path: str) -> str:
@@ -173,9 +172,7 @@ class SystemGenerations(KeystoneFact):
             raise UnparseableOutput(f"system generations: unexpected output {output[:4]!r}")
         running = output[0][len("running"):].strip() or None
         profile = output[1][len("profile"):].strip() or None
-        current_link = output[2][len("current"):].strip().rsplit("/", 1)[-1]
-        current_match = _GENERATION_LINK.search(current_link)
-        current = int(current_match.group(1)) if current_match else None
+        current_link = output[2][len("current"):].strip().rsplit("/", 1)[-1]  # PROFILE points at it
         link = re.compile(re.escape(output[3][len("--generations "):]) + r"-(\d+)-link$")
         generations = []
         for line in output[4:]:
@@ -187,13 +184,12 @@ class SystemGenerations(KeystoneFact):
             match = link.fullmatch(path)
             if not match:
                 continue  # not PROFILE-<number>-link: nix-env does not list it either
-            number = int(match.group(1))
             date = datetime.datetime.fromtimestamp(int(stamp), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-            generations.append({"number": number, "date": date, "current": number == current})
+            generations.append({"number": int(match.group(1)), "date": date,
+                                "current": bool(current_link) and path.rsplit("/", 1)[-1] == current_link})
         generations.sort(key=lambda g: g["number"])
         numbers = [g["number"] for g in generations]
-        if current not in numbers:
-            current = None
+        current = next((g["number"] for g in generations if g["current"]), None)
         older = [n for n in numbers if current is None or n < current]
         return {
             "generations": generations,

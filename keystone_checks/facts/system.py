@@ -293,7 +293,7 @@ class LoadAverage(KeystoneFact):
             has the list; the 0.01 covers ``load1_per_cpu`` being rounded); default 1.0
 
     ``top`` (at most 5 processes, busiest first) is empty below that load: ``ps`` is most of the
-    probe's cost. When the load line or CPU count is not understood, the list is collected.
+    probe's cost. When the CPU count cannot be read, the list is collected.
 
     Example: ``{"load1": 3.2, "load5": 2.0, "load15": 1.1, "cpus": 2, "load1_per_cpu": 1.6,
     "top": [{"pid": 812, "cpu": 95.0, "command": "z_wr_iss"}]}``; at low load ``"top": []``

@@ -129,8 +129,6 @@ class SystemState(KeystoneFact):
         if not words:
             raise UnparseableOutput("systemctl is-system-running printed nothing")
         if words[-1] == "offline" or any("not been booted with systemd" in w for w in words):
-            from ..errors import ProbeFailed
-
             raise ProbeFailed("systemd is not running as PID 1 here (is-system-running: offline)")
         if words[-1] in SYSTEM_STATES:
             return {"state": words[-1]}
