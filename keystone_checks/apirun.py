@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from .errors import KeystoneChecksError
 
-REPO = Path(__file__).resolve().parent.parent
+from .paths import playbooks_dir
 
 
 def patch() -> None:
@@ -53,8 +53,8 @@ def resolve_target(target: str) -> Target:
     if target in PHASES:
         return Target(target, None)
     path = Path(target)
-    if not path.exists() and (REPO / "playbooks" / target).exists():
-        path = REPO / "playbooks" / target
+    if not path.exists() and (playbooks_dir() / target).exists():
+        path = playbooks_dir() / target
     if not path.is_file():
         raise KeystoneChecksError(f"'{target}' is neither a phase ({', '.join(PHASES)}) nor a playbook file")
     try:

@@ -23,9 +23,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from . import hostdata, templating
+from .paths import checks_dir
 from .errors import CatalogError, CheckFileError
 
-DEFAULT_CHECKS_DIR = Path(os.environ.get("KEYSTONE_CHECKS_DIR", Path(__file__).resolve().parent.parent / "checks"))
+DEFAULT_CHECKS_DIR = checks_dir()
 
 # Placeholder host data used to validate templates and expect schemas at load time.
 _SAMPLE_CONTEXT = {k.name: (k.default if k.default is not None else k.types[0]()) for k in hostdata.KEYS.values()}
@@ -251,7 +252,11 @@ def validate(paths: list[Path]) -> tuple[list[Check], list[CheckFileError]]:
     files = check_files(paths)
     for path in paths:
         if not path.exists():
-            problems.append(CheckFileError(str(path), "no such file or directory"))
+            hint = ""
+            if path == DEFAULT_CHECKS_DIR:
+                hint = (" (the catalog: set KEYSTONE_CHECKS_DIR to a checks/ directory, or reinstall"
+                        " keystone-checks from a wheel or a source checkout, which both carry it)")
+            problems.append(CheckFileError(str(path), "no such file or directory" + hint))
     if paths and not files and not problems:
         problems.append(CheckFileError(", ".join(map(str, paths)), "no check files (*.yaml) found"))
     lines_by_path: dict[str, _Lines] = {}

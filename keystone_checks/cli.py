@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import __version__
 from .catalog import DEFAULT_CHECKS_DIR, validate
 from .errors import KeystoneChecksError
 
@@ -194,6 +195,7 @@ def cmd_merge(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keystone-checks", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"keystone-checks {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="validate check files (default: the catalog)")
