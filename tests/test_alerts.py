@@ -370,3 +370,91 @@ def test_fix_outcomes_alert_like_failures(sweeps, tmp_path):
     done = run_rule_tests(tmp_path, [{"name": "fix runs", "interval": "1m",
                                       "input_series": scrapes.input_series(), "alert_rule_test": evals}])
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+
+
+# --- the Grafana dashboard ---------------------------------------------------------------------
+
+GRAFANA_VARIABLES = {"$instance": ".*", "$host": ".*"}  # what "All" sends (allValue)
+SCRAPE_LABELS = {"instance", "job"}
+
+
+def _panels(dashboard: dict) -> list[dict]:
+    out = []
+    for panel in dashboard["panels"]:
+        out.append(panel)
+        out += panel.get("panels", [])  # collapsed rows hold their panels
+    return out
+
+
+def dashboard_queries(dashboard: dict) -> list[tuple[str, str]]:
+    """(where, PromQL) of every panel target and query variable, with the variables as "All" sends them.
+    ``label_values(SELECTOR, LABEL)`` becomes ``count by (LABEL) (SELECTOR)``: the values it would list."""
+    queries = []
+    for panel in _panels(dashboard):
+        for target in panel.get("targets", []):
+            queries.append((f"panel {panel['title']!r} {target['refId']}", target["expr"]))
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            found = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", variable["definition"])
+            assert found, variable
+            assert variable["query"]["query"] == variable["definition"], variable["name"]
+            queries.append((f"variable {variable['name']}", f"count by ({found[2]}) ({found[1]})"))
+    substituted = []
+    for where, expr in queries:
+        for name, value in GRAFANA_VARIABLES.items():
+            expr = expr.replace(name, value)
+        assert "$" not in expr, f"{where}: unknown variable in {expr}"
+        substituted.append((where, expr))
+    return substituted
+
+
+def test_dashboard_reads_what_the_writer_writes(sweeps, tmp_path):
+    """The dashboard parses, is laid out on Grafana's 24-column grid, uses the datasource variable,
+    names only metrics and labels the writer emits, and every query returns data on a real sweep
+    (promtool evaluates each under absent(): an alert would mean an empty panel or a query that does
+    not parse)."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    (_, prom1), *_ = sweeps
+    emitted = samples(prom1)
+    metrics = {name for name, _, _ in emitted}
+    labels = {label for _, series, _ in emitted for label in series} | SCRAPE_LABELS
+
+    assert dashboard["uid"] and dashboard["title"] and isinstance(dashboard["schemaVersion"], int)
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    panels = _panels(dashboard)
+    assert len({p["id"] for p in panels}) == len(panels) >= 8
+    types = {p["type"] for p in panels}
+    assert types <= {"stat", "table", "timeseries", "state-timeline", "row"}, types
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24 and grid["h"] > 0, panel["title"]
+        if panel["type"] != "row":
+            assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+            assert panel["targets"] and all(t["datasource"] == panel["datasource"] for t in panel["targets"])
+        for transformation in panel.get("transformations", []):
+            options = transformation["options"]
+            named = set(options.get("excludeByName", {})) | set(options.get("indexByName", {})) | \
+                set(options.get("renameByName", {}))
+            assert named <= labels | {"Time", "Value", "__name__"}, (panel["title"], named - labels)
+
+    queries = dashboard_queries(dashboard)
+    for where, expr in queries:
+        used = set(re.findall(r"\bkeystone_\w+", expr))
+        assert used and used <= metrics, f"{where}: {sorted(used - metrics)} not written by the prometheus writer"
+        matched = set(re.findall(r"(\w+)\s*(?:=~|!~|!=|=)\s*\"", expr))
+        grouped = {name.strip() for group in re.findall(r"(?:by|on|group_left|without)\s*\(([^)]*)\)", expr)
+                   for name in group.split(",") if name.strip()}
+        assert matched | grouped <= labels, f"{where}: labels {sorted((matched | grouped) - labels)} not written"
+
+    rules = tmp_path / "dashboard.rules.yml"
+    rules.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": [
+        {"alert": "DashboardQueryEmpty", "expr": f"absent({expr})", "labels": {"query": where}}
+        for where, expr in queries]}]}, sort_keys=False))
+    checked = run_promtool("check", "rules", str(rules))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    scrapes = Scrapes(10)
+    scrapes.serve("ctl-a:9100", prom1, 0, 10)
+    done = run_rule_tests(tmp_path, [{"name": "dashboard", "interval": "1m", "input_series": scrapes.input_series(),
+                                      "alert_rule_test": [at(5, "DashboardQueryEmpty", [])]}], rules=rules)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
