@@ -1,8 +1,9 @@
 """The Prometheus alerting rules (deploy/prometheus/) and the Grafana dashboard (deploy/grafana/), tested
 with promtool on series written by REAL sweeps.
 
-Two real ``keystone-checks run sweep`` runs over two real sshd hosts (tests/kc_helpers.Sshd) write
-``--report prometheus:PATH`` and ``--report json:PATH``:
+Real ``keystone-checks run sweep`` runs over two real sshd hosts (tests/kc_helpers.Sshd), with the
+end-to-end catalog (tests/fixtures/e2e_checks) plus warning and info copies of its always-failing check,
+write ``--report prometheus:PATH`` and ``--report json:PATH``:
 
 - sweep 1: ``web-1`` is up with its marker file missing (``marker-file-present`` fails), ``web-2`` has
   nothing listening on its port (unreachable);
@@ -38,6 +39,7 @@ E2E_CHECKS = Path(__file__).parent / "fixtures" / "e2e_checks"
 
 FAILING = ("fail", "fix-failed", "would-fix")
 JOB = "node"
+SCRAPE_LABELS = {"instance", "job"}  # added by Prometheus when it scrapes node_exporter
 STALE_AFTER_S = 2700  # the rules' threshold: 3 x the 15-minute timer
 
 
@@ -215,7 +217,16 @@ def sweeps(tmp_path_factory):
     web2.root.mkdir()
     web2.port = free_port()  # nothing listens here during sweep 1
     marker = tmp / "marker"
-    env = {"KEYSTONE_CHECKS_DIR": str(E2E_CHECKS)}
+    # The end-to-end catalog plus the always-failing check at the two other severities: a failing
+    # warning check alerts, a failing info check does not.
+    checks = tmp / "checks"
+    shutil.copytree(E2E_CHECKS, checks)
+    tiny = (E2E_CHECKS / "root-is-tiny.yaml").read_text()
+    for severity in ("warning", "info"):
+        text = tiny.replace("id: root-is-tiny", f"id: root-is-tiny-{severity}").replace(
+            "severity: critical", f"severity: {severity}").replace("(always fails)", f"(always fails, {severity})")
+        (checks / f"root-is-tiny-{severity}.yaml").write_text(text)
+    env = {"KEYSTONE_CHECKS_DIR": str(checks)}
     out = []
     try:
         for n in (1, 2):
@@ -265,6 +276,7 @@ def test_sweeps_cover_every_alerting_state(sweeps):
     for report in (first, second):
         assert _outcome(report, "web-1", "needs-disk") == "error"  # host data 'disk' is not set
         assert _outcome(report, "web-1", "root-is-tiny") == "fail"
+        assert _outcome(report, "web-1", "root-is-tiny-warning") == _outcome(report, "web-1", "root-is-tiny-info") == "fail"
     (dry, _), (fix, _) = sweeps[2:]
     assert _outcome(dry, "web-1", "marker-file-present") == "would-fix"
     assert _outcome(fix, "web-1", "marker-file-present") == "fix-failed"
@@ -274,6 +286,27 @@ def test_rules_are_valid():
     done = run_promtool("check", "rules", str(RULES))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS: 7 rules found" in done.stdout
+
+
+def _series_schema(series: str) -> tuple[str, frozenset[str]]:
+    """``name{a="x",b="y"}`` -> (name, {a, b}) (values may hold escaped quotes)."""
+    found = re.fullmatch(r'(\w+)\{((?:\w+="(?:[^"\\]|\\.)*",?)*)\}', series)
+    assert found, series
+    return found[1], frozenset(re.findall(r'(\w+)="(?:[^"\\]|\\.)*"', found[2]))
+
+
+def test_shipped_rule_tests_pass_on_series_the_writer_still_writes(sweeps):
+    """deploy/prometheus/keystone-checks.rules.test.yml (for operators who change a threshold) passes
+    under promtool, and its series have exactly the metric and label names a sweep writes today."""
+    done = run_promtool("test", "rules", str(RULES_TEST))
+    assert done.returncode == 0 and "SUCCESS" in done.stdout, done.stdout[-6000:] + done.stderr[-3000:]
+    shipped = {_series_schema(s["series"]) for test in yaml.safe_load(RULES_TEST.read_text())["tests"]
+               for s in test["input_series"]}
+    (_, prom1), (_, prom2), *_ = sweeps
+    written = {(name, frozenset(labels) | SCRAPE_LABELS) for prom in (prom1, prom2)
+               for name, labels, _ in samples(prom)}
+    assert {name for name, _ in shipped} == {name for name, _ in written}
+    assert shipped <= written, sorted(shipped - written)
 
 
 def _timeline(sweeps, instance: str) -> Scrapes:
@@ -290,8 +323,9 @@ def test_alerts_follow_real_sweeps_then_staleness_then_absence(sweeps, tmp_path)
     ctl = "ctl-a:9100"
     failing_1 = check_alerts(first, ctl, FAILING)
     errors_1 = check_alerts(first, ctl, ("error",))
-    assert {"web-1/marker-file-present", "web-1/root-is-tiny"} <= {
-        f'{a["exp_labels"]["host"]}/{a["exp_labels"]["check"]}' for a in failing_1}
+    alerting = {f'{a["exp_labels"]["host"]}/{a["exp_labels"]["check"]}' for a in failing_1}
+    assert {"web-1/marker-file-present", "web-1/root-is-tiny", "web-1/root-is-tiny-warning"} <= alerting
+    assert "web-1/root-is-tiny-info" not in alerting
     assert errors_1 and unreachable_alerts(first, ctl)
     evals = [
         # Sweep 1: failing checks with title and guide, the errors, the unreachable host; the sweep is fresh.
@@ -375,7 +409,6 @@ def test_fix_outcomes_alert_like_failures(sweeps, tmp_path):
 # --- the Grafana dashboard ---------------------------------------------------------------------
 
 GRAFANA_VARIABLES = {"$instance": ".*", "$host": ".*"}  # what "All" sends (allValue)
-SCRAPE_LABELS = {"instance", "job"}
 
 
 def _panels(dashboard: dict) -> list[dict]:
