@@ -41,6 +41,7 @@ FAILING = ("fail", "fix-failed", "would-fix")
 JOB = "node"
 SCRAPE_LABELS = {"instance", "job"}  # added by Prometheus when it scrapes node_exporter
 STALE_AFTER_S = 2700  # the rules' threshold: 3 x the 15-minute timer
+EDGE = 15 + STALE_AFTER_S // 60  # the last sweep finishes at minute 15: exactly 2700 s old at minute 60
 
 
 def promtool() -> str:
@@ -286,6 +287,7 @@ def test_rules_are_valid():
     done = run_promtool("check", "rules", str(RULES))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS: 7 rules found" in done.stdout
+    assert f"keystone_checks_last_run_timestamp_seconds > {STALE_AFTER_S}\n" in RULES.read_text()
 
 
 def _series_schema(series: str) -> tuple[str, frozenset[str]]:
@@ -341,9 +343,9 @@ def test_alerts_follow_real_sweeps_then_staleness_then_absence(sweeps, tmp_path)
         at(20, "KeystoneCheckError", check_alerts(second, ctl, ("error",))),
         at(20, "KeystoneHostUnreachable", []),
         # No sweep since minute 15: stale once older than 2700 s (at minute 60 it is exactly 2700 s).
-        at(60, "KeystoneSweepStale", []),
-        at(61, "KeystoneSweepStale", [stale_alert(ctl, "sweep", "46m 0s")]),
-        at(61, "KeystoneCheckFailing", check_alerts(second, ctl, FAILING)),  # old verdicts still served
+        at(EDGE, "KeystoneSweepStale", []),
+        at(EDGE + 1, "KeystoneSweepStale", [stale_alert(ctl, "sweep", "46m 0s")]),
+        at(EDGE + 1, "KeystoneCheckFailing", check_alerts(second, ctl, FAILING)),  # old verdicts still served
         # File removed at minute 121: the check alerts resolve; the loss itself alerts after 10 minutes.
         at(125, "KeystoneCheckFailing", []),
         at(125, "KeystoneSweepMetricsVanished", []),
@@ -367,7 +369,7 @@ def test_two_controllers_one_stops(sweeps, tmp_path):
     evals = [
         at(5, "KeystoneCheckFailing", check_alerts(first, "ctl-a:9100", FAILING)
            + check_alerts(second, "ctl-b:9100", FAILING)),
-        at(61, "KeystoneSweepStale", [stale_alert("ctl-a:9100", "sweep", "46m 0s")]),
+        at(EDGE + 1, "KeystoneSweepStale", [stale_alert("ctl-a:9100", "sweep", "46m 0s")]),
         at(132, "KeystoneSweepStale", []),
         at(132, "KeystoneSweepMetricsVanished", [vanished_alert("ctl-a:9100", "sweep")]),
         at(132, "KeystoneSweepMetricsAbsent", []),
