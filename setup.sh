@@ -36,8 +36,8 @@ if [ "$tests" = 1 ]; then
     # openssh-server/-client: real sshd hosts; nix-bin: controller checks on offline flakes and nix
     # profile tests; iputils-ping: the ping check; chromium: HTML report screenshots; systemd:
     # systemd-analyze verify of the units; gdisk, psmisc, util-linux: the wipe guard's sgdisk,
-    # fuser and losetup.
-    packages+=(openssh-server openssh-client nix-bin iputils-ping chromium systemd gdisk psmisc util-linux)
+    # fuser and losetup; prometheus: promtool tests the alert rules and dashboard queries.
+    packages+=(openssh-server openssh-client nix-bin iputils-ping chromium systemd gdisk psmisc util-linux prometheus)
 fi
 if [ "${#packages[@]}" -gt 0 ]; then
     echo "== system packages: ${packages[*]}"

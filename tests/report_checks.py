@@ -125,6 +125,14 @@ def check_prometheus(report: dict, text: str) -> dict:
     for host, r in every:
         sample = samples[(host, r["check"])]
         assert sample.value == 1 and sample.labels["outcome"] == r["outcome"] and sample.labels["severity"] == r["severity"]
+    # One info sample per check (the alert rules join title and guide from it), agreeing with the report.
+    info = {s.labels["check"]: s for s in families["keystone_check_info"].samples}
+    assert len(info) == len(families["keystone_check_info"].samples) == len({r["check"] for _, r in every})
+    for host, r in every:
+        labels = info[r["check"]].labels
+        assert info[r["check"]].value == 1
+        assert (labels["title"], labels["severity"], labels["guide_document"], labels["guide_section"]) == \
+            (r["title"], r["severity"], r["guide"]["document"], r["guide"]["section"]), (host, r["check"])
     up = {s.labels["host"]: s.value for s in families["keystone_checks_host_up"].samples}
     assert up == {h["name"]: float(h["status"] == "ok") for h in report["hosts"]}
     assert families["keystone_checks_hosts_unreachable"].samples[0].value == len(_down(report, "unreachable"))

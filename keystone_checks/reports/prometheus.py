@@ -1,8 +1,10 @@
 """Prometheus text exposition for node_exporter's textfile collector.
 
 One gauge sample per host x check with the *current* outcome as a label and value 1 (alerting:
-``keystone_check_outcome{outcome=~"fail|error"} == 1``), plus per-run gauges. Written atomically by
-``write_reports`` (node_exporter must never read half a file).
+``keystone_check_outcome{outcome=~"fail|error"} == 1``), one ``keystone_check_info`` sample per check
+(title, severity and guide section, for alert text: joined ``on(instance, job, check)``), plus per-run
+gauges. Written atomically by ``write_reports`` (node_exporter must never read half a file). The alerting
+rules and dashboard built on these series: deploy/prometheus/, deploy/grafana/.
 """
 
 from __future__ import annotations
@@ -25,6 +27,21 @@ def write(report: dict[str, Any]) -> str:
         for r in host["results"]:
             out.append(f'keystone_check_outcome{{host="{_label(host["name"])}",check="{_label(r["check"])}",'
                        f'severity="{_label(r["severity"])}",outcome="{_label(r["outcome"])}",phase="{phase}"}} 1')
+    out += [
+        "# HELP keystone_check_info Catalog data of each check in the run (always 1): title, severity, guide section.",
+        "# TYPE keystone_check_info gauge",
+    ]
+    # One sample per check id, not per host: titles are the catalog's, the same on every host.
+    seen: set[str] = set()
+    for host in report["hosts"]:
+        for r in host["results"]:
+            if r["check"] in seen:
+                continue
+            seen.add(r["check"])
+            guide = r.get("guide") or {}
+            out.append(f'keystone_check_info{{check="{_label(r["check"])}",title="{_label(r["title"])}",'
+                       f'severity="{_label(r["severity"])}",guide_document="{_label(guide.get("document", ""))}",'
+                       f'guide_section="{_label(guide.get("section", ""))}",phase="{phase}"}} 1')
     out += [
         "# HELP keystone_checks_host_up Whether the sweep reached the host and ran its checks (0: unreachable or error).",
         "# TYPE keystone_checks_host_up gauge",
