@@ -96,3 +96,35 @@ def test_disk_release_ops_quote_the_disk():
     cmds, _ = run(boot, boot.release_disk_mounts, {"lsblk": "/mnt/boot"}, path="/dev/disk/by-id/x y")
     assert "readlink -f '/dev/disk/by-id/x y'" in cmds[0]
     assert run(boot, boot.swapoff_disk, path="/dev/vda")[0] == []
+
+
+FAKE_SYSTEMCTL = """#!/bin/sh
+# Fake systemctl for a NixOS host with services.openssh.startWhenNeeded: only sshd.socket and
+# sshd@.service exist (nixpkgs sshd.nix); logs every call.
+echo "$*" >> "$KC_LOG"
+[ "$1" = "--" ] && shift
+case "$1" in
+  cat) shift; [ "$1" = "--" ] && shift; case "$1" in sshd.socket|sshd@.service) exit 0;; *) echo "No files found for $1." >&2; exit 1;; esac;;
+  start) shift; [ "$1" = "--" ] && shift; case "$1" in sshd.socket) exit 0;; *) echo "Unit $1.service not found." >&2; exit 5;; esac;;
+esac
+exit 1
+"""
+
+
+def test_start_service_starts_the_socket_on_a_socket_activated_host(tmp_path):
+    """The queued command, run by a real shell against systemctl as on NixOS with startWhenNeeded,
+    starts sshd.socket (sshd.service does not exist there); with the old unit list it fails."""
+    import os
+    import subprocess
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "systemctl").write_text(FAKE_SYSTEMCTL)
+    (bindir / "systemctl").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "KC_LOG": str(tmp_path / "log")}
+    cmds, _ = run(systemd, systemd.start_service, units="sshd ssh sshd.socket ssh.socket")
+    done = subprocess.run(["sh", "-c", cmds[0]], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "start -- sshd.socket" in (tmp_path / "log").read_text()
+    cmds, _ = run(systemd, systemd.start_service, units="sshd ssh")
+    assert subprocess.run(["sh", "-c", cmds[0]], env=env, capture_output=True, text=True).returncode == 1
