@@ -580,7 +580,7 @@ class InputFirewall(KeystoneFact):
     "blocked_in": [{"backend": "iptables-nft", "family": "ipv4", "table": "filter", "chain": "INPUT"}]}``
     """
 
-    def command(self, port):
+    def command(self, port: int):
         return (f"echo {shell_quote('port ' + str(int(port)))}; "
                 "if command -v nft >/dev/null 2>&1; then echo '--kc-nft'; nft -j list ruleset 2>&1; "
                 "echo \"nft-rc $?\"; else echo 'nft-missing'; fi; "
