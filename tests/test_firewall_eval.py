@@ -62,3 +62,31 @@ def test_return_goto_and_jump_loops():
              "-A b -p tcp --dport 22 -j RETURN\n-A INPUT -p tcp --dport 22 -j ACCEPT")
     assert _ipt(rules)["verdict"] == "accept"  # b returns past a's DROP (goto), INPUT then accepts
     assert _ipt("-P INPUT ACCEPT\n-N a\n-A INPUT -j a\n-A a -j a")["verdict"] == "unknown"
+
+
+def _nft(*rules, policy="drop", family="ipv4"):
+    from keystone_checks.facts.firewall import nft_verdicts
+    items = [{"chain": {"family": "inet", "table": "t", "name": "input", "type": "filter", "hook": "input",
+                        "prio": 0, "policy": policy}}]
+    items += [{"rule": {"family": "inet", "table": "t", "chain": "input", "expr": expr}} for expr in rules]
+    return nft_verdicts({"nftables": items}, 22, family)[0]
+
+
+FIB = {"match": {"op": "==", "left": {"fib": {"result": "oif", "flags": ["saddr", "iif"]}}, "right": False}}
+SSH = {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 22}}
+
+
+def test_nft_rules_without_a_verdict_decide_nothing_but_unknown_verdict_rules_do():
+    assert _nft([FIB, {"log": {"prefix": "x"}}], [SSH, {"accept": None}])["verdict"] == "accept"
+    assert _nft([FIB, {"drop": None}], [SSH, {"accept": None}])["verdict"] == "unknown"
+
+
+def test_nft_source_restriction_and_family():
+    v4only = {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                        "right": {"prefix": {"addr": "10.0.0.0", "len": 8}}}}
+    got = _nft([v4only, SSH, {"accept": None}])
+    assert got["verdict"] == "drop" and got["allowed_only"] == ["from 10.0.0.0/8"]
+    # "ip saddr != X" never matches an IPv6 packet: the drop below does not apply to it.
+    negated = {"match": {**v4only["match"], "op": "!="}}
+    assert _nft([negated, SSH, {"drop": None}], policy="accept")["verdict"] == "drop"
+    assert _nft([negated, SSH, {"drop": None}], policy="accept", family="ipv6")["verdict"] == "accept"

@@ -193,7 +193,7 @@ def iptables_verdict(policies: dict, rules: dict, port: int, family: str) -> dic
     """Walk INPUT for the generic packet. Returns {verdict, allowed_only, decided_by}."""
     allowed_only: list[str] = []
 
-    def walk(chain, depth, conditional):
+    def walk(chain, depth):
         if depth > MAX_DEPTH:
             raise Unknown("jumps nested too deep (a loop?)")
         for tokens in rules.get(chain, []):
@@ -219,7 +219,7 @@ def iptables_verdict(policies: dict, rules: dict, port: int, family: str) -> dic
             if target == "RETURN":
                 return "return", text
             if target in rules:
-                verdict, where = walk(target, depth + 1, conditional)
+                verdict, where = walk(target, depth + 1)
                 if verdict != "return" or goto:
                     return verdict, where
                 continue
@@ -230,16 +230,17 @@ def iptables_verdict(policies: dict, rules: dict, port: int, family: str) -> dic
         return "return", f"end of {chain}"
 
     def _quiet(target, depth):
+        """What a jump target decides, for a conditional rule: its own notes are not kept."""
+        saved = list(allowed_only)
         try:
-            saved = list(allowed_only)
-            verdict = walk(target, depth + 1, True)[0]
-            allowed_only[:] = saved
-            return verdict
+            return walk(target, depth + 1)[0]
         except Unknown:
             return "unknown"
+        finally:
+            allowed_only[:] = saved
 
     try:
-        verdict, where = walk("INPUT", 0, False)
+        verdict, where = walk("INPUT", 0)
     except Unknown as exc:
         return {"verdict": "unknown", "allowed_only": allowed_only, "decided_by": str(exc)}
     if verdict == "return":
@@ -293,7 +294,7 @@ def _nft_match(m: dict, port: int, family: str, sets: dict):
             r = any(_nft_port(v, port) for v in _nft_values(right))
         elif proto in ("ip", "ip6") and field in ("saddr", "daddr"):
             if (proto == "ip") != (family == "ipv4"):
-                r = False
+                return False  # an ip header match never matches the other family (even with !=)
             else:
                 addrs = [_addr_text(v) for v in _nft_values(right)]
                 r = True if all(_everywhere(a) for a in addrs) else f"{'from' if field == 'saddr' else 'to'} {', '.join(addrs)}"
@@ -314,10 +315,12 @@ def _nft_match(m: dict, port: int, family: str, sets: dict):
                 v = str(v)
                 parts.append(False if v == "lo" else True if v == "*" else f"on interface {v}")
             r = True if True in parts else next((p for p in parts if isinstance(p, str)), False)
-        elif key in ("l4proto", "protocol") and key == "l4proto":
+        elif key == "l4proto":
             r = any(str(v) in ("tcp", "6") for v in values)
         elif key == "nfproto":
             r = family in [str(v) for v in values]
+        elif key == "protocol":  # the ethertype: ip / ip6
+            r = ("ip" if family == "ipv4" else "ip6") in [str(v) for v in values]
         elif key == "pkttype":
             r = "host" in [str(v) for v in values]
         else:
@@ -348,13 +351,17 @@ def _nft_match(m: dict, port: int, family: str, sets: dict):
 
 
 _NFT_STATEMENTS = {"counter", "log", "comment", "limit", "notrack"}
+_NFT_VERDICTS = {"accept", "drop", "reject", "return", "continue", "jump", "goto", "vmap"}
 
 
 def _nft_rule(exprs, port, family, sets):
     """(match result, verdict) of one rule; verdict is ('accept'|'drop'|'reject'|'return'|
     'continue', None) or ('jump'|'goto', chain) or None (no verdict)."""
     results, verdict = [], None
-    for e in exprs if isinstance(exprs, list) else []:
+    exprs = exprs if isinstance(exprs, list) else []
+    if not any(isinstance(e, dict) and _NFT_VERDICTS & set(e) for e in exprs):
+        return False, None  # log/counter only (NixOS: "refused connection" logging): decides nothing
+    for e in exprs:
         if not isinstance(e, dict) or len(e) != 1:
             raise Unknown(f"expression {e!r}"[:200])
         (kind, body), = e.items()
