@@ -492,6 +492,9 @@ def _body(lines, label):
 
 
 def analyse(output: list[str]) -> dict:
+    """The InputFirewall answer from its command's output (also used by the fix, which reads the
+    same command through pyinfra's Command fact). Raises ProbeFailed when the tools are missing or
+    fail, or when the IPv4 answer is unknown."""
     if not output or not output[0].startswith("port "):
         raise UnparseableOutput("expected a 'port N' line first")
     port = parse_int(output[0][5:], "port")
