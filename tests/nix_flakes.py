@@ -43,6 +43,37 @@ FLAKE = """{
     };
 }
 """
+# Keystone v0.2+ (ncrmro/keystone tag v0.2.0, still so in v0.12.0): flake output
+# nixosModules.operating-system imports disko + lanzaboote + ./modules/os, which declares
+# keystone.os.{enable, storage.{enable,type,devices,mode}, users.<u>} (modules/os/default.nix) and turns
+# keystone.os.users.<u>.authorizedKeys into users.users.<u>.openssh.authorizedKeys.keys on a normal user
+# (modules/os/users.nix); root gets no key and sshd has PermitRootLogin prohibit-password (modules/os/ssh.nix).
+# These configurations imitate the evaluated config of such a host, without nixpkgs.
+FLAKE_V02 = """{
+  description = "keystone-checks test flake, Keystone v0.2+ shape (no inputs: evaluates offline)";
+  outputs = { self }:
+    let
+      key = "@KEY@";
+      os = storage: { enable = true; storage = { enable = true; type = "zfs"; mode = "single"; } // storage; };
+      base = name: storage: groups: {
+        system.name = name;
+        networking.hostName = name;
+        keystone.os = os storage;
+        disko.devices = { };
+        users.users.root = { };
+        users.users.alice = { isNormalUser = true; extraGroups = groups; openssh.authorizedKeys.keys = [ key ]; };
+        nixpkgs.hostPlatform.system = "@SYSTEM@";
+      };
+    in {
+      nixosConfigurations = {
+        v02-server = { config = base "v02-server" { devices = [ "/dev/vda" ]; } [ "wheel" ]; };
+        v02-nowheel = { config = base "v02-nowheel" { devices = [ "/dev/vda" ]; } [ ]; };
+        v02-nodevices = { config = base "v02-nodevices" { devices = [ ]; } [ "wheel" ]; };
+        v02-mirror-one-disk = { config = base "v02-mirror-one-disk" { devices = [ "/dev/vda" ]; mode = "mirror"; } [ "wheel" ]; };
+      };
+    };
+}
+"""
 UNDEF = "{ config = { system.name = config.networking.hostName; }; }\n"
 BAD_SYNTAX = "{\n  outputs = { self }: {\n    nixosConfigurations.x = ;\n  };\n}\n"
 
@@ -85,4 +116,12 @@ def make_flake(directory: Path, public_key: str) -> Path:
 def make_bad_flake(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "flake.nix").write_text(BAD_SYNTAX)
+    return directory
+
+
+def make_flake_v02(directory: Path, public_key: str) -> Path:
+    """An offline flake shaped like a Keystone v0.2+ configuration (keys on a wheel user, not root)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    system, _ = local_system()
+    (directory / "flake.nix").write_text(FLAKE_V02.replace("@KEY@", public_key.strip()).replace("@SYSTEM@", system))
     return directory

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from kc_helpers import Sshd, free_port, outcomes, read_report, run_pyinfra, write_inventory
-from nix_flakes import make_bad_flake, make_flake, make_keypair, nix_env, require_nix
+from nix_flakes import make_bad_flake, make_flake, make_flake_v02, make_keypair, nix_env, require_nix
 
 CONFIG_CHECKS = [
     "nix-installed", "flake-parses", "flake-has-nixos-configurations", "configuration-name-exists",
@@ -43,12 +43,23 @@ CASES = {
 }
 
 
+# Keystone v0.2+ configurations (tests/nix_flakes.py FLAKE_V02): judged by keystone.os.storage and
+# keys on wheel users; the v0.1 rules (keystone.disko.device, root's keys) would fail every one of them.
+CASES_V02 = {
+    "v02-server": _expected(),
+    "v02-nowheel": _expected(**{"configuration-root-keys-set": "fail", "ssh-key-in-configuration": "fail"}),
+    "v02-nodevices": _expected(**{"configuration-disko-device-set": "fail"}),
+    "v02-mirror-one-disk": _expected(**{"configuration-disko-device-set": "fail"}),
+}
+
+
 @pytest.fixture(scope="module")
 def flake(tmp_path_factory):
     require_nix()
     root = tmp_path_factory.mktemp("controller")
     pub = make_keypair(root / "keys")
-    return {"dir": make_flake(root / "flake", pub.read_text()), "pub": pub, "root": root}
+    return {"dir": make_flake(root / "flake", pub.read_text()), "v02": make_flake_v02(root / "v02", pub.read_text()),
+            "pub": pub, "root": root}
 
 
 def _run(tmp_path, phase: str, data: dict) -> dict:
@@ -76,6 +87,18 @@ def test_configuration_phase_outcomes(tmp_path, flake, configuration):
         assert results["configuration-name-exists"]["evidence"]["configuration"]["suggestion"] == "test-server"
     if configuration == "undef":
         assert "undefined variable 'config'" in results["configuration-no-undefined-variable"]["evidence"]["configuration"]["error"]
+
+
+@pytest.mark.parametrize("configuration", list(CASES_V02))
+def test_configuration_phase_keystone_v02(tmp_path, flake, configuration):
+    report = _run(tmp_path, "configuration", {"flake": str(flake["v02"]), "nixos_configuration": configuration,
+                                              "ssh_public_key_file": str(flake["pub"])})
+    got = outcomes(report, "@local")
+    assert {k: got[k] for k in CONFIG_CHECKS} == CASES_V02[configuration]
+    results = _results(report)
+    assert results["configuration-disko-device-set"]["evidence"]["options"]["keystone_version"] == "v0.2+"
+    if configuration == "v02-mirror-one-disk":
+        assert "mirror needs at least 2 devices" in str(results["configuration-disko-device-set"]["evidence"])
 
 
 def test_configuration_phase_syntax_error_and_foreign_key(tmp_path, flake):

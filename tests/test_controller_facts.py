@@ -10,7 +10,7 @@ import pytest
 
 from keystone_checks.facts import FACTS
 from keystone_checks.facts.base import ProbeOutput
-from nix_flakes import local_system, make_bad_flake, make_flake, make_keypair, nix_env, require_nix
+from nix_flakes import local_system, make_bad_flake, make_flake, make_flake_v02, make_keypair, nix_env, require_nix
 
 
 def run_fact(name: str, **args):
@@ -26,7 +26,7 @@ def flakes(tmp_path_factory):
     root = tmp_path_factory.mktemp("flakes")
     pub = make_keypair(root / "keys")
     return {"good": make_flake(root / "good", pub.read_text()), "bad": make_bad_flake(root / "bad"),
-            "pub": pub, "other_pub": make_keypair(root / "other")}
+            "v02": make_flake_v02(root / "v02", pub.read_text()), "pub": pub, "other_pub": make_keypair(root / "other")}
 
 
 def test_nix_version_and_settings():
@@ -61,14 +61,34 @@ def test_configuration_causes(flakes, configuration, error_class, detail):
 def test_options_and_operator_key(flakes):
     good = run_fact("flake.Options", flake=str(flakes["good"]), configuration="test-server", public_key_file=str(flakes["pub"]))
     assert good["hostname"] == "test-server" and good["disko_device"] == "/dev/vda"
-    assert good["modules"] == {"disko": True, "keystone_disko": True}
+    assert good["modules"] == {"disko": True, "keystone_disko": True, "keystone_os": False}
+    assert good["keystone_version"] == "v0.1" and good["admin_key_users"] == ["root"]
     assert good["operator_key_authorized"] is True and good["system"] == local_system()[0]
     other = run_fact("flake.Options", flake=str(flakes["good"]), configuration="test-server", public_key_file=str(flakes["other_pub"]))
     assert other["operator_key_authorized"] is False
     assert run_fact("flake.Options", flake=str(flakes["good"]), configuration="nohostname",
                     public_key_file=str(flakes["pub"]))["hostname"] is None
     assert run_fact("flake.Options", flake=str(flakes["good"]), configuration="nomodules",
-                    public_key_file=str(flakes["pub"]))["modules"] == {"disko": False, "keystone_disko": False}
+                    public_key_file=str(flakes["pub"]))["modules"] == {"disko": False, "keystone_disko": False,
+                                                                       "keystone_os": False}
+
+
+def test_options_keystone_v02(flakes):
+    """Keystone v0.2+ (keystone.os.*, keys on a wheel user, none on root) is detected and judged by its rules."""
+    def options(configuration, pub="pub"):
+        return run_fact("flake.Options", flake=str(flakes["v02"]), configuration=configuration, public_key_file=str(flakes[pub]))
+    good = options("v02-server")
+    assert good["keystone_version"] == "v0.2+" and good["modules"]["keystone_os"] is True
+    assert good["storage"] == {"os_enable": True, "enable": True, "type": "zfs", "devices": ["/dev/vda"], "mode": "single"}
+    assert good["storage_problems"] == [] and not good["root_keys"]
+    assert good["admin_key_users"] == ["alice"] and good["operator_key_users"] == ["alice"]
+    assert good["operator_key_authorized"] is True
+    assert options("v02-server", "other_pub")["operator_key_authorized"] is False
+    nowheel = options("v02-nowheel")
+    assert nowheel["admin_keys"] == [] and nowheel["operator_key_authorized"] is False
+    assert nowheel["users_with_keys"]["alice"] == {"keys": 1, "wheel": False, "normal": True}
+    assert options("v02-nodevices")["storage_problems"] == ["keystone.os.storage.devices must contain at least one disk device"]
+    assert options("v02-mirror-one-disk")["storage_problems"] == ["mode mirror needs at least 2 devices, 1 given"]
 
 
 def test_cross_build(flakes):

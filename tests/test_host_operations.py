@@ -37,10 +37,6 @@ def run(module, op, answers=None, **kwargs):
         module.host = saved
 
 
-def nft_output(case):
-    return yaml.safe_load((FIXTURES / "firewall.NftRuleset" / f"{case}.yaml").read_text())["output"].split("\n", 1)[1]
-
-
 def test_import_pool_refuses_force_without_opt_in():
     cmds, _ = run(zfs, zfs.import_pool, pool="rpool", allow_force=False)
     assert "zpool import -f -N" not in cmds[0] and "refusing" in cmds[0] and "zpool import -N rpool" in cmds[0]
@@ -85,14 +81,69 @@ def test_start_service_accepts_either_unit_name():
     assert run(systemd, systemd.start_service, {"is-active": "ssh"}, units="sshd ssh")[0] == []
 
 
-def test_allow_tcp_port_inserts_into_blocking_chain_and_is_idempotent():
-    cmds, _ = run(firewall, firewall.allow_tcp_port, {"nft": nft_output("drop-policy-without-ssh")}, port=22)
-    assert cmds == ["nft insert rule inet filter input tcp dport 22 accept"]
-    cmds, noops = run(firewall, firewall.allow_tcp_port, {"nft": nft_output("nixos-drop-policy-ssh-allowed-via-vmap-jump")}, port=22)
+def fw_output(case):
+    return yaml.safe_load((FIXTURES / "firewall.InputFirewall" / f"{case}.yaml").read_text())["output"]
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("nixos-nftables-no22", ["nft -- insert rule inet nixos-fw input tcp dport 22 accept"]),
+    ("nft-drop-before-accept", ["nft -- insert rule inet filter input tcp dport 22 accept"]),
+    ("nixos-iptables-nft-no22", ["iptables -w -I INPUT 1 -p tcp --dport 22 -j ACCEPT",
+                                 "ip6tables -w -I INPUT 1 -p tcp --dport 22 -j ACCEPT"]),
+    ("nixos-iptables-nft-drop-before", ["iptables -w -I INPUT 1 -p tcp --dport 22 -j ACCEPT"]),
+])
+def test_allow_tcp_port_follows_the_backend(case, expected):
+    cmds, _ = run(firewall, firewall.allow_tcp_port, {"port 22": fw_output(case)}, port=22)
+    assert cmds == expected
+
+
+@pytest.mark.parametrize("case", ["nixos-nftables-22", "nixos-iptables-nft-22", "nixos-iptables-legacy-22"])
+def test_allow_tcp_port_is_a_noop_when_admitted(case):
+    cmds, noops = run(firewall, firewall.allow_tcp_port, {"port 22": fw_output(case)}, port=22)
     assert cmds == [] and noops
+
+
+@pytest.mark.parametrize("case, why", [("nixos-iptables-nft-src", "allowed only from 10.0.0.0/8"),
+                                       ("iptables-legacy-recent-unknown", "recent"),
+                                       ("not-root", "Permission denied")])
+def test_allow_tcp_port_refuses_restricted_or_unreadable_rules(case, why):
+    cmds, _ = run(firewall, firewall.allow_tcp_port, {"port 22": fw_output(case)}, port=22)
+    assert len(cmds) == 1 and "refusing" in cmds[0] and why in cmds[0] and cmds[0].endswith("exit 1")
 
 
 def test_disk_release_ops_quote_the_disk():
     cmds, _ = run(boot, boot.release_disk_mounts, {"lsblk": "/mnt/boot"}, path="/dev/disk/by-id/x y")
     assert "readlink -f '/dev/disk/by-id/x y'" in cmds[0]
     assert run(boot, boot.swapoff_disk, path="/dev/vda")[0] == []
+
+
+FAKE_SYSTEMCTL = """#!/bin/sh
+# Fake systemctl for a NixOS host with services.openssh.startWhenNeeded: only sshd.socket and
+# sshd@.service exist (nixpkgs sshd.nix); logs every call.
+echo "$*" >> "$KC_LOG"
+[ "$1" = "--" ] && shift
+case "$1" in
+  cat) shift; [ "$1" = "--" ] && shift; case "$1" in sshd.socket|sshd@.service) exit 0;; *) echo "No files found for $1." >&2; exit 1;; esac;;
+  start) shift; [ "$1" = "--" ] && shift; case "$1" in sshd.socket) exit 0;; *) echo "Unit $1.service not found." >&2; exit 5;; esac;;
+esac
+exit 1
+"""
+
+
+def test_start_service_starts_the_socket_on_a_socket_activated_host(tmp_path):
+    """The queued command, run by a real shell against systemctl as on NixOS with startWhenNeeded,
+    starts sshd.socket (sshd.service does not exist there); with the old unit list it fails."""
+    import os
+    import subprocess
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "systemctl").write_text(FAKE_SYSTEMCTL)
+    (bindir / "systemctl").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "KC_LOG": str(tmp_path / "log")}
+    cmds, _ = run(systemd, systemd.start_service, units="sshd ssh sshd.socket ssh.socket")
+    done = subprocess.run(["sh", "-c", cmds[0]], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "start -- sshd.socket" in (tmp_path / "log").read_text()
+    cmds, _ = run(systemd, systemd.start_service, units="sshd ssh")
+    assert subprocess.run(["sh", "-c", cmds[0]], env=env, capture_output=True, text=True).returncode == 1

@@ -20,6 +20,9 @@ from kc_helpers import Sshd, read_report, run_pyinfra, write_inventory
 
 SAFETY_CHECKS = Path(__file__).parent / "fixtures" / "safety" / "checks"
 NOT_SHELL = {"role", "report", "luks_passphrase_file", "luks_passphrase_env", "destructive_device"}
+# pyinfra's own connector data: a hostile value here only breaks the login (the fact that puts it in a
+# command, ssh.SshdAuthorizedKeys, gets every payload in test_every_fact_command_quotes_every_argument).
+CONNECTION = {"ssh_user"}
 
 
 def payloads(pwned: Path) -> list[str]:
@@ -32,7 +35,7 @@ def hostile_data(pwned: Path) -> dict:
     values = payloads(pwned)
     data, i = {}, 0
     for key in hostdata.KEYS.values():
-        if key.name in NOT_SHELL or str not in key.types:
+        if key.name in NOT_SHELL or key.name in CONNECTION or str not in key.types:
             continue
         data[key.name] = values[i % len(values)]
         i += 1

@@ -64,7 +64,7 @@ def _error_text(lines: list[str]) -> str:
     return "\n".join(useful[start:start + ERROR_LINES])
 
 
-_MISSING_MODULE = re.compile(r"option [`'‘]?(keystone\.disko|disko)[.\w-]*['’]? does not exist"
+_MISSING_MODULE = re.compile(r"option [`'‘]?(keystone\.disko|keystone\.os|disko)[.\w-]*['’]? does not exist"
                              r"|attribute '(disko|keystone)' missing|undefined variable 'disko'")
 
 
@@ -181,13 +181,72 @@ class Configuration(KeystoneFact):
 
 _OPTIONS_APPLY = """c: let
   t = v: let r = builtins.tryEval (builtins.deepSeq v v); in if r.success then r.value else null;
+  os = c.keystone.os or null;
+  all = c.users.users or { };
+  withKeys = n: let u = all.${n}; keys = t (u.openssh.authorizedKeys.keys or [ ]); in
+    if keys == null || keys == [ ] then [ ] else [ {
+      name = n;
+      value = { inherit keys; wheel = t (builtins.elem "wheel" (u.extraGroups or [ ])); normal = t (u.isNormalUser or false); };
+    } ];
 in {
   hostname = t (c.networking.hostName or null);
   disko_device = t (c.keystone.disko.device or null);
+  storage = t (if os == null then null else {
+    os_enable = os.enable or null;
+    enable = os.storage.enable or null;
+    type = os.storage.type or null;
+    devices = os.storage.devices or null;
+    mode = os.storage.mode or null;
+  });
   root_keys = t (c.users.users.root.openssh.authorizedKeys.keys or null);
+  users = t (builtins.listToAttrs (builtins.concatMap withKeys (builtins.attrNames all)));
   system = t (c.nixpkgs.hostPlatform.system or c.nixpkgs.system or null);
-  modules = { disko = t (c ? disko); keystone_disko = t (c ? keystone && c.keystone ? disko); };
+  modules = {
+    disko = t (c ? disko);
+    keystone_disko = t (c ? keystone && c.keystone ? disko);
+    keystone_os = t (c ? keystone && c.keystone ? os);
+  };
 }"""
+
+# keystone.os.storage assertions, ncrmro/keystone modules/os/default.nix@v0.2.0 (still there in v0.12.0).
+_MIN_DEVICES = {"single": 1, "mirror": 2, "stripe": 2, "raidz1": 3, "raidz2": 4, "raidz3": 5}
+
+
+def keystone_version(modules: dict) -> str | None:
+    """Which Keystone the configuration uses: ``v0.2+`` (``keystone.os``, flake output
+    ``nixosModules.operating-system``), ``v0.1`` (``keystone.disko``, ``./modules/disko-single-disk-root``)
+    or None (neither module imported)."""
+    if modules.get("keystone_os") is True:
+        return "v0.2+"
+    if modules.get("keystone_disko") is True:
+        return "v0.1"
+    return None
+
+
+def storage_problems(storage) -> list[str]:
+    """What keystone.os.storage (v0.2+) gets wrong, by the module's own assertions (which only fire
+    when the system is built, after the disk may already be formatted)."""
+    if not isinstance(storage, dict):
+        return ["keystone.os.storage could not be read"]
+    problems = []
+    if storage.get("os_enable") is not True:
+        problems.append("keystone.os.enable is not true: the Keystone OS module configures nothing")
+    if storage.get("enable") is False:
+        problems.append("keystone.os.storage.enable = false: disko lays out no disk")
+        return problems
+    devices = storage.get("devices") if isinstance(storage.get("devices"), list) else []
+    mode, kind = storage.get("mode"), storage.get("type")
+    if not devices:
+        problems.append("keystone.os.storage.devices must contain at least one disk device")
+    bad = [d for d in devices if not (isinstance(d, str) and d.startswith("/dev/"))]
+    if bad:
+        problems.append(f"keystone.os.storage.devices: not a /dev/... path: {bad[:3]}")
+    if kind == "ext4" and mode != "single":
+        problems.append("ext4 only supports single-disk mode")
+    elif kind == "zfs" and devices and len(devices) < _MIN_DEVICES.get(mode, 1):
+        problems.append(f"mode {mode} needs at least {_MIN_DEVICES[mode]} devices, {len(devices)} given")
+    return problems
+
 
 _KEY_TYPES = re.compile(r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-[\w@.-]+)$")
 
@@ -205,21 +264,26 @@ class Options(KeystoneFact):
     """The options a Keystone deployment needs, read from the evaluated configuration.
 
     One ``nix eval --json .#nixosConfigurations.NAME.config --apply ...`` reading
-    ``networking.hostName``, ``keystone.disko.device``, ``users.users.root.openssh.authorizedKeys.keys``,
-    ``nixpkgs.hostPlatform.system`` and whether the disko / keystone.disko modules are imported
-    (each via ``builtins.tryEval``: an option that throws reads as null). The operator's public key
-    file (host data ``ssh_public_key_file``; a public key, never the private one) is compared with
-    root's keys: ``operator_key_authorized``.
+    ``networking.hostName``, the Keystone storage options of either version (v0.1
+    ``keystone.disko.device``; v0.2+ ``keystone.os.{enable,storage.{enable,type,devices,mode}}``),
+    ``users.users.*.openssh.authorizedKeys.keys`` (with ``wheel`` / ``isNormalUser``),
+    ``nixpkgs.hostPlatform.system`` and which modules are imported (each via ``builtins.tryEval``:
+    an option that throws reads as null). ``keystone_version`` says which Keystone the configuration
+    uses (``keystone.os`` present: v0.2+, ``keystone.disko``: v0.1). ``admin_keys`` are the keys an
+    operator can administer the host with: root's (v0.1), root's or a normal wheel user's (v0.2+).
+    The operator's public key file (host data ``ssh_public_key_file``; a public key, never the
+    private one) is compared with them: ``operator_key_authorized``, ``operator_key_users``.
 
     Arguments:
         flake: flake directory
         configuration: nixosConfigurations name
         public_key_file: the operator's public key file
 
-    Example: ``{"evaluated": true, "error": null, "hostname": "test-server", "disko_device": "/dev/vda",
-    "root_keys": ["ssh-ed25519 AAAA... op@laptop"], "system": "x86_64-linux",
-    "modules": {"disko": true, "keystone_disko": true}, "operator_key": "ssh-ed25519 AAAA...",
-    "operator_key_authorized": true}``
+    Example: ``{"evaluated": true, "keystone_version": "v0.2+", "hostname": "server",
+    "storage": {"os_enable": true, "enable": true, "type": "zfs", "devices": ["/dev/vda"], "mode": "single"},
+    "storage_problems": [], "root_keys": [], "admin_key_users": ["alice"], "admin_keys": ["ssh-ed25519 AAAA... op@laptop"],
+    "modules": {"disko": true, "keystone_disko": false, "keystone_os": true}, "operator_key_authorized": true,
+    "operator_key_users": ["alice"], ...}``
     """
 
     requires = "nix"
@@ -235,9 +299,11 @@ class Options(KeystoneFact):
         status = _status(output)
         key_line = next((line[5:] for line in output if line.startswith("key| ")), None)
         operator_key = key_id(key_line) if key_line is not None else None
-        empty = {"evaluated": False, "error": None, "hostname": None, "disko_device": None, "root_keys": None,
-                 "system": None, "modules": {"disko": None, "keystone_disko": None},
-                 "operator_key": operator_key, "operator_key_authorized": None}
+        empty = {"evaluated": False, "error": None, "keystone_version": None, "hostname": None, "disko_device": None,
+                 "storage": None, "storage_problems": [], "root_keys": None, "users_with_keys": {},
+                 "admin_key_users": [], "admin_keys": None, "system": None,
+                 "modules": {"disko": None, "keystone_disko": None, "keystone_os": None},
+                 "operator_key": operator_key, "operator_key_authorized": None, "operator_key_users": []}
         if status in ("no-flake-dir", "no-flake-nix"):
             return {**empty, "error": f"{status}: no flake.nix in the flake directory"}
         rc, lines = _read_captured(output, "options")
@@ -254,22 +320,46 @@ class Options(KeystoneFact):
         keys = data.get("root_keys")
         if keys is not None and (not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)):
             raise UnparseableOutput(f"root authorized keys: expected a list of strings, got {keys!r}")
+        users = data.get("users") if isinstance(data.get("users"), dict) else {}
+        for name, user in users.items():
+            if not (isinstance(user, dict) and isinstance(user.get("keys"), list)
+                    and all(isinstance(k, str) for k in user["keys"])):
+                raise UnparseableOutput(f"users.users.{name}: expected {{keys: [strings], ...}}, got {user!r}"[:200])
         modules = data.get("modules") if isinstance(data.get("modules"), dict) else {}
-        authorized = None
+        modules = {k: modules.get(k) is True for k in ("disko", "keystone_disko", "keystone_os")}
+        version = keystone_version(modules)
+        # Who may hold the admin's key: root (v0.1, the guides); v0.2+ also normal users in wheel
+        # (modules/os/users.nix puts keystone.os.users.<u>.authorizedKeys there; root login is prohibit-password).
+        holders = {"root": keys or []} if keys else {}
+        if version == "v0.2+":
+            holders.update({n: u["keys"] for n, u in sorted(users.items())
+                            if n != "root" and u.get("wheel") is True and u.get("normal") is True})
+        admin_keys = [k for ks in holders.values() for k in ks]
+        authorized, key_users = None, []
         if operator_key is not None:
-            authorized = operator_key in {key_id(k) for k in keys or []}
+            key_users = [n for n, ks in holders.items() if operator_key in {key_id(k) for k in ks}]
+            authorized = bool(key_users)
+        storage = data.get("storage") if version == "v0.2+" else None
         def text(value):
             return value if isinstance(value, str) else None
         return {
             "evaluated": True,
             "error": None,
+            "keystone_version": version,
             "hostname": text(data.get("hostname")),
             "disko_device": text(data.get("disko_device")),
+            "storage": storage,
+            "storage_problems": storage_problems(storage) if version == "v0.2+" else [],
             "root_keys": keys,
+            "users_with_keys": {n: {"keys": len(u["keys"]), "wheel": u.get("wheel"), "normal": u.get("normal")}
+                                for n, u in sorted(users.items())},
+            "admin_key_users": list(holders),
+            "admin_keys": admin_keys,
             "system": text(data.get("system")),
-            "modules": {"disko": modules.get("disko") is True, "keystone_disko": modules.get("keystone_disko") is True},
+            "modules": modules,
             "operator_key": operator_key,
             "operator_key_authorized": authorized,
+            "operator_key_users": key_users,
         }
 
 

@@ -1,4 +1,4 @@
-"""Fixes for the nftables firewall."""
+"""Fixes for the host firewall, following its backend (nftables, iptables-nft, iptables-legacy)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,27 @@ from pyinfra import host
 from pyinfra.api import operation
 from pyinfra.facts.server import Command
 
+from ..errors import ProbeFailed, UnparseableOutput
 from ..facts.base import shell_quote
-from ..facts.firewall import analyse_ruleset
+from ..facts.firewall import InputFirewall, analyse
+
+
+def _refuse(message: str) -> str:
+    return f"echo {shell_quote('refusing: ' + message)} >&2; exit 1"
 
 
 @operation()
 def allow_tcp_port(port: int = 22):
-    """Admit TCP ``port`` in every input chain that drops it (guide: "nft add rule inet filter input
-    tcp dport 22 accept"). The rule is *inserted* at the top of each blocking chain (an appended rule
-    after a drop would never match), in that chain's own table (NixOS uses ``inet nixos-fw``, not
-    ``inet filter``). No-op when the port is already admitted. Runtime only: a firewall reload or
-    reboot restores the configured ruleset, so fix the NixOS configuration too.
+    """Admit new TCP connections to ``port`` in every input path that drops or rejects them
+    (guide: "nft add rule inet filter input tcp dport 22 accept"). The accept is *inserted* at the
+    top (an appended rule after a drop would never match), in the backend that drops: ``nft insert
+    rule`` into that base chain (NixOS: ``inet nixos-fw input``), ``iptables -I INPUT 1`` /
+    ``ip6tables -I INPUT 1`` for iptables (legacy or nf_tables). No-op when the port is already
+    admitted. Refuses when the rules cannot be read or understood, and when the port is let in
+    only from some sources or interfaces (a deliberate restriction, not a fault to open up).
+
+    Runtime only: the NixOS firewall service restores the configured rules at its next reload or
+    boot, so the lasting fix is ``networking.firewall.allowedTCPPorts = [ 22 ]`` and a rebuild.
 
     + port: TCP port, e.g. 22
 
@@ -26,18 +36,28 @@ def allow_tcp_port(port: int = 22):
 
         firewall.allow_tcp_port(port=22)
     """
-    import json
-
     port = int(port)
-    raw = host.get_fact(Command, "nft -j list ruleset 2>/dev/null || true")
+    raw = host.get_fact(Command, InputFirewall().command(port) + "; true")
     try:
-        analysis = analyse_ruleset(json.loads(raw), port) if raw else None
-    except Exception:  # noqa: BLE001 - unknown state: fall back to the guide's literal command
-        analysis = None
-    if analysis is not None and analysis["port_allowed"]:
+        state = analyse(str(raw or "").splitlines())
+    except (ProbeFailed, UnparseableOutput) as exc:
+        yield _refuse(f"cannot read the firewall ({exc}); admit tcp/{port} by hand")
+        return
+    if state["port_allowed"] and state["ipv6"]["verdict"] in ("accept", "unknown"):
         host.noop(f"tcp port {port} is already admitted")
         return
-    chains = analysis["blocking_chains"] if analysis else [{"family": "inet", "table": "filter", "chain": "input"}]
-    for chain in chains:
-        fam, table, name = (shell_quote(chain[k]) for k in ("family", "table", "chain"))
-        yield f"nft insert rule {fam} {table} {name} tcp dport {port} accept"
+    if state["allowed_only"]:
+        yield _refuse(f"tcp/{port} is allowed only {', '.join(state['allowed_only'])}: a deliberate "
+                      "restriction; connect from there or change the rules by hand")
+        return
+    commands: list[str] = []
+    for path in state["blocked_in"]:  # an inet chain drops both families: one insert
+        if path["backend"] == "nftables":
+            fam, table, chain = (shell_quote(path[k]) for k in ("family", "table", "chain"))
+            command = f"nft -- insert rule {fam} {table} {chain} tcp dport {port} accept"
+        else:
+            tool = "iptables" if path["family"] == "ipv4" else "ip6tables"
+            command = f"{tool} -w -I INPUT 1 -p tcp --dport {port} -j ACCEPT"
+        if command not in commands:
+            commands.append(command)
+    yield from commands

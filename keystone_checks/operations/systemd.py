@@ -15,19 +15,23 @@ def start_service(units: str = "sshd ssh"):
     sshd"; NixOS calls it ``sshd``, Debian ``ssh``): the first of ``units`` that exists is started.
     No-op when any of them is already active.
 
-    + units: space-separated candidate unit names, e.g. ``"sshd ssh"``
+    Socket activation (NixOS ``services.openssh.startWhenNeeded``: ``sshd.socket`` + ``sshd@.service``,
+    no ``sshd.service``) is covered by listing the socket after the services: the service names do
+    not exist there, so the socket is what gets started.
+
+    + units: space-separated candidate unit names, in order, e.g. ``"sshd ssh sshd.socket ssh.socket"``
 
     **Example:**
 
     .. code:: python
 
-        systemd.start_service(units="sshd ssh")
+        systemd.start_service(units="sshd ssh sshd.socket ssh.socket")
     """
     names = [u for u in str(units).split() if u]
     quoted = " ".join(shell_quote(u) for u in names)
-    active = host.get_fact(Command, f"for u in {quoted}; do systemctl is-active --quiet \"$u\" && echo \"$u\"; done; true")
+    active = host.get_fact(Command, f"for u in {quoted}; do systemctl is-active --quiet -- \"$u\" && echo \"$u\"; done; true")
     if active:
         host.noop(f"{active.strip()} is already active")
         return
-    yield (f"for u in {quoted}; do if systemctl cat \"$u\" >/dev/null 2>&1; then systemctl start \"$u\"; exit $?; fi; done; "
-           f"echo 'none of the units {' '.join(names)} exists on this host' >&2; exit 1")
+    yield (f"for u in {quoted}; do if systemctl cat -- \"$u\" >/dev/null 2>&1; then systemctl start -- \"$u\"; exit $?; fi; done; "
+           f"echo {shell_quote('none of the units ' + ' '.join(names) + ' exists on this host')} >&2; exit 1")
