@@ -253,7 +253,7 @@ class DisksPresent(KeystoneFact):
     "absent": [], "count": 1}``
     """
 
-    def command(self, paths):
+    def command(self, paths: list):
         if not isinstance(paths, (list, tuple)):
             raise ValueError("paths must be a list of device paths")
         parts = []

@@ -43,7 +43,7 @@ class Layout(KeystoneFact):
     "loader_entries": 0, "ukis": 3, "pinned": [], "detected": {...}}``
     """
 
-    def command(self, boot_mount, pool, pinned=None):
+    def command(self, boot_mount, pool, pinned: dict | None = None):
         esp, q_pool = shell_quote(boot_mount), shell_quote(pool)
         pins = "".join(f"printf '%s\\n' {shell_quote(f'pin {key} {_pin_text(value)}')}; "
                        for key, value in sorted((pinned or {}).items()))
