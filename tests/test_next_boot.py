@@ -177,3 +177,18 @@ def test_swapoff_fix_turns_off_only_swap_on_pool_zvols(tmp_path):
     partition of the pool's disk, which does not hold the pool) is left alone."""
     blocking = _fact("disks.SwapHolders", "swap-on-zvol-and-partition")["blocking"]
     assert [b.rsplit("/", 1)[-1] for b in blocking] == ["dm-0"]
+
+
+def test_manual_fix_text_names_this_hosts_pool(tmp_path):
+    """A failing check's manual remedy is shown with the host's own values, not template text."""
+    from kc_helpers import run_pyinfra
+
+    report = tmp_path / "r.json"
+    inventory = write_inventory(tmp_path / "inv.py", {"@local": {
+        "role": "deployed", "disk": "/dev/kc-absent", "pool": "tank", "disks": ["/dev/disk/by-id/kc-absent-a"]}})
+    done = run_pyinfra(inventory, "next-boot.py", "--data", "fix=true", "--data", f"report={report}")
+    assert "Traceback" not in done.stdout + done.stderr
+    (host,) = read_report(report)["hosts"]
+    disks = next(r for r in host["results"] if r["check"] == "all-disks-present")
+    assert disks["outcome"] == "fail"
+    assert "zpool replace tank OLD NEW" in disks["fix"]["manual"] and "{{" not in disks["fix"]["manual"]
