@@ -172,9 +172,9 @@ def test_root_check_follows_the_ext4_layout():
     assert evaluate(check, {"root": ext4, "layout": {"storage": "zfs"}}, CONTEXT).outcome == Outcome.FAIL
 
 
-def test_swapoff_fix_turns_off_only_swap_on_pool_zvols(tmp_path):
-    """The fix's commands come from the same parse: dm-0 (over rpool/swap) is turned off, dm-1 (a
-    partition of the pool's disk, which does not hold the pool) is left alone."""
+def test_swap_blocking_names_only_swap_on_a_pool_zvol():
+    """``blocking`` (what zfs.swapoff_pool_zvols turns off) holds dm-0 (dm-crypt over the zvol
+    rpool/swap), not dm-1 (a partition of the pool's disk, which does not hold the pool open)."""
     blocking = _fact("disks.SwapHolders", "swap-on-zvol-and-partition")["blocking"]
     assert [b.rsplit("/", 1)[-1] for b in blocking] == ["dm-0"]
 
