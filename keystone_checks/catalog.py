@@ -47,6 +47,7 @@ class Check:
     symptoms: list[Any] = field(default_factory=list)
     depends_on: list[str] = field(default_factory=list)
     requires_data: list[str] = field(default_factory=list)
+    applies_when: dict[str, Any] | None = None
     fix: dict[str, Any] | None = None
     prevention: list[str] = field(default_factory=list)
     path: str = ""
@@ -193,7 +194,9 @@ def _semantic_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileE
         if key not in _SAMPLE_CONTEXT:
             add(("requires_data", i), f"requires_data: unknown host data key '{key}' (known keys: see keystone_checks/hostdata.py)")
 
-    for section in ("gather", "expect", "fix"):
+    problems.extend(_applies_when_problems(data, where, lines))
+
+    for section in ("gather", "expect", "fix", "applies_when"):
         for template in templating.walk_templates(data.get(section)):
             try:
                 unknown = templating.variables(template) - set(_SAMPLE_CONTEXT)
@@ -212,6 +215,29 @@ def _semantic_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileE
     except SchemaError as exc:
         path = ("expect",) + tuple(exc.path)
         add(path, f"{'.'.join(map(str, path))}: expect is not a valid JSON Schema: {exc.message}")
+    return problems
+
+
+def _applies_when_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileError]:
+    """``applies_when`` must name one of the check's own gather entries and hold a valid JSON Schema."""
+    rule = data.get("applies_when")
+    if not rule:
+        return []
+    problems: list[CheckFileError] = []
+    gathers = sorted(data.get("gather", {}))
+    if rule["gather"] not in gathers:
+        problems.append(CheckFileError(_loc(where, lines, ("applies_when", "gather")),
+                                       f"applies_when.gather: {rule['gather']!r} is not a name under this check's gather "
+                                       f"(names: {', '.join(gathers) or 'none'}); gather the value it judges, e.g. "
+                                       "layout: {fact: system.Layout, ...}"))
+    try:
+        Draft202012Validator.check_schema(templating.render(rule["schema"], _SAMPLE_CONTEXT))
+    except templating.TemplateProblem:
+        pass  # reported with the other template problems
+    except SchemaError as exc:
+        path = ("applies_when", "schema") + tuple(exc.path)
+        problems.append(CheckFileError(_loc(where, lines, path),
+                                       f"{'.'.join(map(str, path))}: not a valid JSON Schema: {exc.message}"))
     return problems
 
 

@@ -65,6 +65,9 @@ def cmd_show(args) -> int:
         print(f"  after:    {', '.join(check.depends_on)}")
     if check.requires_data:
         print(f"  needs:    host data {', '.join(check.requires_data)} (not applicable when empty)")
+    if check.applies_when:
+        print(f"  applies:  when {check.applies_when['description']} "
+              f"({check.applies_when['gather']}: {json.dumps(check.applies_when['schema'])})")
     if check.fix:
         if "manual" in check.fix:
             print(f"  fix (manual): {check.fix['manual']}")

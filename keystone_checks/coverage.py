@@ -6,10 +6,16 @@ catalog: a check covers a section when its ``guide.document`` / ``guide.section`
 and a cause when its ``guide.cause`` also matches. For each entry the covering check ids and their
 fixes (operation names, the fix playbook, or ``manual``) are printed.
 
+Upstream behaviours (``keystone_checks/data/upstream/*.yaml``, one file per topic): what real
+Keystone, NixOS, nixos-anywhere, disko and lanzaboote hosts do that the guides do not say, each
+``{id, behaviour, source, keystone: v0.1 | v0.2+ | all, checks: [ids]}`` or ``uncovered: "why"``
+instead of ``checks``. They are printed after the guides' entries.
+
 Exit 0 when everything is covered; 1 listing what is not (uncovered sections/causes, ``also`` ids
 that do not exist, ``fix: automated`` entries with only manual fixes, section headings -- in the
-coverage data or in any check -- that are not verbatim headings of the guide); 2 when the catalog
-or the coverage data cannot be read.
+coverage data or in any check -- that are not verbatim headings of the guide; upstream entries
+naming a check that does not exist, with neither ``checks`` nor ``uncovered``, or malformed); 2
+when the catalog or the coverage data cannot be read.
 """
 
 from __future__ import annotations
@@ -151,6 +157,111 @@ def compute(checks: list[Check], entries: list[Entry], seeds: Path | None = None
     return entries, catalog_problems
 
 
+UPSTREAM_KEYSTONE = ("v0.1", "v0.2+", "all")
+UPSTREAM_KEYS = {"id", "behaviour", "source", "keystone", "checks", "uncovered"}
+
+
+@dataclass
+class Upstream:
+    """One upstream behaviour and the checks that cover it (or why none does)."""
+
+    id: str
+    behaviour: str
+    source: str
+    keystone: str
+    checks: list[str] = field(default_factory=list)
+    uncovered: str | None = None
+    file: str = ""
+    problems: list[str] = field(default_factory=list)
+
+
+def upstream_files(directory: Path | None = None) -> list[tuple[str, str]]:
+    """(file name, text) of every ``data/upstream/*.yaml``, sorted by name."""
+    if directory is not None:
+        return [(p.name, p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.yaml"))]
+    root = resources.files("keystone_checks").joinpath("data/upstream")
+    if not root.is_dir():
+        return []
+    return sorted((p.name, p.read_text(encoding="utf-8")) for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_upstream(directory: Path | None = None) -> list[Upstream]:
+    """Every upstream entry; malformed ones are returned with their problems (never raised)."""
+    entries: list[Upstream] = []
+    for name, text in upstream_files(directory):
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            entries.append(Upstream("?", "", "", "", file=name, problems=[f"YAML error: {exc}"]))
+            continue
+        if not isinstance(data, list):
+            entries.append(Upstream("?", "", "", "", file=name, problems=["must be a YAML list of entries"]))
+            continue
+        for i, item in enumerate(data):
+            if not isinstance(item, dict):
+                entries.append(Upstream(f"#{i}", "", "", "", file=name, problems=[f"entry {i} is not a mapping"]))
+                continue
+            entry = Upstream(str(item.get("id", f"#{i}")), str(item.get("behaviour", "")), str(item.get("source", "")),
+                             str(item.get("keystone", "")), file=name)
+            checks = item.get("checks")
+            entry.checks = [str(c) for c in checks] if isinstance(checks, list) else []
+            entry.uncovered = item.get("uncovered")
+            unknown = sorted(set(item) - UPSTREAM_KEYS)
+            if unknown:
+                entry.problems.append(f"unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(UPSTREAM_KEYS))})")
+            for key in ("id", "behaviour", "source", "keystone"):
+                if not item.get(key):
+                    entry.problems.append(f"missing {key!r}")
+            if item.get("id") and not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", str(item["id"])):
+                entry.problems.append("id must be short kebab-case")
+            if item.get("keystone") and item["keystone"] not in UPSTREAM_KEYSTONE:
+                entry.problems.append(f"keystone must be one of {', '.join(UPSTREAM_KEYSTONE)}")
+            if checks is not None and not isinstance(checks, list):
+                entry.problems.append("checks must be a list of check ids")
+            if not entry.checks and not entry.uncovered:
+                entry.problems.append("neither checks nor uncovered: name the checks, or say why none covers it")
+            if entry.checks and entry.uncovered:
+                entry.problems.append("both checks and uncovered: keep one")
+            entries.append(entry)
+    seen: dict[str, str] = {}
+    for entry in entries:
+        if entry.id in seen and not entry.id.startswith(("#", "?")):
+            entry.problems.append(f"duplicate id (also in {seen[entry.id]})")
+        seen.setdefault(entry.id, entry.file)
+    return entries
+
+
+def check_upstream(checks: list[Check], entries: list[Upstream]) -> list[Upstream]:
+    known = {c.id for c in checks}
+    for entry in entries:
+        for check_id in entry.checks:
+            if check_id not in known:
+                entry.problems.append(f"no check with id {check_id!r}")
+    return entries
+
+
+def render_upstream(entries: list[Upstream]) -> str:
+    if not entries:
+        return ""
+    lines = ["", "Upstream behaviours (keystone_checks/data/upstream/*.yaml)"]
+    for entry in entries:
+        mark = "MISS" if entry.problems else ("ok  " if entry.checks else "gap ")
+        lines.append(f"{mark} [{entry.keystone or '?'}] {entry.id}: {entry.behaviour}")
+        lines.append(f"       source: {entry.source}  ({entry.file})")
+        if entry.checks:
+            lines.append(f"       checks: {', '.join(entry.checks)}")
+        if entry.uncovered:
+            lines.append(f"       uncovered: {entry.uncovered}")
+        for problem in entry.problems:
+            lines.append(f"       !! {problem}")
+    covered = sum(1 for e in entries if e.checks and not e.problems)
+    gaps = sum(1 for e in entries if e.uncovered and not e.problems)
+    bad = sum(1 for e in entries if e.problems)
+    lines.append(f"{covered}/{len(entries)} upstream behaviours covered by checks; {gaps} documented as uncovered"
+                 + (f"; {bad} with problems" if bad else ""))
+    return "\n".join(lines) + "\n"
+
+
 def render(entries: list[Entry], catalog_problems: list[str], total: int | None = None) -> str:
     lines = []
     for entry in entries:
@@ -179,7 +290,9 @@ def uncovered(checks_dir: Path | None = None, requirements: Path | None = None) 
     if problems:
         raise ValueError("the check catalog is broken; run `keystone-checks validate`")
     entries, catalog_problems = compute(checks, load_requirements(requirements))
-    return [f"{e.label}: {'; '.join(e.problems)}" for e in entries if e.problems] + catalog_problems
+    upstream = check_upstream(checks, load_upstream())
+    return ([f"{e.label}: {'; '.join(e.problems)}" for e in entries if e.problems] + catalog_problems
+            + [f"upstream {u.file} {u.id}: {'; '.join(u.problems)}" for u in upstream if u.problems])
 
 
 def main(argv: list[str]) -> int:
@@ -188,6 +301,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--checks", help="catalog directory (default: the repository's checks/)")
     parser.add_argument("--requirements", help="coverage data (default: keystone_checks/data/coverage.yaml)")
     parser.add_argument("--seeds", help="directory holding the guides (default: ../shared/seeds, else the packaged copies)")
+    parser.add_argument("--upstream", help="directory of upstream behaviour files (default: keystone_checks/data/upstream)")
     parser.add_argument("--uncovered", action="store_true", help="print only what is not covered")
     args = parser.parse_args(argv)
     try:
@@ -199,12 +313,14 @@ def main(argv: list[str]) -> int:
             return 2
         entries = load_requirements(Path(args.requirements) if args.requirements else None)
         entries, catalog_problems = compute(checks, entries, Path(args.seeds) if args.seeds else None)
+        upstream = check_upstream(checks, load_upstream(Path(args.upstream) if args.upstream else None))
     except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
         print(f"keystone-checks coverage: cannot read the coverage data or guides: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     shown = [e for e in entries if e.problems] if args.uncovered else entries
     sys.stdout.write(render(shown, catalog_problems, total=len(entries)))
-    return 1 if any(e.problems for e in entries) or catalog_problems else 0
+    sys.stdout.write(render_upstream([u for u in upstream if u.problems or u.uncovered] if args.uncovered else upstream))
+    return 1 if any(e.problems for e in entries) or catalog_problems or any(u.problems for u in upstream) else 0
 
 
 if __name__ == "__main__":

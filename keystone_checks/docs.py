@@ -95,6 +95,9 @@ def render(checks) -> str:
                     out.append(f"- **After:** {', '.join(f'`{d}`' for d in c.depends_on)}")
                 if c.requires_data:
                     out.append(f"- **Applies when host data is set:** {', '.join(f'`{k}`' for k in c.requires_data)}")
+                if c.applies_when:
+                    out.append(f"- **Applies when:** {c.applies_when['description']} (judged on `{c.applies_when['gather']}`; "
+                               "otherwise skipped as not applicable)")
                 if c.symptoms:
                     out.append("- **Symptoms:** " + ", ".join(_symptom(s) for s in c.symptoms))
                 out += _fix_lines(c)

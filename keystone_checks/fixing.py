@@ -53,7 +53,12 @@ class HostFixes:
 
     def _fix(self, check: Check, result: CheckResult, now: bool) -> None:
         if "manual" in check.fix:
-            result.fix = {"manual": check.fix["manual"].strip()}
+            # the text names this host's pool, datasets and paths (host-data templates)
+            try:
+                text = str(templating.render(check.fix["manual"], self.context))
+            except templating.TemplateProblem:
+                text = check.fix["manual"]
+            result.fix = {"manual": text.strip()}
             return
         risk = check.fix["risk"]
         refusal = refusal_for(risk, self.context, check.fix.get("steps", ()))

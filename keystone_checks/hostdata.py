@@ -32,6 +32,11 @@ KEYS: dict[str, HostKey] = {
     for k in (
         HostKey("role", (str, list), None, "installer | deployed | controller (or a list of them)", True),
         HostKey("disk", (str,), None, "target disk device (/dev/vda, /dev/disk/by-id/...)", True),
+        HostKey("disks", (list,), [], "every disk of a multi-disk layout (keystone.os.storage.devices), e.g. "
+                                     "['/dev/disk/by-id/a', '/dev/disk/by-id/b']; [] = single disk (`disk`)"),
+        HostKey("layout", (dict,), {}, "pin the detected layout: {installer: bool, storage: zfs|ext4-luks, "
+                                       "boot_loader: systemd-boot|lanzaboote, firewall: iptables|nftables}; "
+                                       "unset keys are detected (system.Layout)"),
         HostKey("pool", (str,), "rpool", "ZFS root pool name (\"\" = this host has no ZFS pool: checks that require it do not apply)"),
         HostKey("crypt_dataset", (str,), "rpool/crypt", "encrypted dataset holding the system"),
         HostKey("credstore_name", (str,), "credstore", "LUKS mapping name of the credstore"),
@@ -50,7 +55,9 @@ KEYS: dict[str, HostKey] = {
         HostKey("authorized_keys_file", (str,), "/root/.ssh/authorized_keys", "root's authorized_keys file"),
         HostKey("min_ram_bytes", (int,), 16 * 1024**3, "RAM the guide recommends for ZFS (16 GB)"),
         HostKey("max_load_per_cpu", (int, float), 2.0, "1-minute load per CPU above which the host is 'slow'"),
-        HostKey("installer_marker", (str,), "/etc/keystone-installer", "file present only on the Keystone ISO"),
+        HostKey("installer_marker", (str,), "/etc/keystone-installer",
+                "optional extra installer signal for stand-ins (the lab's Debian guest); no Keystone ISO has it: "
+                "real ISOs are recognised by VARIANT_ID=installer in /etc/os-release ('' = not used)"),
         # Controller side (the operator's machine, usually @local)
         HostKey("flake", (str,), ".", "flake directory holding nixosConfigurations"),
         HostKey("nixos_configuration", (str,), "", "name under nixosConfigurations.<name> to deploy"),
@@ -87,6 +94,8 @@ def resolve(host_name: str, data: Any) -> dict[str, Any]:
         if not isinstance(value, key.types):
             raise HostDataError(host_name, key.name, f"expected {_type_names(key)}, got {type(value).__name__} {value!r}")
         context[key.name] = value
+    _check_layout(host_name, context.get("layout") or {})
+    _check_disks(host_name, context.get("disks") or [])
     # Defaults that follow the pool name when only the pool was overridden.
     pool = context["pool"]
     if _get(data, "crypt_dataset") is None:
@@ -95,6 +104,31 @@ def resolve(host_name: str, data: Any) -> dict[str, Any]:
         context["credstore_device"] = f"/dev/zvol/{pool}/credstore"
     context["host"] = host_name
     return context
+
+
+# What host data ``layout`` may pin, and to what (system.Layout reports the same keys).
+LAYOUT_VALUES: dict[str, tuple] = {
+    "installer": (True, False),
+    "storage": ("zfs", "ext4-luks"),
+    "boot_loader": ("systemd-boot", "lanzaboote"),
+    "firewall": ("iptables", "nftables"),
+}
+
+
+def _check_layout(host_name: str, layout: dict) -> None:
+    for key, value in layout.items():
+        if key not in LAYOUT_VALUES:
+            raise HostDataError(host_name, "layout", f"unknown key {key!r}; pin one of {', '.join(LAYOUT_VALUES)}")
+        allowed = LAYOUT_VALUES[key]
+        if isinstance(value, bool) != isinstance(allowed[0], bool) or value not in allowed:
+            raise HostDataError(host_name, "layout", f"{key}: {value!r} is not one of "
+                                                     f"{', '.join(map(repr, allowed))}")
+
+
+def _check_disks(host_name: str, disks: list) -> None:
+    for item in disks:
+        if not isinstance(item, str) or not item.startswith("/"):
+            raise HostDataError(host_name, "disks", f"expected absolute device paths, got {item!r}")
 
 
 def roles_of(host_name: str, context: dict[str, Any]) -> list[str]:

@@ -6,9 +6,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from . import templating
 from .catalog import Check
 from .errors import KeystoneChecksError
-from .evaluate import CheckResult, Outcome, evaluate, result_for
+from .evaluate import CheckResult, Outcome, _short, evaluate, result_for
 from .facts import FACTS
 from .facts.base import ProbeOutput
 from .facts.batch import Probe, ProbeBatch, new_marker, split_batch
@@ -74,11 +78,39 @@ def blocking_dependencies(check: Check, results: dict[str, CheckResult]) -> list
             if d in results and results[d].outcome not in SATISFIED and not results[d].gates_nothing]
 
 
+def applies(check: Check, plan: HostPlan, parsed, context) -> CheckResult | None:
+    """Judge ``check.applies_when`` on its gathered value: None when the check applies, else the
+    result: ``skipped`` (not applicable: gates nothing) or ``error`` (cannot tell whether it applies)."""
+    rule = check.applies_when
+    name = rule["gather"]
+    index = plan.probe_index.get(check.id, {}).get(name)
+    value, error = parsed.get(index, (None, "probe was not run")) if index is not None else (None, "not gathered")
+    if error:
+        return result_for(check, Outcome.ERROR, f"cannot tell whether it applies ({rule['description']}): "
+                                                f"could not gather {name} ({error})")
+    try:
+        schema = templating.render(rule["schema"], context)
+        matches = Draft202012Validator(schema).is_valid(value)
+    except (templating.TemplateProblem, SchemaError, TypeError, ValueError) as exc:
+        return result_for(check, Outcome.ERROR, f"cannot tell whether it applies: applies_when: {exc}")
+    if matches:
+        return None
+    keys = list(schema.get("properties", {})) if isinstance(schema, dict) else []
+    shown = {k: value.get(k) for k in keys} if isinstance(value, dict) and keys else value
+    return result_for(check, Outcome.SKIPPED, f"not applicable: applies when {rule['description']}; "
+                                              f"found {name} = {_short(shown)}",
+                      evidence={name: value}, not_applicable=True)
+
+
 def evaluate_one(check: Check, plan: HostPlan, parsed, context, results) -> CheckResult:
     if check in plan.skipped_by_role:
         return result_for(check, Outcome.SKIPPED, f"applies to {', '.join(check.roles)} hosts only", role_skipped=True)
     if check.id in plan.not_applicable:
         return result_for(check, Outcome.SKIPPED, plan.not_applicable[check.id], not_applicable=True)
+    if check.applies_when and check.id not in plan.problems:
+        verdict = applies(check, plan, parsed, context)
+        if verdict is not None:
+            return verdict
     blocking = blocking_dependencies(check, results)
     if blocking:
         reasons = ", ".join(f"{d} ({results[d].outcome})" for d in blocking)

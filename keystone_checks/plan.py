@@ -15,7 +15,7 @@ from .catalog import Check, load_catalog
 from .facts import FACTS
 from .facts.batch import Probe
 
-PHASES = ("preflight", "configuration", "network", "deployment", "boot", "zfs", "performance", "recovery", "sweep")
+PHASES = ("preflight", "configuration", "network", "deployment", "boot", "zfs", "performance", "next-boot", "recovery", "sweep")
 
 
 @dataclass

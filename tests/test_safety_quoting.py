@@ -43,6 +43,17 @@ def hostile_data(pwned: Path) -> dict:
     return data
 
 
+def _hostile(param, payload):
+    """The payload where the argument takes it: inside a mapping (host data ``layout``) or a list
+    (host data ``disks``) for arguments annotated so, as the string itself otherwise."""
+    annotation = str(param.annotation)
+    if "dict" in annotation:
+        return {"storage": payload, "boot_loader": payload, payload: payload}
+    if "list" in annotation:
+        return [payload, payload]
+    return payload
+
+
 def test_every_fact_command_quotes_every_argument(tmp_path):
     """Every fact in the registry (facts added later included), each string argument hostile, run by sh."""
     pwned = tmp_path / f"pwned-{uuid.uuid4().hex}"
@@ -51,7 +62,7 @@ def test_every_fact_command_quotes_every_argument(tmp_path):
         params = [p for p in inspect.signature(cls.command).parameters.values() if p.name != "self"]
         for payload in payloads(pwned):
             try:
-                command = str(cls().command(**{p.name: payload for p in params}))
+                command = str(cls().command(**{p.name: _hostile(p, payload) for p in params}))
             except Exception:  # noqa: BLE001 - a fact may refuse a non-string argument outright
                 continue
             jobs.append((name, payload, command))

@@ -239,3 +239,102 @@ class Signatures(KeystoneFact):
         flush()
         return {"resolved": resolved, "pttype": pttype, "signatures": sigs,
                 "types": sorted({s["type"] for s in sigs if s["type"]}), "unreadable": failed}
+
+
+class DisksPresent(KeystoneFact):
+    """Every disk of a multi-disk layout (host data ``disks``: Keystone v0.2+
+    ``keystone.os.storage.devices``, ESP on the first, mirror/stripe/raidz over all) is present as a
+    block device, resolved through ``/dev/disk/by-id`` links.
+
+    Arguments:
+        paths: the device paths (host data ``disks``)
+
+    Example: ``{"disks": [{"path": "/dev/disk/by-id/a", "resolved": "/dev/sda", "present": true}],
+    "absent": [], "count": 1}``
+    """
+
+    def command(self, paths: list):
+        if not isinstance(paths, (list, tuple)):
+            raise ValueError("paths must be a list of device paths")
+        parts = []
+        for path in paths:
+            q = shell_quote(path)
+            parts.append(f"printf '%s\\n' {shell_quote('want ' + str(path))}; "
+                         f"if [ -b {q} ]; then echo \"present $(readlink -f {q})\"; else echo absent; fi")
+        return "; ".join(parts) or "true"
+
+    def process(self, output):
+        disks, current = [], None
+        for line in output:
+            tag, _, rest = line.partition(" ")
+            if tag == "want":
+                current = {"path": rest, "resolved": None, "present": False}
+                disks.append(current)
+            elif tag in ("present", "absent") and current is not None:
+                current.update(present=tag == "present", resolved=rest.strip() or None)
+            elif line.strip():
+                raise UnparseableOutput(f"disk presence probe: unexpected line {line[:120]!r}")
+        return {"disks": disks, "absent": [d["path"] for d in disks if not d["present"]], "count": len(disks)}
+
+
+class SwapHolders(KeystoneFact):
+    """Active swap areas followed down their device stack (``/sys/class/block/NAME/slaves``) to
+    what they sit on: a swap on a zvol of ``pool`` -- directly (``/dev/zd0``) or through dm-crypt
+    (``/dev/dm-1`` over ``zd0``) -- holds the pool open and ``zpool export`` fails "pool is busy"
+    (nixos-anywhere #420). zvols are matched through their ``/dev/zvol/POOL/...`` links; leaves that
+    are partitions are mapped to their disk, and the pool's own disks are read from
+    ``zpool status -P -L`` (when the pool is imported) for ``on_pool_disks``.
+
+    Arguments:
+        pool: pool name (host data ``pool``)
+
+    Example: ``{"swaps": [{"device": "/dev/dm-1", "chain": ["dm-1", "zd0"], "zvols": ["rpool/swap"],
+    "disks": []}], "blocking": ["/dev/dm-1"], "on_pool_disks": [], "pool_disks": ["vda"]}``
+    """
+
+    def command(self, pool):
+        q = shell_quote(pool)
+        return ("kc_walk() { echo \"chain $1 $2\"; "
+                "kc_p=$(readlink -f /sys/class/block/$2/..); [ -e \"$kc_p/partition\" ] || "
+                "{ [ -e /sys/class/block/$2/partition ] && echo \"disk $1 ${kc_p##*/}\"; }; "
+                "[ -e /sys/class/block/$2/partition ] || { [ -d /sys/class/block/$2/slaves ] && "
+                "[ -z \"$(ls /sys/class/block/$2/slaves 2>/dev/null)\" ] && echo \"disk $1 $2\"; }; "
+                "for kc_s in /sys/class/block/$2/slaves/*; do [ -e \"$kc_s\" ] && kc_walk \"$1\" \"${kc_s##*/}\"; done; }; "
+                "tail -n +2 /proc/swaps | while read -r kc_d kc_t kc_rest; do echo \"swap $kc_d $kc_t\"; "
+                "[ \"$kc_t\" = partition ] || continue; kc_r=$(readlink -f \"$kc_d\"); kc_walk \"$kc_d\" \"${kc_r##*/}\"; done; "
+                f"find /dev/zvol/{q} -type l 2>/dev/null | while IFS= read -r kc_l; do "
+                "kc_r=$(readlink -f \"$kc_l\"); echo \"zvol ${kc_r##*/} ${kc_l#/dev/zvol/}\"; done; "
+                f"zpool status -P -L {q} 2>/dev/null | awk '$1 ~ /^\\/dev\\// {{print $1}}' | while read -r kc_v; do "
+                "kc_r=$(readlink -f \"$kc_v\"); kc_n=${kc_r##*/}; "
+                "if [ -e /sys/class/block/$kc_n/partition ]; then kc_p=$(readlink -f /sys/class/block/$kc_n/..); "
+                "kc_n=${kc_p##*/}; fi; echo \"pooldisk $kc_n\"; done; exit 0")
+
+    def process(self, output):
+        swaps: dict[str, dict] = {}
+        zvols: dict[str, str] = {}
+        pool_disks: list[str] = []
+        for line in output:
+            parts = line.split(" ", 2)
+            tag = parts[0]
+            if tag == "swap" and len(parts) == 3:
+                swaps[parts[1]] = {"device": parts[1].replace("\\040", " "), "type": parts[2],
+                                   "chain": [], "zvols": [], "disks": []}
+            elif tag in ("chain", "disk") and len(parts) == 3 and parts[1] in swaps:
+                target = swaps[parts[1]]["chain" if tag == "chain" else "disks"]
+                if parts[2] not in target:
+                    target.append(parts[2])
+            elif tag == "zvol" and len(parts) == 3:
+                zvols[parts[1]] = parts[2]
+            elif tag == "pooldisk" and len(parts) == 2:
+                if parts[1] not in pool_disks:
+                    pool_disks.append(parts[1])
+            elif line.strip():
+                raise UnparseableOutput(f"swap holders probe: unexpected line {line[:120]!r}")
+        for swap in swaps.values():
+            swap["zvols"] = [zvols[n] for n in swap["chain"] if n in zvols]
+            swap["disks"] = [d for d in swap["disks"] if d not in zvols]  # a zvol leaf is not a disk
+        listed = list(swaps.values())
+        return {"swaps": listed,
+                "blocking": [s["device"] for s in listed if s["zvols"]],
+                "on_pool_disks": [s["device"] for s in listed if set(s["disks"]) & set(pool_disks)],
+                "pool_disks": pool_disks}

@@ -206,10 +206,17 @@ class SystemGenerations(KeystoneFact):
         return self.process(result.stdout)
 
 
+# systemd-boot-builder.py: nixos-generation-N[-specialisation-X].conf; lanzaboote:
+# nixos-generation-N[-specialisation-X][-<hash>][+tries].efi
+_GENERATION_FILE = re.compile(r"nixos-generation-(\d+)(-specialisation-[^.]+?)?(-[A-Za-z0-9]+)?(\+\d+(-\d+)?)?\.(conf|efi)")
+
+
 class BootMenu(KeystoneFact):
     """What an operator at the console sees in systemd-boot: the menu timeout and how many NixOS
-    generations it offers (``loader/loader.conf`` and ``loader/entries/nixos-generation-*.conf``
-    on the ESP). Reads only the loader configuration.
+    generations it offers (``loader/loader.conf``; generations from systemd-boot's
+    ``loader/entries/nixos-generation-N.conf`` or lanzaboote's UKIs
+    ``EFI/Linux/nixos-generation-N[-<hash>].efi``, specialisations not counted). Reads only names
+    and the loader configuration.
 
     Arguments:
         boot_mount: ESP mount point (host data ``boot_mount``)
@@ -222,19 +229,25 @@ class BootMenu(KeystoneFact):
         return (f"cd {q} 2>/dev/null || {{ echo 'status no-esp'; exit 0; }}; "
                 "if [ -f loader/loader.conf ]; then echo 'loader yes'; "
                 "awk '$1 == \"timeout\" { print \"timeout\", $2 }' loader/loader.conf; else echo 'loader no'; fi; "
-                "echo \"entries $(ls loader/entries/nixos-generation-*.conf 2>/dev/null | wc -l)\"")
+                "for kc_f in loader/entries/nixos-generation-*.conf EFI/Linux/nixos-generation-*.efi; do "
+                "[ -e \"$kc_f\" ] && echo \"gen ${kc_f##*/}\"; done; echo 'entries'")
 
     def process(self, output):
-        fields = {}
+        fields: dict[str, str] = {}
+        generations: set[int] = set()
         for line in output:
             key, _, value = line.strip().partition(" ")
             if key in ("status", "loader", "timeout", "entries"):
                 fields[key] = value.strip()
+            elif key == "gen":
+                match = _GENERATION_FILE.fullmatch(value.strip())
+                if match and not match.group(2):
+                    generations.add(int(match.group(1)))
         if fields.get("status") == "no-esp":
             return {"loader_conf": False, "timeout": None, "menu_hidden": None, "generation_entries": 0}
         if "loader" not in fields or "entries" not in fields:
             raise UnparseableOutput(f"loader.conf: unexpected output {output[:3]!r}")
-        entries = parse_int(fields["entries"], "loader entry count")
+        entries = len(generations)
         timeout = fields.get("timeout")
         if timeout is not None and timeout.isdigit():
             timeout_value: int | str | None = int(timeout)

@@ -1,11 +1,119 @@
-"""Whole-system facts: filesystem space, memory, load."""
+"""Whole-system facts: the detected Keystone layout, filesystem space, mounts, memory, load."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from ..errors import ProbeFailed, UnparseableOutput
 from .base import KeystoneFact, ProbeOutput, parse_int, shell_quote
+
+
+_OS_RELEASE_KEYS = ("ID", "VARIANT_ID", "VERSION_ID")
+
+
+def _pin_text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+class Layout(KeystoneFact):
+    """Which Keystone layout this host has, from one cheap probe; host data ``layout`` pins keys.
+
+    - ``installer``: ``VARIANT_ID=installer`` in ``/etc/os-release`` (nixpkgs
+      ``nixos/modules/profiles/installation-device.nix`` sets ``system.nixos.variant_id``, which the
+      Keystone ISO gets through ``installation-cd-minimal.nix``; nixos-anywhere's
+      ``src/get-facts.sh`` decides "installer" with the same test).
+    - ``storage``: ``zfs`` when ``/`` is a ZFS dataset or ``pool`` is imported
+      (``/proc/spl/kstat/zfs/POOL`` exists); ``ext4-luks`` when ``/`` is on, or there is,
+      ``/dev/mapper/cryptroot`` (Keystone v0.2+ ``keystone.os.storage.type = "ext4"``: LUKS
+      ``cryptroot``, no pool); else null (cannot tell).
+    - ``boot_loader``: ``lanzaboote`` when the ESP holds UKIs ``EFI/Linux/nixos-generation-*.efi``
+      (lanzaboote writes those and no Type 1 entries), ``systemd-boot`` when it holds
+      ``loader/entries/*.conf`` (nixpkgs ``systemd-boot-builder.py``); else null.
+    - ``firewall``: only ever pinned here (the firewall facts detect their own backend).
+
+    Arguments:
+        boot_mount: ESP mount point (host data ``boot_mount``; ``/mnt/boot`` for an installed
+            system seen from the ISO)
+        pool: ZFS pool name (host data ``pool``)
+        pinned: host data ``layout``; each key set there replaces the detected value
+
+    Example: ``{"installer": false, "storage": "zfs", "boot_loader": "lanzaboote", "firewall": null,
+    "os_id": "nixos", "variant_id": null, "root_source": "rpool/crypt/system", "root_fstype": "zfs",
+    "loader_entries": 0, "ukis": 3, "pinned": [], "detected": {...}}``
+    """
+
+    def command(self, boot_mount, pool, pinned: dict | None = None):
+        esp, q_pool = shell_quote(boot_mount), shell_quote(pool)
+        pins = "".join(f"printf '%s\\n' {shell_quote(f'pin {key} {_pin_text(value)}')}; "
+                       for key, value in sorted((pinned or {}).items()))
+        return (pins +
+                "awk -F= '$1==\"ID\"||$1==\"VARIANT_ID\"||$1==\"VERSION_ID\" "
+                "{v=$2; gsub(/^\"|\"$/, \"\", v); print \"os\", $1, v}' /etc/os-release 2>/dev/null; "
+                "echo \"root $(findmnt -n -o SOURCE,FSTYPE / 2>/dev/null || awk '$2==\"/\" {s=$1\" \"$3} END {print s}' /proc/mounts)\"; "
+                f"if [ -n {q_pool} ] && [ -d /proc/spl/kstat/zfs/{q_pool} ]; then echo 'pool yes'; else echo 'pool no'; fi; "
+                "if [ -e /dev/mapper/cryptroot ]; then echo 'cryptroot yes'; else echo 'cryptroot no'; fi; "
+                f"kc_e=0; kc_u=0; if cd {esp} 2>/dev/null; then "
+                "for kc_f in loader/entries/*.conf; do [ -e \"$kc_f\" ] && kc_e=$((kc_e + 1)); done; "
+                "for kc_f in EFI/Linux/nixos-generation-*.efi; do [ -e \"$kc_f\" ] && kc_u=$((kc_u + 1)); done; fi; "
+                "echo \"esp $kc_e $kc_u\"")
+
+    def process(self, output):
+        os_release: dict[str, str] = {}
+        pins: dict[str, Any] = {}
+        fields: dict[str, str] = {}
+        for line in output:
+            tag, _, rest = line.partition(" ")
+            if tag == "os":
+                key, _, value = rest.partition(" ")
+                os_release[key] = value.strip()
+            elif tag == "pin":
+                key, _, value = rest.partition(" ")
+                pins[key] = {"true": True, "false": False}.get(value, value) if key == "installer" else value
+            elif tag in ("root", "pool", "cryptroot", "esp"):
+                fields[tag] = rest.strip()
+        missing = [t for t in ("root", "pool", "cryptroot", "esp") if t not in fields]
+        if missing:
+            raise UnparseableOutput(f"layout probe: no {', '.join(missing)} line(s) in {output[:6]!r}")
+        root = fields["root"].split()
+        root_source = root[0] if root else None
+        root_fstype = root[1] if len(root) > 1 else None
+        esp = fields["esp"].split()
+        if len(esp) != 2:
+            raise UnparseableOutput(f"layout probe: expected 'esp ENTRIES UKIS', got {fields['esp']!r}")
+        entries, ukis = parse_int(esp[0], "loader entry count"), parse_int(esp[1], "UKI count")
+        if root_fstype == "zfs" or fields["pool"] == "yes":
+            storage = "zfs"
+        elif root_source == "/dev/mapper/cryptroot" or fields["cryptroot"] == "yes":
+            storage = "ext4-luks"
+        else:
+            storage = None
+        loader = "lanzaboote" if ukis else ("systemd-boot" if entries else None)
+        detected = {"installer": os_release.get("VARIANT_ID") == "installer", "storage": storage,
+                    "boot_loader": loader, "firewall": None}
+        return {**detected, **pins,
+                "os_id": os_release.get("ID") or None, "variant_id": os_release.get("VARIANT_ID") or None,
+                "os_version": os_release.get("VERSION_ID") or None,
+                "root_source": root_source, "root_fstype": root_fstype,
+                "loader_entries": entries, "ukis": ukis,
+                "pinned": sorted(pins), "detected": detected}
+
+
+class RootMount(KeystoneFact):
+    """What is mounted at ``/`` (``findmnt -n -o SOURCE,FSTYPE /``, else ``/proc/mounts``).
+
+    Example: ``{"source": "rpool/crypt/system", "fstype": "zfs"}``
+    """
+
+    def command(self):
+        return ("findmnt -n -o SOURCE,FSTYPE / 2>/dev/null || "
+                "awk '$2==\"/\" {s=$1\" \"$3} END {if (s) print s}' /proc/mounts")
+
+    def process(self, output):
+        rows = [line.split() for line in output if line.strip()]
+        if not rows or len(rows[-1]) != 2:
+            raise UnparseableOutput(f"findmnt /: expected 'SOURCE FSTYPE', got {output[:3]!r}")
+        return {"source": rows[-1][0], "fstype": rows[-1][1]}
 
 
 class DiskFree(KeystoneFact):

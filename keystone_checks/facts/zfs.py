@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 from ..errors import ProbeFailed, UnparseableOutput
@@ -479,3 +480,141 @@ class ArcSizing(KeystoneFact):
                 and (not param or param <= values["mem_total"])}
 
 
+
+
+def _hostid_hex(text: str, what: str) -> str | None:
+    """``od -An -tx4 -N4`` of a hostid file (native byte order: what gethostid() returns), as 8 hex digits."""
+    value = text.strip().lower()
+    if not value:
+        return None
+    if not re.fullmatch(r"[0-9a-f]{1,8}", value):
+        raise UnparseableOutput(f"{what}: expected a 32-bit hex hostid, got {text!r}")
+    return value.zfill(8)
+
+
+class HostIds(KeystoneFact):
+    """Will the next boot import the pool without ``-f``: the hostid the next boot uses against the
+    hostid the pool last recorded.
+
+    - ``running``: ``/etc/hostid`` now (4 bytes, native byte order, read with ``od -An -tx4``: the
+      value ``hostid`` prints);
+    - ``next_boot``: ``PROFILE/etc/hostid`` of the generation the profile points at: NixOS writes
+      ``networking.hostId`` there (``environment.etc.hostid``) and into that generation's initrd;
+    - ``pool``: the ``hostid:`` of the pool's label (``zdb -l`` on its first vdev from
+      ``zpool status -P -L``; decimal, as OpenZFS ``cmd/zdb`` prints it), with its ``state:``
+      (0 active, 1 exported). The Keystone boot import has no ``-f``
+      (``boot.zfs.forceImportRoot = false``): an active pool whose hostid differs from the initrd's
+      stops the next boot ("pool was previously in use from another system").
+
+    ``matches`` is true when the pool records no hostid, is exported, or its hostid equals
+    ``next_boot`` (``running`` when the profile has no hostid file). A pool that is not imported is
+    an error (its label is not read from unimported disks: that is what ``pool-imported`` reports).
+
+    Arguments:
+        pool: pool name (host data ``pool``)
+        profile: system profile (host data ``system_profile``)
+
+    Example: ``{"running": "4b440001", "next_boot": "4b440001", "pool": "4b440001", "pool_state": 0,
+    "vdev": "/dev/vda2", "matches": true}``
+    """
+
+    requires = "zdb"
+
+    def command(self, pool, profile):
+        q, p = shell_quote(pool), shell_quote(str(profile).rstrip("/") + "/etc/hostid")
+        return ("echo \"running $(od -An -tx4 -N4 /etc/hostid 2>/dev/null | tr -d ' ')\"; "
+                f"echo \"next $(od -An -tx4 -N4 {p} 2>/dev/null | tr -d ' ')\"; "
+                f"kc_v=$(zpool status -P -L {q} 2>/dev/null | awk '$1 ~ /^\\/dev\\// {{print $1; exit}}'); "
+                "echo \"vdev $kc_v\"; [ -n \"$kc_v\" ] || exit 0; "
+                "zdb -l \"$kc_v\" | awk '$1==\"hostid:\"||$1==\"state:\"||$1==\"name:\" {print \"label\", $1, $2}'")
+
+    def process(self, output):
+        fields: dict[str, str] = {}
+        label: dict[str, str] = {}
+        for line in output:
+            tag, _, rest = line.partition(" ")
+            if tag in ("running", "next", "vdev"):
+                fields[tag] = rest.strip()
+            elif tag == "label":
+                key, _, value = rest.partition(" ")
+                label.setdefault(key.rstrip(":"), value.strip().strip("'"))  # the first label wins
+        if not all(k in fields for k in ("running", "next", "vdev")):
+            raise UnparseableOutput(f"hostid probe: expected running, next and vdev lines, got {output[:4]!r}")
+        running = _hostid_hex(fields["running"], "/etc/hostid")
+        next_boot = _hostid_hex(fields["next"], "the profile's etc/hostid")
+        vdev = fields["vdev"] or None
+        pool_hostid = state = None
+        if "hostid" in label:
+            pool_hostid = f"{parse_int(label['hostid'], 'label hostid'):08x}"
+        if "state" in label:
+            state = parse_int(label["state"], "label state")
+        if not vdev:
+            raise ProbeFailed("the pool is not imported (zpool status -P -L lists no vdev): its label "
+                              "cannot be read without importing it")
+        if not label:
+            raise UnparseableOutput(f"zdb -l {vdev} printed no label (name/state/hostid)")
+        wanted = next_boot or running
+        matches = pool_hostid is None or state == 1 or pool_hostid == wanted
+        return {"running": running, "next_boot": next_boot, "pool": pool_hostid, "pool_state": state,
+                "vdev": vdev, "matches": matches}
+
+
+class KeySource(KeystoneFact):
+    """Where the next boot must find the encryption root's key (``zfs get keylocation,keyformat,
+    encryptionroot,encryption``), judged against the credstore the initrd mounts. Reads
+    properties only, never the key.
+
+    ``in_credstore``: ``keylocation`` is ``file://`` inside ``credstore_mount`` (Keystone's
+    initrd mounts the credstore at ``/etc/credstore`` and loads ``file:///etc/credstore/zfs-sysroot.mount``);
+    ``under_tmp``: a ``file:///tmp/...`` location (nixos-anywhere #161: the key file used at install
+    time, gone at boot).
+
+    Arguments:
+        dataset: the encrypted dataset (host data ``crypt_dataset``)
+        credstore_mount: where the initrd mounts the credstore (host data ``credstore_mount``)
+
+    Example: ``{"exists": true, "dataset": "rpool/crypt", "encryption_root": "rpool/crypt",
+    "keylocation": "file:///etc/credstore/zfs-sysroot.mount", "keyformat": "raw",
+    "in_credstore": true, "under_tmp": false, "credstore_mount": "/etc/credstore"}``
+    """
+
+    requires = "zfs"
+    ok_exit_codes = frozenset({0, 1})
+
+    def command(self, dataset, credstore_mount):
+        return (f"printf '%s\\n' {shell_quote('credstore ' + str(credstore_mount))}; "
+                f"zfs get -H -p -o property,value encryption,encryptionroot,keylocation,keyformat {shell_quote(dataset)}")
+
+    def parse(self, result):
+        self.raise_for_exit(result)
+        if result.exit_code == 1:
+            if "does not exist" in " ".join(result.stderr):
+                return {"exists": False, "dataset": None, "encryption_root": None, "keylocation": None,
+                        "keyformat": None, "in_credstore": False, "under_tmp": False,
+                        "credstore_mount": (result.stdout[0][len("credstore "):] if result.stdout else None)}
+            _fail(result)
+        return self.process(result.stdout)
+
+    def process(self, output):
+        if not output or not output[0].startswith("credstore "):
+            raise UnparseableOutput("expected a 'credstore PATH' line first")
+        mount = output[0][len("credstore "):].rstrip("/")
+        props: dict[str, str | None] = {}
+        for line in output[1:]:
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) != 2:
+                raise UnparseableOutput(f"zfs get: expected property<TAB>value, got {line!r}")
+            props[parts[0]] = None if parts[1] == "-" else parts[1]
+        if "keylocation" not in props:
+            raise UnparseableOutput("zfs get printed no keylocation")
+        location = props.get("keylocation") or ""
+        path = location[len("file://"):] if location.startswith("file://") else None
+        normal = os.path.normpath(path) if path else None
+        return {"exists": True, "encryption": props.get("encryption"),
+                "encryption_root": props.get("encryptionroot"), "keylocation": props.get("keylocation"),
+                "keyformat": props.get("keyformat"),
+                "in_credstore": bool(normal and mount and normal.startswith(mount + "/")),
+                "under_tmp": bool(normal and (normal == "/tmp" or normal.startswith("/tmp/"))),
+                "credstore_mount": mount}

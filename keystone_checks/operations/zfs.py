@@ -312,3 +312,31 @@ def mount_credstore(mapping: str = "credstore", path: str = "/etc/credstore"):
     yield (f"if awk -v d={dev} -v p={p} '$1==d && $2==p {{f=1}} END {{exit !f}}' /proc/mounts; then exit 0; fi; "
            f"[ -b {dev} ] || {{ echo 'refusing: credstore mapping {mapping} is not open (cryptsetup open first)' >&2; exit 1; }}; "
            f"mkdir -p {p} && mount {dev} {p}")
+
+
+@operation()
+def swapoff_pool_zvols(pool: str):
+    """Turn off every active swap area that sits on a zvol of ``pool`` (directly or through
+    dm-crypt): it holds the pool open and ``zpool export`` fails "pool is busy" (nixos-anywhere #420).
+    Swap elsewhere is left alone.
+
+    + pool: pool name (host data ``pool``)
+
+    Disruptive: the pages in that swap move back to RAM (or the kernel refuses when they do not fit).
+
+    **Example:**
+
+    .. code:: python
+
+        zfs.swapoff_pool_zvols(pool="rpool")
+    """
+    from ..facts.disks import SwapHolders
+
+    fact = SwapHolders()
+    lines = host.get_fact(Command, f"{fact.command(pool=pool)}") or ""
+    blocking = fact.process(lines.splitlines() if isinstance(lines, str) else list(lines))["blocking"]
+    if not blocking:
+        host.noop(f"no swap on a zvol of {pool}")
+        return
+    for device in blocking:
+        yield f"swapoff {shell_quote(device)}"
