@@ -74,9 +74,9 @@ _PREFIXES = [
     re.compile(r"^\s*[\w .-]{1,40}\.{3,}>\s+"),                                            # nixops: host....>
 ]
 _NAMES = re.compile(
-    r"/nix/store/\S+|(?:[a-z][\w+.-]*://)\S+|(?<![\w<])(?:~|\.{1,2})?(?:/[\w.@+:,=-]*)+/?"     # store paths, URLs, paths
+    r"/nix/store/\S+|\b[a-z][\w+.-]{0,30}://\S+|(?<![\w<])(?:~|\.{1,2})?(?:/[\w.@+:,=-]*)+/?"     # store paths, URLs, paths
     r"|\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b|\b(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}\b"          # IPv4/IPv6
-    r"|\b0x[0-9a-f]+\b|\b[0-9a-f]{12,}\b|[0-9]", re.I)                                        # hex ids, digits
+    r"|\b0x[0-9a-f]*|\b[0-9a-f]{12,}\b|[0-9]", re.I)                                        # hex ids, digits
 _WORD = re.compile(r"[a-z][a-z_]*")
 _PLACEHOLDER = re.compile(r"%(?:\d+%|[-+ #0]*\d*(?:\.\d+)?(?:hh|h|ll|l|z|j|t|L)?[diouxXeEfgGcsp%])")
 _STOP = frozenset("""a an the to of in on at for is are was were be been by with and or not no it this that from as
@@ -144,6 +144,7 @@ class Message:
     generic: bool = False        # an envelope ("Failed to start %s.") ranked below a specific cause
     symptom: bool = False        # a check's own symptom (the guide's words), just below the tools' messages
     group: str = ""              # a regex symptom and its literal words are one piece of evidence
+    literal: str = ""            # lowercase text every match of `pattern` contains (a cheap pre-filter)
 
     @property
     def factor(self) -> float:
@@ -155,11 +156,70 @@ class Message:
         return f"{self.source}: {shown[:110]!r}"
 
 
+def _bounded(pattern: str, limit: int = 256) -> str:
+    """``+``/``*`` become ``{1,limit}``/``{0,limit}`` (outside classes), so a search does bounded work per
+    start position: ``\\S+\\.service`` over a 200 KB word cannot backtrack quadratically."""
+    out, i, in_class = [], 0, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            out.append(pattern[i:i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            if pattern[i + 1:i + 2] == "]":   # "[]...]": a literal ] first
+                out.append("[]")
+                i += 2
+                continue
+        elif ch in "+*" and out and out[-1] not in ("(", "|"):
+            out.append("{1,%d}" % limit if ch == "+" else "{0,%d}" % limit)
+            i += 1
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _required_literal(pattern: str) -> str:
+    """A lowercase string every match must contain (the longest plain run outside groups/classes), or ""
+    when the pattern has alternatives; used to skip pieces of text that cannot match."""
+    if "|" in pattern:
+        return ""
+    runs, run, depth, i = [], "", 0, 0
+    while i < len(pattern):
+        ch = pattern[i]
+        nxt = pattern[i + 1:i + 2]
+        if ch == "\\" and nxt:
+            plain = nxt if not nxt.isalnum() else None
+            i += 2
+        elif ch in "([":
+            depth += 1
+            plain, i = None, i + 1
+        elif ch in ")]":
+            depth -= 1
+            plain, i = None, i + 1
+        else:
+            plain = ch if depth == 0 and ch not in ".^$+*?{}" else None
+            i += 1
+        optional = pattern[i:i + 1] in ("?", "*") or pattern[i:i + 2] == "{0"
+        if plain is not None and not optional:
+            run += plain
+        else:
+            runs.append(run)
+            run = ""
+    runs.append(run)
+    best = max(runs, key=len)
+    return best.lower() if len(best) >= 4 else ""
+
+
 def _compile(pattern: str, where: str):
     if _UNSAFE_REGEX.search(pattern):
         raise ValueError(f"{where}: nested quantifier in {pattern!r} (not linear-time); rewrite it")
     try:
-        return re.compile(pattern, re.I | re.M)
+        return re.compile(_bounded(pattern), re.I | re.M)
     except re.error as exc:
         raise ValueError(f"{where}: bad regex {pattern!r}: {exc}") from None
 
@@ -259,6 +319,9 @@ class Index:
         if messages is None:
             messages = load_messages(known=set(self.by_id))
         self.messages = [m for m in messages if all(c in self.by_id for c in m.checks)] + _symptom_messages(self.checks)
+        for m in self.messages:
+            if m.pattern is not None:
+                m.literal = _required_literal(m.pattern.pattern)
         worded = [m for m in self.messages if m.words]
         df: dict[str, int] = {}
         for m in worded:
@@ -275,32 +338,38 @@ class Index:
 
     # -- scoring ---------------------------------------------------------------------------------
 
-    def _lines(self, text: str) -> list[tuple[str, list[str]]]:
-        """(raw line, its words) for each non-empty line; long lines cut into overlapping pieces."""
+    @staticmethod
+    def _stripped(text: str) -> list[str]:
+        """The non-empty lines of the cleaned text, each without its log prefix."""
+        return [strip_prefix(raw) for raw in clean(text).split("\n") if raw.strip()]
+
+    @staticmethod
+    def _lines(stripped: list[str]) -> list[list[str]]:
+        """The words of each line; a long line is cut into overlapping pieces of bounded size."""
         out = []
-        for raw in clean(text).split("\n"):
-            line = strip_prefix(raw)
+        for line in stripped:
             ws = words(line)
-            if not ws and not line.strip():
-                continue
             if len(ws) <= _CHUNK_WORDS:
-                out.append((line, ws))
-            else:
-                for start in range(0, len(ws), _CHUNK_WORDS - _CHUNK_OVERLAP):
-                    out.append(("", ws[start:start + _CHUNK_WORDS]))
-                    if start + _CHUNK_WORDS >= len(ws):
-                        break
+                out.append(ws)
+                continue
+            for start in range(0, len(ws), _CHUNK_WORDS - _CHUNK_OVERLAP):
+                out.append(ws[start:start + _CHUNK_WORDS])
+                if start + _CHUNK_WORDS >= len(ws):
+                    break
         return out
 
-    def _pattern_hits(self, text: str) -> dict[int, str]:
+    def _pattern_hits(self, stripped: list[str]) -> dict[int, str]:
         """Patterns, searched over bounded pieces of the cleaned text (each line's prefix removed)."""
-        body = "\n".join(strip_prefix(line) for line in clean(text).split("\n"))
+        body = "\n".join(stripped)
         pieces = [body[i:i + _REGEX_CHUNK] for i in range(0, max(len(body), 1), _REGEX_CHUNK - _REGEX_OVERLAP)]
+        lowered = [piece.lower() for piece in pieces]
         hits: dict[int, str] = {}
         for i, m in enumerate(self.messages):
             if m.pattern is None:
                 continue
-            for piece in pieces:
+            for piece, low in zip(pieces, lowered):
+                if m.literal and m.literal not in low:
+                    continue
                 found = m.pattern.search(piece)
                 if found:
                     hits[i] = found.group(0)
@@ -310,13 +379,19 @@ class Index:
     def scores(self, text: str) -> dict[int, tuple[float, float, str]]:
         """message index -> (score, matched weight, why) for every message above THRESHOLD."""
         best: dict[int, tuple[float, float, str]] = {}
-        for i, matched in self._pattern_hits(text).items():
+        stripped = self._stripped(text)
+        for i, matched in self._pattern_hits(stripped).items():
             best[i] = (self.messages[i].factor, 10.0, f"matches {self.messages[i].label()} (found {' '.join(matched.split())[:80]!r})")
-        lines = self._lines(text)
+        lines = self._lines(stripped)
+        seen: set[tuple[str, ...]] = set()
         for start in range(len(lines)):
             window: list[str] = []
-            for _, ws in lines[start:start + _WINDOW_LINES]:
+            for ws in lines[start:start + _WINDOW_LINES]:
                 window.extend(ws)
+            key = tuple(window)
+            if key in seen:      # a repeated stretch of log scores the same: compare it once
+                continue
+            seen.add(key)
             present = set(window)
             candidates = {i for w in present if w in self.postings for i in self.postings[w]}
             for i in candidates:
