@@ -511,6 +511,35 @@ def _print_eval(results: list[dict[str, Any]]) -> None:
             print(f"  false positive [{fp['source']}]: {fp['got']}: {fp['text']!r}")
 
 
+def _confirm(args, index: Index, text: str) -> int:
+    """Run the candidate checks on ``--host`` and rank the causes by what it shows (confirm.py)."""
+    from . import confirm
+    from .errors import KeystoneChecksError
+
+    if not (args.host and args.inventory):
+        print("keystone-checks diagnose: --host and -i INVENTORY go together", file=sys.stderr)
+        return 3
+    matches = index.rank(text, limit=max(args.limit, 8))
+    if not matches:
+        print("No check in the catalog explains this text (no confident match): nothing to run on the host.")
+        return 1
+    try:
+        status, results = confirm.run_checks(args.inventory, args.host, [m.check.id for m in matches],
+                                             index.checks, args.connect_timeout)
+    except KeystoneChecksError as exc:
+        print(f"keystone-checks diagnose: {exc}", file=sys.stderr)
+        return 3
+    if status != "ok":
+        print(f"keystone-checks diagnose: {args.host}: {status}", file=sys.stderr)
+        return 3
+    causes = confirm.rank_on_host(matches, results)[: args.limit]
+    if args.json:
+        print(json.dumps({"host": args.host, "causes": [c.to_dict() for c in causes]}, indent=2))
+    else:
+        sys.stdout.write(confirm.render(causes, args.host))
+    return 0 if any(c.verdict == "confirmed" for c in causes) else 1
+
+
 def main(args, checks) -> int:
     if args.eval is not None:
         files = [Path(f) for f in args.eval] or EVAL_FILES
@@ -536,6 +565,8 @@ def main(args, checks) -> int:
               "into `diagnose -`", file=sys.stderr)
         return 3
     index = Index(checks)
+    if getattr(args, "host", None) or getattr(args, "inventory", None):
+        return _confirm(args, index, text)
     matches = index.rank(text, limit=args.limit)
     uncovered = index.uncovered(text)
     if args.json:

@@ -274,3 +274,57 @@ def test_cli_eval_reports_each_set():
                                    for l in lines), done.stdout
     done = cli("--eval", "no-such-file.yaml")
     assert done.returncode == 3 and "no such eval file" in done.stderr
+
+
+# -- confirming on a host --------------------------------------------------------------------------
+
+FAKE_BIN = {
+    # the credstore mapping is still open: the one cause of "pool is busy" on this host
+    "cryptsetup": "#!/bin/sh\n[ \"$1\" = status ] && { printf '/dev/mapper/%s is active and is in use.\\n"
+                  "  type:    LUKS2\\n  device:  /dev/zd0\\n' \"$2\"; exit 0; }\nexit 1\n",
+    # nothing mounted under /mnt (the test machine's own /proc/mounts may show /mnt entries)
+    "cat": "#!/bin/sh\nif [ \"$1\" = /proc/mounts ]; then printf 'rpool/root / zfs rw 0 0\\n'; exit 0; fi\n"
+           "exec /bin/cat \"$@\"\n",
+    # no process uses /mnt
+    "find": "#!/bin/sh\nexit 0\n",
+}
+
+
+@pytest.mark.sshd
+def test_confirm_on_host_ranks_the_confirmed_cause_first(tmp_path, sshd):
+    from kc_helpers import write_inventory
+
+    fake = tmp_path / "fake-bin"
+    fake.mkdir()
+    for name, body in FAKE_BIN.items():
+        (fake / name).write_text(body)
+        (fake / name).chmod(0o755)
+    wrapper = sshd.root / "logexec.sh"  # the session's PATH: the fakes first
+    wrapper.write_text(wrapper.read_text().replace("exec /bin/sh", f"PATH={fake}:$PATH; export PATH; exec /bin/sh"))
+    inventory = write_inventory(tmp_path / "inv.py", {"installer1": {**sshd.host_data(), "role": "installer"}})
+    text = "+ zpool export rpool\ncannot export 'rpool': pool is busy"
+
+    without = cli("--json", text)
+    ranked = [m["id"] for m in json.loads(without.stdout)["matches"]]
+    assert ranked[0] != "credstore-closed-before-export", "the text alone ranks another cause first"
+
+    done = cli("-i", str(inventory), "--host", "installer1", "--json", text)
+    assert done.returncode == 0, done.stdout + done.stderr
+    causes = json.loads(done.stdout)["causes"]
+    assert causes[0]["id"] == "credstore-closed-before-export" and causes[0]["verdict"] == "confirmed", causes
+    verdicts = {c["id"]: c["verdict"] for c in causes}
+    assert verdicts["no-datasets-mounted-under-mnt"] == "ruled out"
+    assert verdicts["no-processes-using-mnt"] == "ruled out"
+    assert verdicts.get("no-snapshot-holds") in (None, "not confirmed"), "no zfs on this host: not evaluated"
+    changing = ("cryptsetup close", "cryptsetup luksClose", "zpool export", "umount ")
+    assert sshd.execs() and not [line for line in sshd.execs() if any(c in line for c in changing)], \
+        "read-only: nothing closed, unmounted or exported"
+
+    done = cli("-i", str(inventory), "--host", "installer1", text)
+    assert done.stdout.startswith("confirmed on installer1: credstore-closed-before-export"), done.stdout
+    assert "close-credstore-export.py --dry" in done.stdout and "(dry run first)" in done.stdout
+
+    done = cli("-i", str(inventory), "--host", "nope", text)
+    assert done.returncode == 3 and "matches no host" in done.stderr and "Traceback" not in done.stderr
+    done = cli("--host", "installer1", text)
+    assert done.returncode == 3 and "go together" in done.stderr
