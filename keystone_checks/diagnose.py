@@ -45,7 +45,7 @@ import json
 import math
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -253,6 +253,17 @@ def load_messages(directory: Path = MESSAGES_DIR, known: set[str] | None = None)
     return out
 
 
+_MESSAGES: list[Message] | None = None
+
+
+def _default_messages() -> list[Message]:
+    """data/messages/*.yaml, read once per process (the test suite checks every id exists)."""
+    global _MESSAGES
+    if _MESSAGES is None:
+        _MESSAGES = load_messages()
+    return _MESSAGES
+
+
 @dataclass
 class Match:
     check: Any
@@ -317,8 +328,14 @@ class Index:
         self.checks = list(checks)
         self.by_id = {c.id: c for c in self.checks}
         if messages is None:
-            messages = load_messages(known=set(self.by_id))
-        self.messages = [m for m in messages if all(c in self.by_id for c in m.checks)] + _symptom_messages(self.checks)
+            messages = _default_messages()
+        # another catalog (KEYSTONE_CHECKS_DIR, --checks) may lack some checks: a message keeps the ones it has
+        own = []
+        for m in messages:
+            present = [c for c in m.checks if c in self.by_id]
+            if present or (not m.checks and m.uncovered):
+                own.append(m if present == m.checks else replace(m, checks=present))
+        self.messages = own + _symptom_messages(self.checks)
         for m in self.messages:
             if m.pattern is not None:
                 m.literal = _required_literal(m.pattern.pattern)
@@ -439,9 +456,6 @@ class Index:
         """Causes named by matched messages that no check covers."""
         return sorted({f"{self.messages[i].uncovered} ({self.messages[i].source})"
                        for i in self.scores(text) if self.messages[i].uncovered and not self.messages[i].checks})
-
-
-_INDEX_CACHE: dict[int, Index] = {}
 
 
 def rank(text: str, checks: Iterable[Any], limit: int | None = None) -> list[Match]:

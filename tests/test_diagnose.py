@@ -138,6 +138,14 @@ def test_bad_message_data_is_refused_with_file_and_entry(tmp_path):
         diagnose.load_messages(tmp_path)
 
 
+def test_a_smaller_catalog_keeps_the_messages_of_its_checks_only():
+    catalog = [c for c in load_catalog() if c.id in {"sshd-running", "no-failed-units"}]
+    index = diagnose.Index(catalog)
+    assert {c for m in index.messages for c in m.checks} <= {"sshd-running", "no-failed-units"}
+    assert top(index, "sshd: no hostkeys available -- exiting.") == "sshd-running"
+    assert index.rank("Key load error: Failed to open key material file: No such file or directory") == []
+
+
 # -- matching ------------------------------------------------------------------------------------
 
 
