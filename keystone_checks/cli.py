@@ -227,12 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checks")
     p.set_defaults(func=cmd_docs)
 
-    p = sub.add_parser("diagnose", help="rank the checks whose symptoms explain an error message or pasted log")
+    p = sub.add_parser("diagnose", help="rank the checks whose symptoms explain an error message or pasted log",
+                       description="Scores run 0..1: 1.0 = a tool's message (names aside) or a check symptom found "
+                                   "whole; 0.8-0.99 = nearly all of a message's words in order; 0.62-0.8 = most of its "
+                                   "weighted words; nothing below 0.62 is shown. Exit 0 matches, 1 no confident match, "
+                                   "3 no text given / bad eval file.")
     p.add_argument("text", nargs="*", help="the error text; '-' (or nothing, with a pipe) reads stdin")
     p.add_argument("--json", action="store_true", help='print {"matches": [{"id","title","score","guide","fix"}...]}')
     p.add_argument("--limit", type=int, default=5, help="at most this many matches (default 5)")
-    p.add_argument("--eval", nargs="?", const=True, default=None, metavar="CORPUS",
-                   help="measure top-1/top-3 accuracy over the test corpus (default tests/fixtures/diagnose/corpus.yaml)")
+    p.add_argument("--eval", nargs="*", default=None, metavar="FILE",
+                   help="measure top-1/top-3/no-match rates per eval file (default: tests/fixtures/diagnose/"
+                        "frozen-test.yaml, dev.yaml, corpus.yaml); unrelated texts must match nothing")
+    p.add_argument("-i", "--inventory", help="with --host: confirm the candidate causes on that host (read-only)")
+    p.add_argument("--host", help="with -i: the one host to run the candidate checks on")
+    p.add_argument("--connect-timeout", type=int, default=10, help="with --host: seconds (default 10)")
     p.add_argument("--checks")
     p.set_defaults(func=cmd_diagnose)
 
