@@ -93,7 +93,8 @@ class HostFixes:
     def recheck(self, check: Check, result: CheckResult) -> None:
         """Execute time, after the fix's operations: gather again, decide fixed / fix-failed."""
         try:
-            again = look(self.host, [check], self.roles, self.context)[check.id]
+            again = look(self.host, [check], self.roles, self.context,
+                         doing=f"re-checking {check.id} after its fix")[check.id]
         except Exception as exc:  # noqa: BLE001
             result.outcome, result.message = Outcome.FIX_FAILED, f"re-check failed: {exc}"
             return
