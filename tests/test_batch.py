@@ -5,10 +5,11 @@ import os
 import secrets
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
+
+from kc_helpers import frozen_cgroup  # noqa: F401 - a fixture
 
 from keystone_checks.facts.batch import NO_TEMP_DIR, STDOUT_LIMIT, Probe, new_marker, render_batch, split_batch
 
@@ -226,26 +227,6 @@ def test_no_private_temp_dir_fails_closed(tmp_path):
     assert all(r.stderr == [NO_TEMP_DIR] for r in results)
     assert "cannot create a private temp dir" in NO_TEMP_DIR
     assert list(target.iterdir()) == [], "nothing may be written through the planted symlink"
-
-
-FREEZER = Path("/sys/fs/cgroup/freezer")
-
-
-@pytest.fixture
-def frozen_cgroup():
-    """A frozen cgroup-v1 freezer group: a process that joins it sleeps uninterruptibly (D state) and
-    ignores SIGKILL until thawed - what `zpool status` on a suspended pool does."""
-    if not (FREEZER.is_dir() and os.access(FREEZER, os.W_OK)):
-        pytest.skip("needs a writable cgroup-v1 freezer (/sys/fs/cgroup/freezer) to make a D-state process")
-    group = FREEZER / f"kc-test-{uuid.uuid4().hex[:12]}"
-    group.mkdir()
-    (group / "freezer.state").write_text("FROZEN\n")
-    yield group
-    (group / "freezer.state").write_text("THAWED\n")  # the pending SIGKILLs now take effect
-    deadline = time.monotonic() + 10
-    while (group / "tasks").read_text().strip() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    group.rmdir()
 
 
 def test_an_unkillable_probe_is_not_waited_for(tmp_path, frozen_cgroup):
