@@ -218,3 +218,39 @@ def test_hostile_bytes_and_huge_outputs(front_end, tmp_path, request):
     assert "\\x1b]0;pwned" in extra["html"].read_text() and "\\x1b]0;pwned" in extra["junit"].read_text()
     nagios = extra["nagios"].read_text()
     assert nagios.count("\n") == 1
+
+
+E2E_CHECKS = Path(__file__).parent / "fixtures" / "e2e_checks"
+
+
+@pytest.mark.sshd
+@pytest.mark.parametrize("front_end", ["run", "pyinfra"])
+def test_a_fix_that_never_returns_fails_that_fix_only(front_end, tmp_path, request, hung_pids):
+    """pyinfra runs an operation on every host before the next one: a fix command that never
+    returns on one host held every later fix of every host. With fix_timeout it fails that fix."""
+    ok = sshd_host(tmp_path, "ok", request)
+    stuck = sshd_host(tmp_path, "stuck", request, extra={  # the fix's `touch` never returns
+        "touch": f"#!/bin/sh\necho $$ >>{hung_pids}\ntrap '' TERM HUP INT\nwhile :; do sleep 1; done\n"})
+    markers = {"ok": tmp_path / "marker-ok", "stuck": tmp_path / "marker-stuck"}
+    hosts = {name: {**server.host_data(), "role": "deployed", "installer_marker": str(markers[name]), "fix_timeout": 4}
+             for name, server in (("ok", ok), ("stuck", stuck))}
+    inventory = cli_inventory(tmp_path / "inv.py", hosts)
+    report_path = tmp_path / "fix.json"
+    if front_end == "run":
+        command = [sys.executable, "-m", "keystone_checks.cli", "run", "sweep", "-i", str(inventory), "--fix",
+                   "--report", f"json:{report_path}"]
+    else:
+        script = Path(sys.executable).parent / "pyinfra"
+        launcher = [str(script)] if script.exists() else [sys.executable, "-m", "pyinfra"]
+        command = [*launcher, "-y", str(inventory), str(REPO / "playbooks" / "sweep.py"),
+                   "--data", "fix=true", "--data", f"report={report_path}"]
+    started = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "KEYSTONE_CHECKS_DIR": str(E2E_CHECKS), "PYTHONPATH": str(REPO)})
+    elapsed = time.monotonic() - started
+    assert "Traceback" not in done.stdout + done.stderr, (done.stdout + done.stderr)[-3000:]
+    assert elapsed < 60, f"{elapsed:.1f}s"
+    report = json.loads(report_path.read_text())
+    assert outcomes(report, "ok")["marker-file-present"] == "fixed"
+    assert outcomes(report, "stuck")["marker-file-present"] == "fix-failed"
+    assert markers["ok"].exists() and not markers["stuck"].exists()
