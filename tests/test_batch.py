@@ -7,8 +7,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from kc_helpers import frozen_cgroup  # noqa: F401 - a fixture
 
 from keystone_checks.facts.batch import NO_TEMP_DIR, STDOUT_LIMIT, Probe, new_marker, render_batch, split_batch
