@@ -209,6 +209,7 @@ def test_hostile_bytes_and_huge_outputs(front_end, tmp_path, request):
         assert "output larger than 1048576 bytes (not parsed)" in result["message"]
 
     growth_mib = (peak_kib - baseline_kib) / 1024
+    print(f"{front_end}: peak RSS {peak_kib / 1024:.0f} MiB, baseline {baseline_kib / 1024:.0f} MiB")  # shown with -s
     assert growth_mib < 60, f"controller peak RSS grew {growth_mib:.0f} MiB over the baseline for a 100 MB emitter"
 
     ET.parse(extra["junit"])  # a strict XML 1.0 parser: raises on NUL/ESC
