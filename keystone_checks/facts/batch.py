@@ -51,7 +51,9 @@ def render_batch(probes: list[Probe], marker: str) -> str:
 
     A probe's stdout goes through ``head -c`` (one byte over :data:`STDOUT_LIMIT`, so the engine
     can tell "too large" from "exactly the limit"); it records its own pid (``/proc/self/stat``,
-    read by a builtin) and its exit status (an EXIT trap). One watchdog per distinct timeout
+    read by a builtin) and its exit status (an EXIT trap). Host CPU is what a fleet sweep spends
+    most of (docs/benchmarks.md): a probe costs three forks and one exec (``head``) beyond its own
+    commands, the batch one ``base64``; no ``timeout`` + ``sh -c`` per probe. One watchdog per distinct timeout
     sleeps, then kills what is still running of its probes (the whole process tree, found with
     ``pgrep -P``) and marks them timed out (exit code 124, as GNU ``timeout`` would). A probe that
     does not end within :data:`KILL_GRACE` seconds of that (uninterruptible sleep, D state, e.g.
