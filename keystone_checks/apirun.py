@@ -76,10 +76,18 @@ def resolve_target(target: str) -> Target:
 
 # -- why a host could not be reached ------------------------------------------------------------
 
+NO_BANNER = ("connection timed out: no SSH banner: the port accepts connections but no SSH server answered "
+             "within the connect timeout (sshd hung or overloaded, another service on the port, a proxy)")
+
 # (reason key, pattern over pyinfra's ConnectError text, operator explanation, sample symptom text
 #  used to find the explaining check through diagnose). The keys are the same as
 #  keystone_checks/connect_errors.py's kinds (the pyinfra-CLI path), so both paths name a failure alike.
 _REASONS = [
+    # paramiko's connect gives up on a silent server (TCP accepted, no SSH banner) without saying so,
+    # then fails authenticating: "No existing session". Same kind as below, its own explanation.
+    ("timed-out", r"No existing session|protocol banner",
+     NO_BANNER,
+     "ssh: connect to host 192.0.2.1 port 22: Connection timed out during banner exchange"),
     ("host-key-changed", r"host key|does not match|HostKeys",
      "SSH host key changed: the installer ISO generates new host keys on every boot (remove the old "
      "entry with `ssh-keygen -R HOST`), but it may also be an attack (man in the middle): verify the "

@@ -63,6 +63,12 @@ def classify(message: str) -> ConnectFailure:
     if "authentication" in low:
         return ConnectFailure("auth-rejected", "the host refused our SSH key (key not in root's authorized_keys, "
                               "or the wrong ssh_key/ssh_user)", text, GUIDE_REFUSED, "root-authorized-keys")
+    if "no existing session" in low or "protocol banner" in low:
+        # paramiko gives up on a silent server (TCP accepted, no banner) without saying so, then
+        # fails authenticating: "No existing session".
+        return ConnectFailure("timed-out", "connection timed out: no SSH banner: the port accepts connections "
+                              "but no SSH server answered within the connect timeout (sshd hung or overloaded, "
+                              "another service on the port)", text, GUIDE_UNREACHABLE)
     if "timed out" in low or "timeout" in low or "protocol banner" in low:
         return ConnectFailure("timed-out", "no answer in time: host down, firewalled, or not speaking SSH",
                               text, GUIDE_UNREACHABLE)

@@ -75,7 +75,9 @@ class HostFixes:
             for step in check.fix["steps"]:
                 op = resolve_operation(step["op"])
                 args = templating.render(step.get("args", {}), self.context)
-                meta = op(**args, name=f"fix {check.id}: {step['op']}")  # runs at once when `now`
+                # _timeout: a fix command that never returns fails this host's fix (pyinfra stops
+                # reading it) instead of holding every later operation of every host
+                meta = op(**args, name=f"fix {check.id}: {step['op']}", _timeout=fix_timeout(self.context))  # runs at once when `now`
                 commands.extend(_ran_commands(meta) if now else _planned_commands(self.state, self.host, meta))
         except NestedOperationError:
             result.outcome = Outcome.FIX_FAILED
@@ -98,7 +100,8 @@ class HostFixes:
     def recheck(self, check: Check, result: CheckResult) -> None:
         """Execute time, after the fix's operations: gather again, decide fixed / fix-failed."""
         try:
-            again = look(self.host, [check], self.roles, self.context)[check.id]
+            again = look(self.host, [check], self.roles, self.context,
+                         doing=f"re-checking {check.id} after its fix")[check.id]
         except Exception as exc:  # noqa: BLE001
             result.outcome, result.message = Outcome.FIX_FAILED, f"re-check failed: {exc}"
             return
@@ -139,6 +142,15 @@ class HostFixes:
                         and c.id not in waiting and self._blocked(c)}
             waiting.extend(sorted(frontier))
         return waiting
+
+
+FIX_TIMEOUT = 900  # seconds per fix command when host data sets no fix_timeout
+
+
+def fix_timeout(context: dict[str, Any]) -> int:
+    """Seconds one fix operation's command may take on a host (host data ``fix_timeout``; pyinfra
+    wants whole seconds)."""
+    return int(context.get("fix_timeout") or FIX_TIMEOUT)
 
 
 # -- consent ---------------------------------------------------------------------------------------

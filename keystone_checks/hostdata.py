@@ -68,6 +68,10 @@ KEYS: dict[str, HostKey] = {
         HostKey("allow_destructive", (bool,), False, "permit destructive fixes (also needs destructive_device)"),
         HostKey("allow_force_import", (bool,), False, "permit `zpool import -f` (can corrupt a pool in use elsewhere)"),
         HostKey("destructive_device", (str,), "", "the device the operator names for a destructive fix"),
+        HostKey("host_timeout", (int, float), None, "seconds the host gets to answer its one batched gather (default: "
+                "its slowest probe's timeout + 32 s); past it the host is reported `timeout` and the run goes on"),
+        HostKey("fix_timeout", (int,), 900, "seconds one fix command may run on the host before pyinfra stops "
+                "waiting for it (the fix is then fix-failed; the other hosts' operations go on)"),
         HostKey("report", (str,), "", "JSON report path (default reports/<phase>-<time>.json)"),
         HostKey("reports", (str,), "", "extra reports FORMAT:PATH[,...] (junit, prometheus, nagios, html, console)"),
         HostKey("luks_passphrase_file", (str,), "", "controller-side file holding the credstore passphrase"),

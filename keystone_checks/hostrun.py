@@ -11,24 +11,79 @@ from jsonschema.exceptions import SchemaError
 
 from . import templating
 from .catalog import Check
-from .errors import KeystoneChecksError
+from .errors import HostDataError, KeystoneChecksError
 from .evaluate import CheckResult, Outcome, _short, evaluate, result_for
 from .facts import FACTS
 from .facts.base import ProbeOutput
-from .facts.batch import Probe, ProbeBatch, new_marker, split_batch
+from .facts.batch import KILL_GRACE, STDOUT_LIMIT, Probe, ProbeBatch, new_marker, split_batch
 from .plan import HostPlan, plan_host
 
 # A dependency that passed, or was repaired in this run, lets its dependents be evaluated.
 SATISFIED = (Outcome.PASS, Outcome.FIXED)
 
+# Without host data `host_timeout`, a host gets its slowest probe's timeout plus this margin (the
+# batch's own kill grace, the transfer, a loaded host) to answer.
+HOST_TIMEOUT_MARGIN = 30
 
-def gather(host, probes: list[Probe]) -> list[ProbeOutput]:
-    """Run every probe on ``host`` in one remote command; one ProbeOutput per probe."""
+
+class HostTimeout(KeystoneChecksError):
+    """The host did not answer within its deadline; ``doing`` says what was pending."""
+
+    def __init__(self, seconds: float, doing: str):
+        self.seconds, self.doing = seconds, doing
+        super().__init__(f"no answer within {seconds:g}s while {doing}; the other hosts were not held up "
+                         "(host data host_timeout raises the limit for a host that is just slow)")
+
+
+def host_deadline(probes: list[Probe], context: dict[str, Any] | None) -> float:
+    """Seconds the host gets to answer one gather: host data ``host_timeout``, else the slowest
+    probe's timeout + the batch's kill grace + :data:`HOST_TIMEOUT_MARGIN`."""
+    explicit = (context or {}).get("host_timeout")
+    if explicit is not None:
+        if explicit <= 0:
+            raise HostDataError(str((context or {}).get("host", "?")), "host_timeout", f"must be more than 0 seconds, got {explicit!r}")
+        return float(explicit)
+    return max((p.timeout for p in probes), default=0) + KILL_GRACE + HOST_TIMEOUT_MARGIN
+
+
+def gather(host, probes: list[Probe], deadline: float | None = None, doing: str = "gathering facts") -> list[ProbeOutput]:
+    """Run every probe on ``host`` in one remote command; one ProbeOutput per probe.
+
+    ``deadline`` (seconds) bounds the whole exchange - channel open, the command, every byte of
+    its output - so a host whose session never returns costs its own result, not the run's:
+    raises :class:`HostTimeout`. pyinfra runs each host in a gevent greenlet, so a
+    ``gevent.Timeout`` interrupts exactly this host's wait.
+    """
     if not probes:
         return []
+    import gevent
+
     marker = new_marker()
-    lines = host.get_fact(ProbeBatch, probes=tuple(probes), marker=marker)
+    timer = gevent.Timeout(deadline) if deadline else None
+    if timer is not None:
+        timer.start()
+    try:
+        lines = host.get_fact(ProbeBatch, probes=tuple(probes), marker=marker)
+    except gevent.Timeout as exc:
+        if exc is not timer:
+            raise
+        _abandon(host)
+        raise HostTimeout(deadline, doing) from None
+    finally:
+        if timer is not None:
+            timer.close()
     return split_batch(lines or [], marker, len(probes))
+
+
+def _abandon(host) -> None:
+    """Close a host's SSH connection after its deadline: the reader greenlets pyinfra left waiting on
+    the channel end instead of holding it (and the host) forever."""
+    client = getattr(getattr(host, "connector", None), "client", None)
+    try:
+        if client is not None:
+            client.close()
+    except Exception:  # noqa: BLE001 - best effort: the host is already reported
+        pass
 
 
 def parse_outputs(checks: list[Check], plan: HostPlan, outputs: list[ProbeOutput]) -> dict[int, tuple[Any, str | None]]:
@@ -40,6 +95,9 @@ def parse_outputs(checks: list[Check], plan: HostPlan, outputs: list[ProbeOutput
     parsed: dict[int, tuple[Any, str | None]] = {}
     for index, fact_name in fact_of.items():
         fact = FACTS[fact_name]()
+        if outputs[index].truncated:  # a cut output could parse into a wrong pass: never parsed
+            parsed[index] = (None, f"{fact_name}: output larger than {STDOUT_LIMIT} bytes (not parsed)")
+            continue
         try:
             parsed[index] = (fact.parse(outputs[index]), None)
         except KeystoneChecksError as exc:
@@ -62,12 +120,14 @@ def evaluate_host(checks: list[Check], plan: HostPlan, parsed, context,
     return fresh
 
 
-def look(host, checks: list[Check], roles: list[str], context, known: dict[str, CheckResult] | None = None
-         ) -> dict[str, CheckResult]:
+def look(host, checks: list[Check], roles: list[str], context, known: dict[str, CheckResult] | None = None,
+         doing: str = "gathering facts") -> dict[str, CheckResult]:
     """Plan ``checks`` for this host, gather their probes in one command, evaluate them: the whole
-    look, for the run itself and for every re-check after a fix."""
+    look, for the run itself and for every re-check after a fix. Raises :class:`HostTimeout` when
+    the host does not answer within :func:`host_deadline`."""
     plan = plan_host(checks, roles, context)
-    parsed = parse_outputs(plan.checks, plan, gather(host, plan.probes))
+    outputs = gather(host, plan.probes, host_deadline(plan.probes, context), doing)
+    parsed = parse_outputs(plan.checks, plan, outputs)
     return evaluate_host(checks, plan, parsed, context, known)
 
 

@@ -24,7 +24,7 @@ from .catalog import Check, load_catalog
 from .errors import CatalogError, KeystoneChecksError
 from .evaluate import Outcome
 from .fixing import HostFixes
-from .hostrun import look
+from .hostrun import HostTimeout, look
 from .plan import checks_for_phase, order_by_dependencies
 
 _catalog_cache: dict[str, list[Check] | CatalogError] = {}
@@ -180,6 +180,8 @@ def check_host(host, state, checks, force_fix: bool = False, on_context=None) ->
         if context.get("fix"):
             HostFixes(host, state, selected, results, context, host_report.roles).queue()
         host_report.results = list(results.values())
+    except HostTimeout as exc:  # the host stalled; every other host's results are unaffected
+        host_report.status, host_report.error = "timeout", str(exc)
     except KeystoneChecksError as exc:
         host_report.status, host_report.error = "error", str(exc)
     except Exception as exc:  # noqa: BLE001 - containment: other hosts must go on

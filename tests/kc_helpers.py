@@ -30,8 +30,9 @@ def free_port() -> int:
 class Sshd:
     """A throwaway sshd on 127.0.0.1 with its own host key; logs every exec'd command (one per line)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, path: list[Path] | None = None):
         self.root = root
+        self.path = path or []  # directories put first on the session's PATH (fake binaries)
         self.port = free_port()
         self.client_key = root / "client_key"
         self.exec_log = root / "exec.log"
@@ -49,7 +50,9 @@ class Sshd:
         wrapper = self.root / "logexec.sh"
         # Record each exec channel, then run it unchanged: the count is what pyinfra really opened.
         wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$SSH_ORIGINAL_COMMAND" | head -c 200 | tr "\\n" " " >> {self.exec_log}\n'
-                           f'echo >> {self.exec_log}\nexec /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n')
+                           f'echo >> {self.exec_log}\n'
+                           + "".join(f'PATH={d}:"$PATH"\n' for d in self.path)
+                           + 'export PATH\nexec /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n')
         wrapper.chmod(0o755)
         config = self.root / "sshd_config"
         config.write_text(
@@ -109,3 +112,26 @@ def read_report(path: Path) -> dict:
 def outcomes(report: dict, host: str) -> dict[str, str]:
     (entry,) = [h for h in report["hosts"] if h["name"] == host]
     return {r["check"]: r["outcome"] for r in entry["results"]}
+
+
+FREEZER = Path("/sys/fs/cgroup/freezer")
+
+
+@pytest.fixture
+def frozen_cgroup():
+    """A frozen cgroup-v1 freezer group: a process that joins it sleeps uninterruptibly (D state) and
+    ignores SIGKILL until thawed - what `zpool status` on a suspended pool does. (Import it into a
+    test module to use it as a fixture.)"""
+    import uuid
+
+    if not (FREEZER.is_dir() and os.access(FREEZER, os.W_OK)):
+        pytest.skip("needs a writable cgroup-v1 freezer (/sys/fs/cgroup/freezer) to make a D-state process")
+    group = FREEZER / f"kc-test-{uuid.uuid4().hex[:12]}"
+    group.mkdir()
+    (group / "freezer.state").write_text("FROZEN\n")
+    yield group
+    (group / "freezer.state").write_text("THAWED\n")  # the pending SIGKILLs now take effect
+    deadline = time.time() + 10
+    while (group / "tasks").read_text().strip() and time.time() < deadline:
+        time.sleep(0.05)
+    group.rmdir()

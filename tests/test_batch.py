@@ -1,16 +1,26 @@
-"""The batched probe script, run by a real /bin/sh: sections, exit codes, stderr, timeouts."""
+"""The batched probe script, run by a real /bin/sh: sections, exit codes, stderr, timeouts,
+hostile bytes, unbounded output, unkillable probes, no private temp dir."""
 
+import os
+import secrets
 import subprocess
+import time
+from pathlib import Path
 
-from keystone_checks.facts.batch import Probe, new_marker, render_batch, split_batch
+from kc_helpers import frozen_cgroup  # noqa: F401 - a fixture
+
+from keystone_checks.facts.batch import NO_TEMP_DIR, STDOUT_LIMIT, Probe, new_marker, render_batch, split_batch
 
 
-def run_batch(probes):
+def run_batch(probes, env=None, timeout=60):
     marker = new_marker()
     script = render_batch(probes, marker)
-    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(["sh", "-c", script], capture_output=True, timeout=timeout, env=env)
     assert done.returncode == 0, "the batch must always exit 0 so pyinfra never fails the host"
-    return split_batch(done.stdout.split("\n"), marker, len(probes))
+    # pyinfra decodes every line as strict UTF-8 (paramiko and @local alike): the batch must give it ASCII
+    text = done.stdout.decode("ascii")
+    assert max(map(len, text.split("\n"))) <= 100, "short lines only (paramiko's readline is quadratic in a line's length)"
+    return split_batch(text.split("\n"), marker, len(probes))
 
 
 def test_sections_keep_output_exit_code_and_stderr_apart():
@@ -66,23 +76,35 @@ def test_hostile_values_in_commands_are_quoted():
     assert "'/dev/vda; touch /tmp/kc-pwned-batch'" in command
 
 
+def _unique_sleep(whole: int) -> str:
+    """A sleep length no other process on the machine carries: `whole` plus random decimals."""
+    return f"{whole}.{secrets.randbelow(10**8):08d}"
+
+
 def _alive(tag):
-    """Processes whose command line carries `tag` (a unique sleep length)."""
-    found = subprocess.run(["pgrep", "-f", tag], capture_output=True, text=True).stdout.split()
+    """Our processes whose command line carries `tag` (a unique sleep length)."""
+    found = subprocess.run(["pgrep", "-f", f"sleep {tag}"], capture_output=True, text=True).stdout.split()
     return [pid for pid in found if pid]
 
 
-def test_timeout_kills_the_probes_whole_process_tree_and_leaves_nothing_behind():
-    import time
+def _gone(tag, within=10.0):
+    """Poll (bounded) until no process carries `tag`: a SIGKILLed process takes a moment to be reaped
+    on a loaded machine, so a fixed grace is flaky."""
+    deadline = time.monotonic() + within
+    while _alive(tag) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _alive(tag) == []
 
+
+def test_timeout_kills_the_probes_whole_process_tree_and_leaves_nothing_behind():
+    tag = _unique_sleep(317)
     started = time.monotonic()
-    results = run_batch([Probe("deep", "sh -c 'sh -c \"sleep 317.5\"'; echo never", timeout=1),
+    results = run_batch([Probe("deep", f"sh -c 'sh -c \"sleep {tag}\"'; echo never", timeout=1),
                          Probe("quick", "echo fine")])
     assert time.monotonic() - started < 8, "the watchdog must end the batch soon after the timeout"
     assert results[0].exit_code == 124 and "never" not in results[0].stdout
     assert results[1].exit_code == 0 and results[1].stdout == ["fine"]
-    time.sleep(0.3)
-    assert _alive("sleep 317.5") == [], "a timed-out probe's grandchildren must be killed too"
+    assert _gone(tag), "a timed-out probe's grandchildren must be killed too"
 
 
 def test_each_probe_keeps_its_own_timeout():
@@ -93,14 +115,14 @@ def test_each_probe_keeps_its_own_timeout():
 
 
 def test_a_fast_batch_does_not_wait_for_its_watchdogs_nor_leave_them_running():
-    import time
-
+    # watchdogs sleep for their timeout: random ones, so a concurrent run of this test elsewhere
+    # on the machine cannot be mistaken for ours
+    first = 400000 + secrets.randbelow(100000)
     started = time.monotonic()
-    results = run_batch([Probe("a", "echo a", timeout=421), Probe("b", "echo b", timeout=422)])
+    results = run_batch([Probe("a", "echo a", timeout=first), Probe("b", "echo b", timeout=first + 1)])
     assert time.monotonic() - started < 3
     assert [r.stdout for r in results] == [["a"], ["b"]]
-    time.sleep(0.3)
-    assert _alive("sleep 421") == [] and _alive("sleep 422") == []
+    assert _gone(f"{first}$") and _gone(f"{first + 1}$")
 
 
 def test_exit_comments_and_here_documents_stay_inside_their_probe():
@@ -133,3 +155,94 @@ def test_every_probe_of_every_phase_is_valid_shell():
     for key, command in seen.items():
         alone = subprocess.run(["sh", "-n", "-c", command], capture_output=True, text=True)
         assert alone.returncode == 0, f"{key}: {alone.stderr}"
+
+
+def test_bytes_from_a_probe_are_data_not_text():
+    """Invalid UTF-8, NUL, terminal escapes: decoded without failing (U+FFFD), later probes intact."""
+    results = run_batch([
+        Probe("hostile", "printf 'mnt /m\\377nt\\033]0;pwned\\007\\033[2J\\000end\\n'; printf '\\377err' >&2"),
+        Probe("after", "echo intact"),
+    ])
+    assert results[0].exit_code == 0
+    assert results[0].stdout == ["mnt /m\ufffdnt\x1b]0;pwned\x07\x1b[2J\x00end"]
+    assert results[0].stderr == ["\ufffderr"]
+    assert results[1].stdout == ["intact"]
+
+
+def test_output_is_bounded_and_too_large_is_marked_not_cut():
+    exact = f"head -c {STDOUT_LIMIT} /dev/zero | tr '\\000' a"
+    started = time.monotonic()
+    results = run_batch([
+        Probe("5MB", "head -c 5000000 /dev/zero | tr '\\000' x"),
+        Probe("100MB-lines", "yes 'a line of a huge listing' | head -c 100000000"),
+        Probe("exactly-the-limit", exact),
+        Probe("after", "echo intact"),
+    ])
+    assert time.monotonic() - started < 20, "an emitter is stopped at the limit, not read to its end"
+    assert results[0].truncated and results[0].stdout == []
+    assert results[1].truncated and results[1].stdout == []
+    assert not results[2].truncated and len(results[2].stdout[0]) == STDOUT_LIMIT
+    assert results[3].stdout == ["intact"] and not results[3].truncated
+
+
+def test_a_truncated_probe_is_an_error_never_parsed():
+    from keystone_checks.catalog import load_catalog
+    from keystone_checks.facts.base import ProbeOutput
+    from keystone_checks.hostrun import parse_outputs
+    from keystone_checks.plan import plan_host
+
+    check = next(c for c in load_catalog() if c.gather.get("status", {}).get("fact") == "zfs.PoolStatus")
+    plan = plan_host([check], check.roles, {"pool": "rpool", "host": "h"})
+    (index,) = plan.probe_index[check.id].values()
+    healthy = ["  pool: rpool", " state: ONLINE", "config:", "", "errors: No known data errors"]
+    parsed = parse_outputs([check], plan, [ProbeOutput(0, healthy, [], truncated=True)])
+    assert parsed[index] == (None, f"zfs.PoolStatus: output larger than {STDOUT_LIMIT} bytes (not parsed)")
+
+
+def test_no_private_temp_dir_fails_closed(tmp_path):
+    """mktemp fails: every probe reports it, nothing is written, least of all through a symlink
+    planted where a predictable fallback (/tmp/kc.$$) would have been."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "mktemp").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "mktemp").chmod(0o755)
+    target = tmp_path / "planted-target"
+    target.mkdir()
+    marker = new_marker()
+    script = render_batch([Probe("a", "echo a"), Probe("b", "echo b")], marker)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    # The batch shell keeps the wrapper's pid (exec), so $$ is known before it runs: plant the link first.
+    proc = subprocess.Popen(["sh", "-c", 'read go; exec sh -c "$1"', "wrapper", script], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, env=env)
+    planted = Path(f"/tmp/kc.{proc.pid}")
+    planted.symlink_to(target)
+    try:
+        out, _ = proc.communicate(b"go\n", timeout=30)
+    finally:
+        planted.unlink()
+    results = split_batch(out.decode("ascii").split("\n"), marker, 2)
+    assert [r.exit_code for r in results] == [-1, -1]
+    assert all(r.stderr == [NO_TEMP_DIR] for r in results)
+    assert "cannot create a private temp dir" in NO_TEMP_DIR
+    assert list(target.iterdir()) == [], "nothing may be written through the planted symlink"
+
+
+def test_an_unkillable_probe_is_not_waited_for(tmp_path, frozen_cgroup):
+    stuck = tmp_path / "zpool"
+    # joins the frozen group: from here on it cannot run, nor die, and it holds the probe's stdout
+    stuck.write_text(f"#!/bin/sh\necho $$ >{frozen_cgroup / 'tasks'}\necho never\n")
+    stuck.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    started = time.monotonic()
+    # the shape of zfs.PoolStatus's probe: the shell may exec the last command, so the probe's own
+    # pid is the frozen process
+    results = run_batch([Probe("stuck", "zpool status -v rpool", requires="zpool", timeout=1),
+                         Probe("next", "echo fine"), Probe("slower", "sleep 2; echo done", timeout=10)],
+                        env=env, timeout=40)
+    elapsed = time.monotonic() - started
+    (pid,) = (frozen_cgroup / "tasks").read_text().split()
+    assert "State:\tD" in Path(f"/proc/{pid}/status").read_text(), "the simulation: a D-state process"
+    assert elapsed < 12, f"the batch must not wait for an unkillable probe ({elapsed:.1f}s)"
+    assert results[0].exit_code == 124 and results[0].stdout == []
+    assert "did not end within" in results[0].stderr_text()
+    assert results[1].stdout == ["fine"] and results[2].stdout == ["done"]

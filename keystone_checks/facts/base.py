@@ -21,11 +21,13 @@ EXIT_NOT_FOUND = 127
 
 @dataclass
 class ProbeOutput:
-    """What one fact's command did: exit code, stdout and stderr lines."""
+    """What one fact's command did: exit code, stdout and stderr lines. ``truncated``: stdout was
+    larger than the batch's limit and is not kept (parsing a cut output could pass wrongly)."""
 
     exit_code: int
     stdout: list[str] = field(default_factory=list)
     stderr: list[str] = field(default_factory=list)
+    truncated: bool = False
 
     def stderr_text(self, limit: int = 300) -> str:
         text = " ".join(line.strip() for line in self.stderr if line.strip())
@@ -62,7 +64,8 @@ class KeystoneFact(FactBase):
         if result.exit_code == EXIT_NOT_FOUND and self.requires:
             raise ProbeFailed(f"command '{self.requires}' not found on the host")
         if result.exit_code == EXIT_TIMEOUT:
-            raise ProbeFailed(f"command timed out after {self.timeout}s")
+            detail = result.stderr_text()
+            raise ProbeFailed(f"command timed out after {self.timeout}s" + (f" ({detail})" if detail else ""))
         if result.exit_code not in self.ok_exit_codes:
             detail = result.stderr_text() or "no error output"
             raise ProbeFailed(f"command exited {result.exit_code}: {detail}")

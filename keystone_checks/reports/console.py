@@ -5,12 +5,16 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
+from .safe_text import one_line, scrub
+
 _COLOURS = {"pass": "32", "fixed": "32", "fail": "31", "fix-failed": "31", "error": "35",
             "would-fix": "33", "skipped": "2", "unreachable": "35"}
 _ORDER = {"fail": 0, "fix-failed": 1, "error": 2, "would-fix": 3, "fixed": 4, "pass": 5, "skipped": 6}
 
 
 def render(report: dict[str, Any], colour: bool = False, show_skipped: bool = False) -> str:
+    # Host text never reaches the terminal raw (escape sequences) nor forges a line of the table.
+    report = scrub(report, one_line)
     width = shutil.get_terminal_size((120, 20)).columns
     out: list[str] = []
 

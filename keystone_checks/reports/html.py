@@ -14,6 +14,8 @@ import json
 from html import escape
 from typing import Any
 
+from .safe_text import scrub
+
 _COLOURS = {
     "pass": "#2e7d32", "fixed": "#1b5e20", "fail": "#c62828", "fix-failed": "#8e0000", "would-fix": "#ef6c00",
     "error": "#6a1b9a", "skipped": "#9e9e9e", "none": "#eeeeee", "unreachable": "#6a1b9a",
@@ -78,6 +80,7 @@ def _detail(host: str, r: dict[str, Any]) -> str:
 
 
 def write(report: dict[str, Any]) -> str:
+    report = scrub(report)  # html.escape leaves control characters as they are
     hosts = report["hosts"]
     checks: dict[str, dict[str, Any]] = {}
     for host in hosts:

@@ -10,6 +10,8 @@ import json
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from .safe_text import scrub, xml_text
+
 _FAILURE = {"fail", "fix-failed", "would-fix"}
 
 
@@ -30,6 +32,7 @@ def _text(r: dict[str, Any]) -> str:
 
 
 def write(report: dict[str, Any]) -> str:
+    report = scrub(report, xml_text)  # ElementTree writes control characters raw: invalid XML 1.0
     suites = ET.Element("testsuites", name=f"keystone-checks {report['phase']}")
     total = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for host in report["hosts"]:

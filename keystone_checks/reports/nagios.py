@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from .safe_text import one_line, scrub
+
 _FAILING = {"fail", "fix-failed", "would-fix"}
 
 
 def write(report: dict[str, Any]) -> str:
+    report = scrub(report, one_line)  # one status line: no host text may break or colour it
     critical = warning = unknown = 0
     worst: list[str] = []
     for host in report["hosts"]:
