@@ -192,10 +192,15 @@ def test_a_truncated_probe_is_an_error_never_parsed():
     from keystone_checks.plan import plan_host
 
     check = next(c for c in load_catalog() if c.gather.get("status", {}).get("fact") == "zfs.PoolStatus")
-    plan = plan_host([check], check.roles, {"pool": "rpool", "host": "h"})
-    (index,) = plan.probe_index[check.id].values()
+    from keystone_checks.hostdata import KEYS
+
+    context = {k.name: k.default for k in KEYS.values() if k.default is not None} | {"pool": "rpool", "host": "h"}
+    plan = plan_host([check], check.roles, context)
+    index = plan.probe_index[check.id]["status"]
     healthy = ["  pool: rpool", " state: ONLINE", "config:", "", "errors: No known data errors"]
-    parsed = parse_outputs([check], plan, [ProbeOutput(0, healthy, [], truncated=True)])
+    outputs = [ProbeOutput(0, [], []) for _ in plan.probes]
+    outputs[index] = ProbeOutput(0, healthy, [], truncated=True)
+    parsed = parse_outputs([check], plan, outputs)
     assert parsed[index] == (None, f"zfs.PoolStatus: output larger than {STDOUT_LIMIT} bytes (not parsed)")
 
 
