@@ -192,16 +192,23 @@ def _semantic_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileE
         if key not in _SAMPLE_CONTEXT:
             add(("requires_data", i), f"requires_data: unknown host data key '{key}' (known keys: see keystone_checks/hostdata.py)")
 
+    # Templates first: a check whose templates are not plain placeholders is not rendered at all.
+    bad_templates = False
     for section in ("gather", "expect", "fix"):
-        for template in templating.walk_templates(data.get(section)):
+        for path, template in templating.walk_templates(data.get(section), (section,)):
+            where_in = ".".join(map(str, path))
             try:
                 unknown = templating.variables(template) - set(_SAMPLE_CONTEXT)
             except templating.TemplateProblem as exc:
-                add((section,), f"{section}: {exc}")
+                bad_templates = True
+                add(path, f"check '{data.get('id')}': {where_in}: {exc}")
                 continue
             if unknown:
-                add((section,), f"{section}: template {template!r} uses unknown host data {sorted(unknown)} "
-                                f"(known keys: see keystone_checks/hostdata.py)")
+                bad_templates = True
+                add(path, f"check '{data.get('id')}': {where_in}: template {template!r} uses unknown host data "
+                          f"{sorted(unknown)} (known keys: see keystone_checks/hostdata.py)")
+    if bad_templates:
+        return problems
 
     try:
         rendered = templating.render(data["expect"], _SAMPLE_CONTEXT)
