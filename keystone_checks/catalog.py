@@ -22,7 +22,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from . import hostdata, templating
+from . import hostdata, templating, yamlsafe
 from .errors import CatalogError, CheckFileError
 
 DEFAULT_CHECKS_DIR = Path(os.environ.get("KEYSTONE_CHECKS_DIR", Path(__file__).resolve().parent.parent / "checks"))
@@ -87,7 +87,6 @@ def _to_python(node: yaml.Node, path: tuple, lines: _Lines, where: str, problems
     return _scalar(node)
 
 
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster parsing
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 
@@ -121,12 +120,10 @@ def load_file(path: Path, root: Path | None = None) -> tuple[Check | None, list[
     except (OSError, UnicodeDecodeError) as exc:
         return None, [CheckFileError(where, f"cannot read: {exc}")], lines
     try:
-        node = yaml.compose(text, Loader=_LOADER)
+        node = yamlsafe.compose(text, what="check files")  # no aliases, bounded nesting
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        loc = f"{where}:{mark.line + 1}" if mark else where
-        reason = getattr(exc, "problem", None) or str(exc)
-        return None, [CheckFileError(loc, f"YAML syntax error: {reason}")], lines
+        loc, _, reason = yamlsafe.describe(exc, where).partition(": ")
+        return None, [CheckFileError(loc, reason)], lines
     if node is None:
         return None, [CheckFileError(where, "empty file: a check file holds one YAML mapping")], lines
     data = _to_python(node, (), lines, where, problems)

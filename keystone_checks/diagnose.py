@@ -37,7 +37,8 @@ THRESHOLD = 0.6
 TOKEN_SHARE = 0.75  # a fuzzy (word-overlap) symptom match needs 3/4 of its weighted words
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "diagnose" / "corpus.yaml"
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*(\x07|\x1b\\)|\x1b[()][AB0-2]")
+# [^\x07\x1b]: an OSC sequence that never ends must not make every "\x1b]" rescan the line (quadratic)
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][AB0-2]")
 _STOP = frozenset("a an the to of in on at for is are was be been by with and or not no it this that from as "
                   "into than then there their its your you we i".split())
 _SUBS = [
@@ -188,9 +189,9 @@ def rank(text: str, checks: Iterable[Any], limit: int | None = None) -> list[Mat
 
 def evaluate_corpus(checks, corpus_path: Path = CORPUS) -> dict[str, Any]:
     """Top-1 / top-3 accuracy over the corpus's positive cases; false positives over its negatives."""
-    import yaml
+    from . import yamlsafe
 
-    data = yaml.safe_load(corpus_path.read_text())
+    data = yamlsafe.load(corpus_path.read_text(), what="a diagnose corpus")
     index = Index(checks)
     known = {c.id for c in index.checks}
     top1 = top3 = total = 0
