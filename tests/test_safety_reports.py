@@ -232,6 +232,8 @@ def test_critical_check_skipped_behind_a_failing_warning_check_is_unknown(tmp_pa
     assert by_id["critical-behind"]["blocked_by"] == ["warn-fails"]
     assert done.returncode == 3 and data["summary"]["status"] == "unknown", done.stdout
     assert data["summary"]["unknown_because"] == ["@local: critical check critical-behind could not run: warn-fails did not pass"]
+    assert done.stdout.startswith("KEYSTONE UNKNOWN - 0 critical, 1 warning, 1 unknown (@local:warn-fails, "
+                                  "@local:critical-behind not run)"), done.stdout
 
 
 def _aged(shard: Path, out: Path, name: str, when: str) -> Path:
@@ -296,3 +298,22 @@ def test_non_finite_numbers_make_valid_json():
     assert got["evidence"] == {"load": None, "rate": None, "list": [None, 1.5]}
     assert got["duration_ms"] == 0.0 and data["hosts"][0]["duration_s"] == 0.0
     assert all(math.isfinite(data[k]) for k in ("duration_s",))
+
+
+def test_pyinfra_cli_recorder_refuses_a_fifo_report_and_writes_the_other_formats(tmp_path):
+    """The playbooks' path (runner.Recorder at exit) uses the same writer: the FIFO given as
+    ``--data report=`` stays a FIFO, its failure is named, the extra formats are still written."""
+    from kc_helpers import run_pyinfra
+
+    fifo = tmp_path / "report.json"
+    os.mkfifo(fifo)
+    nagios, junit = tmp_path / "n.txt", tmp_path / "j.xml"
+    inventory = write_inventory(tmp_path / "inv.py", {"@local": {"role": "deployed"}})
+    done = run_pyinfra(inventory, "sweep.py", "--data", f"report={fifo}", "--data", f"reports=nagios:{nagios},junit:{junit}",
+                       env={"KEYSTONE_CHECKS_DIR": str(checks_dir(tmp_path / "checks", PASSING)),
+                            "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    out = done.stdout + done.stderr
+    assert "Traceback" not in out, out
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode), "the FIFO was replaced"
+    assert f"report (json): {fifo} is a pipe or socket: reports are written to regular files only" in out, out
+    assert nagios.read_text().startswith("KEYSTONE OK") and junit.stat().st_size > 100
