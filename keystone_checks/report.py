@@ -5,8 +5,10 @@ Shape (documented by ``schema/report.schema.json``)::
     {"schema": "keystone-checks/report/v1", "tool": {...}, "phase": "preflight",
      "started_at": ISO-8601, "finished_at": ISO-8601, "duration_s": 1.2, "dry_run": false,
      "fix_requested": false,
-     "summary": {"hosts": 2, "outcomes": {"pass": 9, "fail": 1, ...}, "status": "critical", "exit_code": 2},
+     "summary": {"hosts": 2, "outcomes": {"pass": 9, "fail": 1, ...}, "status": "critical", "exit_code": 2,
+                 "unknown_because": ["web-2: critical check pool-healthy could not run: pool-imported did not pass"]},
      "hosts": [{"name": "...", "roles": [...], "status": "ok|error|unreachable", "error": null,
+                "started_at": ISO-8601, "finished_at": ISO-8601,
                 "duration_s": 0.3, "results": [CheckResult...]}]}
 """
 
