@@ -4,7 +4,7 @@
   composing: a self-referencing alias was a RecursionError, a billion-laughs file grew `validate`
   without bound, 10^5 nested brackets crashed libyaml's composer (SIGSEGV);
 - every symptom regex of the catalog and every regex diagnose applies is linear on a long line of
-  adversarial text (a 200 KB line in well under 0.5 s); one was quadratic
+  adversarial text (a 200 KB line in under 0.5 s, measured); one was quadratic
   (``\\S+\\.service: Failed with result`` on a long path took minutes).
 """
 
@@ -129,7 +129,7 @@ def _adversarial(pattern: str, size: int) -> dict[str, str]:
 def test_every_symptom_and_diagnose_regex_is_linear_on_long_lines(label, pattern):
     # 20 KB first: a quadratic regex fails here in well under a second instead of taking minutes
     # at 200 KB; then the real bound on a 200 KB line.
-    for size, bound in ((20_000, 0.05), (200_000, 0.5)):
+    for size, bound in ((20_000, 0.25), (200_000, 0.5)):
         for name, text in _adversarial(pattern.pattern, size).items():
             started = time.perf_counter()
             pattern.search(text)
