@@ -141,10 +141,13 @@ def write_atomic(path: str | Path, text: str) -> Path:
     """
     path = Path(path)
     try:
-        target = Path(os.path.realpath(path))
-        mode = os.stat(target).st_mode if os.path.lexists(target) else None
+        # os.stat follows symlinks, /proc magic links included (/dev/stdout -> /proc/self/fd/1 -> a pipe)
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None  # absent, or a symlink to an absent file: created where it points
     except OSError as exc:
         raise ReportWriteError(f"{path}: cannot write the report ({exc.strerror})") from None
+    target = Path(os.path.realpath(path))
     if mode is not None and not stat.S_ISREG(mode):
         kind = "a directory" if stat.S_ISDIR(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) \
             else "a pipe or socket" if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) else "not a regular file"

@@ -99,11 +99,13 @@ def merge_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
 # -- class 7: where reports go ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["symlink-to-dev-null", "fifo", "directory", "char-device"])
+@pytest.mark.parametrize("kind", ["symlink-to-dev-null", "symlink-to-stdout", "fifo", "directory", "char-device"])
 def test_report_target_that_is_not_a_regular_file_is_refused_and_others_are_written(tmp_path, shard, kind):
     target = tmp_path / "out.json"
     if kind == "symlink-to-dev-null":
         target.symlink_to("/dev/null")
+    elif kind == "symlink-to-stdout":
+        target.symlink_to("/proc/self/fd/1")  # what /dev/stdout is (stdout is a pipe here)
     elif kind == "fifo":
         os.mkfifo(target)
     elif kind == "directory":
