@@ -22,7 +22,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from . import hostdata, templating
+from . import hostdata, templating, yamlsafe
 from .paths import checks_dir
 from .errors import CatalogError, CheckFileError
 
@@ -89,7 +89,6 @@ def _to_python(node: yaml.Node, path: tuple, lines: _Lines, where: str, problems
     return _scalar(node)
 
 
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster parsing
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 
@@ -123,12 +122,10 @@ def load_file(path: Path, root: Path | None = None) -> tuple[Check | None, list[
     except (OSError, UnicodeDecodeError) as exc:
         return None, [CheckFileError(where, f"cannot read: {exc}")], lines
     try:
-        node = yaml.compose(text, Loader=_LOADER)
+        node = yamlsafe.compose(text, what="check files")  # no aliases, bounded nesting
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        loc = f"{where}:{mark.line + 1}" if mark else where
-        reason = getattr(exc, "problem", None) or str(exc)
-        return None, [CheckFileError(loc, f"YAML syntax error: {reason}")], lines
+        loc, _, reason = yamlsafe.describe(exc, where).partition(": ")
+        return None, [CheckFileError(loc, reason)], lines
     if node is None:
         return None, [CheckFileError(where, "empty file: a check file holds one YAML mapping")], lines
     data = _to_python(node, (), lines, where, problems)
@@ -196,16 +193,23 @@ def _semantic_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileE
 
     problems.extend(_applies_when_problems(data, where, lines))
 
+    # Templates first: a check whose templates are not plain placeholders is not rendered at all.
+    bad_templates = False
     for section in ("gather", "expect", "fix", "applies_when"):
-        for template in templating.walk_templates(data.get(section)):
+        for path, template in templating.walk_templates(data.get(section), (section,)):
+            where_in = ".".join(map(str, path))
             try:
                 unknown = templating.variables(template) - set(_SAMPLE_CONTEXT)
             except templating.TemplateProblem as exc:
-                add((section,), f"{section}: {exc}")
+                bad_templates = True
+                add(path, f"check '{data.get('id')}': {where_in}: {exc}")
                 continue
             if unknown:
-                add((section,), f"{section}: template {template!r} uses unknown host data {sorted(unknown)} "
-                                f"(known keys: see keystone_checks/hostdata.py)")
+                bad_templates = True
+                add(path, f"check '{data.get('id')}': {where_in}: template {template!r} uses unknown host data "
+                          f"{sorted(unknown)} (known keys: see keystone_checks/hostdata.py)")
+    if bad_templates:
+        return problems
 
     try:
         rendered = templating.render(data["expect"], _SAMPLE_CONTEXT)

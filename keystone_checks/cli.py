@@ -11,11 +11,14 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .catalog import DEFAULT_CHECKS_DIR, validate
 from .errors import KeystoneChecksError
+
+EXIT_UNKNOWN = 3  # report.EXIT_UNKNOWN; not imported so that a broken install still exits UNKNOWN from main()
 
 
 def cmd_validate(args) -> int:
+    from .catalog import DEFAULT_CHECKS_DIR, validate
+
     paths = [Path(p) for p in args.paths] or [DEFAULT_CHECKS_DIR]
     checks, problems = validate(paths)
     for problem in problems:
@@ -28,6 +31,8 @@ def cmd_validate(args) -> int:
 
 
 def _catalog(args):
+    from .catalog import DEFAULT_CHECKS_DIR, validate
+
     checks, problems = validate([Path(args.checks)] if getattr(args, "checks", None) else [DEFAULT_CHECKS_DIR])
     if problems:
         raise KeystoneChecksError("the check catalog is broken; run `keystone-checks validate`:\n" + "\n".join(map(str, problems)))
@@ -149,7 +154,7 @@ def cmd_run(args) -> int:
     from . import apirun
 
     apirun.patch()  # gevent first: before pyinfra/paramiko import socket and ssl users
-    from .reports import write_reports
+    from .reports import emit_reports
 
     specs = _report_specs(args)
     if not any(name == "console" for name, _ in specs) and not any(path in (None, "-") for _, path in specs):
@@ -162,20 +167,27 @@ def cmd_run(args) -> int:
 
     logging.getLogger("pyinfra").setLevel(logging.CRITICAL)  # reasons are in the report, not in pyinfra's log lines
     result = apirun.run(options)
+    files = []
+    ok = True
     for name, path in specs:
         if name == "console" and path in (None, "-"):
             from .reports import console
 
-            sys.stdout.write(console.render(result, colour=sys.stdout.isatty()))
+            try:
+                sys.stdout.write(console.render(result, colour=sys.stdout.isatty()))
+                sys.stdout.flush()
+            except OSError as exc:
+                print(f"keystone-checks: report (console): cannot write to stdout ({exc.strerror or exc})", file=sys.stderr)
+                ok = False
         else:
-            for written in write_reports(result, [(name, path)]):
-                print(f"report ({name}): {written}", file=sys.stderr)
-    return result["summary"]["exit_code"]
+            files.append((name, path))
+    ok &= emit_reports(result, files)
+    return result["summary"]["exit_code"] if ok else EXIT_UNKNOWN
 
 
 def cmd_merge(args) -> int:
     from . import merge
-    from .reports import write_reports
+    from .reports import emit_reports
 
     specs = _report_specs(args)
     shards = [(path, merge.load_shard(path)) for path in args.reports]
@@ -190,14 +202,23 @@ def cmd_merge(args) -> int:
         expected = [h.name for h in (select_hosts(inventory, limit, args.inventory) if limit else inventory)]
     elif args.limit:
         raise KeystoneChecksError("merge: --limit selects hosts of the inventory; give -i INVENTORY too")
-    result = merge.merge(shards, expected)
-    for written in write_reports(result, specs):
-        print(f"report: {written}", file=sys.stderr)
+    result = merge.merge(shards, expected, max_age_s=merge.parse_age(args.max_age))
+    if not emit_reports(result, specs):
+        return EXIT_UNKNOWN
     return result["summary"]["exit_code"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error, which is Nagios CRITICAL: a typo in a cron line or unit
+    would page as a critical finding. Usage errors are UNKNOWN (3), like every other failure to run."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_UNKNOWN, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="keystone-checks", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="keystone-checks", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"keystone-checks {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -246,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a phase or playbook through pyinfra's API; exit with the Nagios code",
                        description="Exit codes (Nagios): 0 all pass, 1 a warning check failed, 2 a critical check "
-                                   "failed, 3 unknown (errors, unreachable hosts).")
+                                   "failed, 3 unknown (errors, unreachable hosts, a critical check that could not "
+                                   "run, a report not written, usage errors, interrupted).")
     p.add_argument("target", help="phase (preflight, sweep, ...) or playbook file (playbooks/fix/x.py)")
     p.add_argument("-i", "--inventory", required=True, help="pyinfra inventory file (or @local, host list)")
     p.add_argument("--limit", action="append", default=[], help="host names, globs or groups (repeatable, comma-separated)")
@@ -254,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry", action="store_true", help="with --fix: list the fix commands, run nothing")
     p.add_argument("--data", action="append", default=[], metavar="KEY=VALUE", help="host data for every host")
     p.add_argument("--report", action="append", default=[], metavar="FORMAT[:PATH]",
-                   help="console, json, junit, prometheus, nagios, html; no PATH: stdout (repeatable)")
+                   help="console, json, junit, prometheus, nagios, html; no PATH or '-': stdout; PATH: a regular file, replaced atomically (repeatable)")
     p.add_argument("--connect-timeout", type=int, default=10, help="seconds (default 10)")
     p.set_defaults(func=cmd_run)
 
@@ -266,7 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-i", "--inventory", help="the whole fleet's inventory: hosts missing from every shard become unreachable")
     p.add_argument("--limit", action="append", default=[], help="with -i: only these hosts/groups are expected")
     p.add_argument("--report", action="append", default=[], metavar="FORMAT[:PATH]",
-                   help="console, json, junit, prometheus, nagios, html; no PATH: stdout (repeatable)")
+                   help="console, json, junit, prometheus, nagios, html; no PATH or '-': stdout; PATH: a regular file, replaced atomically (repeatable)")
+    p.add_argument("--max-age", default="2h", metavar="AGE",
+                   help="a host last observed longer ago than this (e.g. 90m, 2h, 1d; default 2h) is reported "
+                        "unreachable (stale), not with its old results")
     p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("lab", help="the QEMU lab: build|up|down|status|ssh|capture (see docs/lab.md)")
@@ -282,15 +307,33 @@ def cmd_lab(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command. Exit codes: the command's own (Nagios for run/merge), 3 (UNKNOWN) for
+    usage errors, errors the tool explains, an internal error (one line, no traceback) and Ctrl-C."""
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
         return args.func(args)
     except KeystoneChecksError as exc:
         print(f"keystone-checks: {exc}", file=sys.stderr)
-        return 3 if args.command in ("run", "merge") else 2  # Nagios "unknown", never "critical"
+        return EXIT_UNKNOWN  # Nagios "unknown", never "critical"
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:
+        print("keystone-checks: interrupted", file=sys.stderr)
+        return EXIT_UNKNOWN
+    except Exception as exc:  # noqa: BLE001 - a bug: one line for the operator, UNKNOWN for monitoring
+        where = _where(exc)
+        print(f"keystone-checks: internal error: {type(exc).__name__}: {exc}{where} "
+              "(a bug: please report it with the command line)", file=sys.stderr)
+        return EXIT_UNKNOWN
+
+
+def _where(exc: BaseException) -> str:
+    """`` at file:line`` of the innermost frame, so a bug report needs no traceback."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb is not None else ""
 
 
 if __name__ == "__main__":

@@ -29,7 +29,9 @@ from pathlib import Path
 
 import yaml
 
+from . import yamlsafe
 from .catalog import DEFAULT_CHECKS_DIR, Check, validate
+from .errors import KeystoneChecksError
 
 REPO = Path(__file__).resolve().parent.parent
 SEEDS = REPO.parent / "shared" / "seeds"  # ../shared/seeds next to the repository, when present
@@ -82,7 +84,10 @@ def headings(markdown: str) -> set[str]:
 def load_requirements(path: Path | None = None) -> list[Entry]:
     text = path.read_text(encoding="utf-8") if path else \
         resources.files("keystone_checks").joinpath("data/coverage.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text) or {}
+    try:
+        data = yamlsafe.load(text, what="coverage data") or {}
+    except yaml.YAMLError as exc:
+        raise KeystoneChecksError(yamlsafe.describe(exc, str(path or "keystone_checks/data/coverage.yaml"))) from None
     entries: list[Entry] = []
     for document, sections in data.items():
         for item in sections:
@@ -190,7 +195,7 @@ def load_upstream(directory: Path | None = None) -> list[Upstream]:
     entries: list[Upstream] = []
     for name, text in upstream_files(directory):
         try:
-            data = yaml.safe_load(text)
+            data = yamlsafe.load(text, what=name)
         except yaml.YAMLError as exc:
             entries.append(Upstream("?", "", "", "", file=name, problems=[f"YAML error: {exc}"]))
             continue

@@ -226,11 +226,11 @@ def _compile(pattern: str, where: str):
 
 def load_messages(directory: Path = MESSAGES_DIR, known: set[str] | None = None) -> list[Message]:
     """Read every messages/*.yaml; an unknown check id or a bad entry is an error naming file and entry."""
-    import yaml
+    from . import yamlsafe
 
     out: list[Message] = []
     for path in sorted(directory.glob("*.yaml")):
-        for n, entry in enumerate(yaml.safe_load(path.read_text()) or [], 1):
+        for n, entry in enumerate(yamlsafe.load(path.read_text(), what=str(path)) or [], 1):
             where = f"{path.name} entry {n}"
             if not isinstance(entry, dict) or "source" not in entry or not ("text" in entry or "pattern" in entry):
                 raise ValueError(f"{where}: needs source and text (or pattern)")
@@ -467,9 +467,9 @@ def rank(text: str, checks: Iterable[Any], limit: int | None = None) -> list[Mat
 
 def _load_eval(path: Path) -> tuple[list[dict], list[dict]]:
     """(cases, unrelated) of an eval file: frozen-test/dev format or the older corpus.yaml format."""
-    import yaml
+    from . import yamlsafe
 
-    data = yaml.safe_load(path.read_text()) or {}
+    data = yamlsafe.load(path.read_text(), what=str(path)) or {}
     cases = [{"text": c["text"], "expect": list(c["expect"]), "source": c.get("source", "")} for c in data.get("cases", [])]
     unrelated = [{"text": u["text"] if isinstance(u, dict) else u, "source": u.get("source", "") if isinstance(u, dict) else ""}
                  for u in data.get("unrelated", data.get("negatives", []))]

@@ -7,6 +7,7 @@ The jsonschema library is the condition language; this module only turns its err
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
@@ -46,6 +47,7 @@ class CheckResult:
     duration_ms: float = 0.0
     role_skipped: bool = False  # skipped because the check is not for this host's role (not reported)
     not_applicable: bool = False  # skipped because host data it requires is empty (reported, gates nothing)
+    blocked_by: list[str] = field(default_factory=list)  # skipped because these dependencies did not pass
 
     @property
     def gates_nothing(self) -> bool:
@@ -57,6 +59,8 @@ class CheckResult:
         data.pop("role_skipped")
         data.pop("not_applicable")
         data["outcome"] = str(self.outcome)
+        duration = self.duration_ms if isinstance(self.duration_ms, (int, float)) else 0.0
+        data["duration_ms"] = duration if math.isfinite(duration) and duration >= 0 else 0.0  # JSON has no NaN
         return data
 
 

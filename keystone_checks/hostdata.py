@@ -84,7 +84,7 @@ def resolve(host_name: str, data: Any) -> dict[str, Any]:
     """The template context for a host: every known key, its value or default.
 
     Wrong types raise ``HostDataError`` naming host and key. Missing required keys are left out,
-    so a template that needs one fails with jinja's undefined error, turned into an ``error`` outcome.
+    so a template that needs one fails with an undefined-key error, turned into an ``error`` outcome.
     """
     context: dict[str, Any] = {}
     for key in KEYS.values():

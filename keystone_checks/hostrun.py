@@ -174,7 +174,7 @@ def evaluate_one(check: Check, plan: HostPlan, parsed, context, results) -> Chec
     blocking = blocking_dependencies(check, results)
     if blocking:
         reasons = ", ".join(f"{d} ({results[d].outcome})" for d in blocking)
-        return result_for(check, Outcome.SKIPPED, f"skipped because {reasons} did not pass")
+        return result_for(check, Outcome.SKIPPED, f"skipped because {reasons} did not pass", blocked_by=blocking)
     if check.id in plan.problems:
         return result_for(check, Outcome.ERROR, plan.problems[check.id])
     data: dict[str, Any] = {}

@@ -5,15 +5,19 @@ Shape (documented by ``schema/report.schema.json``)::
     {"schema": "keystone-checks/report/v1", "tool": {...}, "phase": "preflight",
      "started_at": ISO-8601, "finished_at": ISO-8601, "duration_s": 1.2, "dry_run": false,
      "fix_requested": false,
-     "summary": {"hosts": 2, "outcomes": {"pass": 9, "fail": 1, ...}, "status": "critical", "exit_code": 2},
+     "summary": {"hosts": 2, "outcomes": {"pass": 9, "fail": 1, ...}, "status": "critical", "exit_code": 2,
+                 "unknown_because": ["web-2: critical check pool-healthy could not run: pool-imported did not pass"]},
      "hosts": [{"name": "...", "roles": [...], "status": "ok|error|unreachable", "error": null,
+                "started_at": ISO-8601, "finished_at": ISO-8601,
                 "duration_s": 0.3, "results": [CheckResult...]}]}
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .errors import KeystoneChecksError
 from .evaluate import CheckResult, Outcome
 
 SCHEMA_ID = "keystone-checks/report/v1"
@@ -41,28 +46,49 @@ class HostReport:
     error: str | None = None
     duration_s: float = 0.0
     results: list[CheckResult] = field(default_factory=list)
+    # When this host was looked at (epoch seconds): a merged fleet report judges each host's age by
+    # its own time, not by the newest shard's. Created when the host's look starts (runner.check_host).
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None  # None: started_at + duration_s
 
     def to_dict(self) -> dict[str, Any]:
+        duration = _finite(self.duration_s, 0.0)
+        finished = self.finished_at if self.finished_at is not None else self.started_at + duration
         return {"name": self.name, "roles": self.roles, "status": self.status, "error": self.error,
-                "duration_s": round(self.duration_s, 4), "results": [r.to_dict() for r in self.results]}
+                "started_at": _iso(self.started_at), "finished_at": _iso(finished),
+                "duration_s": round(duration, 4), "results": [r.to_dict() for r in self.results]}
 
 
-def exit_code(hosts: list[HostReport]) -> int:
-    critical = warning = unknown = False
+def assess(hosts: list[HostReport]) -> tuple[int, list[str]]:
+    """The Nagios exit code of ``hosts`` and why it is UNKNOWN, when it is (one line per cause).
+
+    UNKNOWN: a host not checked (error, unreachable), a check that could not be evaluated, or a
+    critical check skipped because a dependency did not pass (it could not run: its problem may be
+    there, unseen). Precedence: CRITICAL > UNKNOWN > WARNING > OK.
+    """
+    critical = warning = False
+    reasons: list[str] = []
     for host in hosts:
         if host.status != "ok":
-            unknown = True
+            reasons.append(f"{host.name}: {host.status}" + (f" ({host.error})" if host.error else ""))
         for r in host.results:
             if r.outcome == Outcome.ERROR:
-                unknown = True
+                reasons.append(f"{host.name}: {r.check} could not be evaluated")
+            elif r.outcome == Outcome.SKIPPED and r.severity == "critical" and r.blocked_by:
+                reasons.append(f"{host.name}: critical check {r.check} could not run: "
+                               f"{', '.join(r.blocked_by)} did not pass")
             elif r.outcome in _FAILING:
                 critical |= r.severity == "critical"
                 warning |= r.severity == "warning"
     if critical:
-        return EXIT_CRITICAL
-    if unknown:
-        return EXIT_UNKNOWN
-    return EXIT_WARNING if warning else EXIT_OK
+        return EXIT_CRITICAL, reasons
+    if reasons:
+        return EXIT_UNKNOWN, reasons
+    return (EXIT_WARNING if warning else EXIT_OK), reasons
+
+
+def exit_code(hosts: list[HostReport]) -> int:
+    return assess(hosts)[0]
 
 
 def build(phase: str, hosts: list[HostReport], started: float, finished: float, dry_run: bool, fix_requested: bool) -> dict[str, Any]:
@@ -70,37 +96,82 @@ def build(phase: str, hosts: list[HostReport], started: float, finished: float, 
     for host in hosts:
         for r in host.results:
             outcomes[str(r.outcome)] += 1
-    code = exit_code(hosts)
+    code, reasons = assess(hosts)
     return {
         "schema": SCHEMA_ID,
         "tool": {"name": "keystone-checks", "version": __version__},
         "phase": phase,
         "started_at": _iso(started),
         "finished_at": _iso(finished),
-        "duration_s": round(finished - started, 4),
+        "duration_s": round(_finite(finished - started, 0.0), 4),
         "dry_run": dry_run,
         "fix_requested": fix_requested,
-        "summary": {"hosts": len(hosts), "outcomes": outcomes, "status": _STATUS[code], "exit_code": code},
+        "summary": {"hosts": len(hosts), "outcomes": outcomes, "status": _STATUS[code], "exit_code": code,
+                    "unknown_because": reasons},
         "hosts": [h.to_dict() for h in sorted(hosts, key=lambda h: h.name)],
     }
 
 
-def write_atomic(path: str | Path, text: str) -> Path:
-    """Write then rename, so a reader (node_exporter, a dashboard) never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+def _finite(value: Any, default: float) -> float:
+    """A finite, non-negative number (durations): NaN/inf from a clock or a bug become ``default``."""
     try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return default
+    return number if math.isfinite(number) and number >= 0 else default
+
+
+class ReportWriteError(KeystoneChecksError):
+    """A report could not be written; the message names the path and why."""
+
+
+def write_atomic(path: str | Path, text: str) -> Path:
+    """Write a regular file atomically (temporary file in the same directory, then rename), so a
+    reader (node_exporter, a dashboard) never sees half a file.
+
+    Only regular files are written: a target that exists and is not one (``/dev/full``,
+    ``/dev/stdout``, a directory, a symlink to any of these) is refused, never renamed over; a
+    symlink to a regular file replaces the file it points to. Every failure (refused target, no
+    permission, full disk) raises ``ReportWriteError`` naming the path; ``-`` (stdout) is the
+    caller's business (``reports.write_reports``).
+
+    Example::
+
+        write_atomic("reports/sweep.json", to_json(report))
+    """
+    path = Path(path)
+    try:
+        # os.stat follows symlinks, /proc magic links included (/dev/stdout -> /proc/self/fd/1 -> a pipe)
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None  # absent, or a symlink to an absent file: created where it points
+    except OSError as exc:
+        raise ReportWriteError(f"{path}: cannot write the report ({exc.strerror})") from None
+    target = Path(os.path.realpath(path))
+    if mode is not None and not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) \
+            else "a pipe or socket" if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) else "not a regular file"
+        shown = f"{path} (-> {target})" if target != path else str(path)
+        raise ReportWriteError(f"{shown} is {kind}: reports are written to regular files only "
+                               "(give a file path, or '-' for stdout, e.g. --report json:-)")
+    tmp = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         # mkstemp makes 0600 files and the rename keeps the mode: node_exporter (not root) could not
         # read the textfile. Reports hold no secrets: the usual 0666 minus the process umask.
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+            handle.flush()
+            os.fsync(handle.fileno())  # a full disk shows here, before the old report is replaced
+        os.replace(tmp, target)
+        tmp = None
+    except OSError as exc:
+        raise ReportWriteError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        raise
     return path
 
 
@@ -111,7 +182,19 @@ def _umask() -> int:
 
 
 def to_json(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=2, default=str) + "\n"
+    """Strict JSON (RFC 8259): non-finite floats anywhere (evidence parsed from a host, a duration)
+    become null instead of the invalid tokens NaN/Infinity that json.dumps writes by default."""
+    return json.dumps(_json_safe(report), indent=2, default=str, allow_nan=False) + "\n"
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def default_path(phase: str, when: float | None = None) -> Path:
@@ -120,4 +203,4 @@ def default_path(phase: str, when: float | None = None) -> Path:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(_finite(ts, 0.0), tz=timezone.utc).isoformat(timespec="seconds")

@@ -83,21 +83,18 @@ class Recorder:
                     r.message = f"fix operation did not complete (see pyinfra's output): {r.message}"
         data = report.build(self.phase, list(self.hosts.values()), self.started, time.time(),
                             dry_run=self.fix_requested and not executed, fix_requested=self.fix_requested)
-        path = report.write_atomic(self.report_path or report.default_path(self.phase, self.started), report.to_json(data))
-        from .reports import console, parse_spec, write_reports
+        from .reports import console, emit_reports, parse_spec
 
-        extra = []
+        specs = [("json", str(self.report_path or report.default_path(self.phase, self.started)))]
         for spec in filter(None, (part.strip() for part in self.extra_reports.split(","))):
             try:
-                extra.append(parse_spec(spec))
+                specs.append(parse_spec(spec))
             except ValueError as exc:
                 print(f"keystone-checks: host data 'reports': {exc}", file=sys.stderr)
 
         sys.stdout.write("\n" + console.render(data, colour=sys.stdout.isatty()))
-        sys.stdout.write(f"report: {path}\n")
-        for written in write_reports(data, extra):
-            sys.stdout.write(f"report: {written}\n")
         sys.stdout.flush()
+        emit_reports(data, specs, stderr=sys.stdout)  # every format attempted; failures named one by one
 
 
 _recorders: dict[int, Recorder] = {}

@@ -1,69 +1,89 @@
-"""Host-data templates in check files (Jinja2).
+"""Host-data placeholders in check files: plain substitution, never code.
 
-A template that is exactly one name, ``"{{ disk }}"``, becomes the host's value itself (a str, an
-int, a list), so ``expect`` schemas can say ``minimum: "{{ min_disk_bytes }}"``; anything else
-renders to a string. (Jinja's NativeEnvironment was rejected: it literal-evals strings, so a pool
-named "007" would become the integer 7.) Undefined names raise instead of rendering empty:
-a silent empty device path would be the worst possible default.
+A check file may write ``{{ name }}`` where ``name`` is a host data key (keystone_checks/hostdata.py,
+plus ``host``). A value that is exactly one placeholder, ``"{{ disk }}"``, becomes the host's value
+itself (a str, an int, a list), so ``expect`` schemas can say ``minimum: "{{ min_disk_bytes }}"``;
+a placeholder inside a longer string is replaced by ``str(value)`` (``"/mnt{{ boot_mount }}"``).
+
+Nothing else is a template: no ``{% %}`` blocks, filters (``|``), attribute access, calls or
+expressions. Check files are contributed and validated in CI, so rendering one must never be able
+to run code (a Jinja environment could: ``{{ cycler.__init__.__globals__.os.popen(...) }}``).
+Anything that is not a plain placeholder is a ``TemplateProblem`` at validation and at run time.
+
+Example::
+
+    >>> render({"path": "/mnt{{ boot_mount }}", "min": "{{ min_disk_bytes }}"},
+    ...        {"boot_mount": "/boot", "min_disk_bytes": 3})
+    {'path': '/mnt/boot', 'min': 3}
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-import re
+from . import hostdata
 
-from jinja2 import Environment, StrictUndefined, meta
-from jinja2.exceptions import TemplateError, UndefinedError
-_ENV = Environment(undefined=StrictUndefined, autoescape=False)
-_SINGLE_NAME = re.compile(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
+# The only template syntax: one identifier between double braces, optional blanks around it.
+_PLACEHOLDER = re.compile(r"\{\{[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*\}\}")
+# What is left after removing placeholders must not look like template syntax at all.
+_LEFTOVER = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")
+
+# Names a placeholder may use: the host data keys and the host's inventory name.
+NAMES = frozenset(hostdata.KEYS) | {"host"}
+
+HOW_TO = ("only plain placeholders `{{ name }}` naming a host data key are allowed (no `{% %}` blocks, "
+          "filters, attributes, calls or expressions); write the value literally, or add the key to "
+          "keystone_checks/hostdata.py")
 
 
 class TemplateProblem(Exception):
-    """A template could not be parsed or rendered; the message names the key."""
+    """A value is not a plain placeholder template, or names data the host lacks."""
 
 
 def is_template(value: Any) -> bool:
-    return isinstance(value, str) and ("{{" in value or "{%" in value)
+    """True for a string holding anything that looks like template syntax (valid or not)."""
+    return isinstance(value, str) and _LEFTOVER.search(value) is not None
 
 
 def variables(value: str) -> set[str]:
-    """Names a template reads; raises TemplateProblem on a syntax error."""
-    try:
-        return meta.find_undeclared_variables(_ENV.parse(value))
-    except TemplateError as exc:
-        raise TemplateProblem(f"template {value!r}: {exc}") from None
+    """The names ``value``'s placeholders read; raises TemplateProblem for anything else.
+
+    Unknown names are the caller's business (validation reports them against ``NAMES``).
+    """
+    if _LEFTOVER.search(_PLACEHOLDER.sub("", value)):
+        raise TemplateProblem(f"template {value!r} is not allowed: {HOW_TO}")
+    return {m.group(1) for m in _PLACEHOLDER.finditer(value)}
 
 
 def render(value: Any, context: dict[str, Any]) -> Any:
-    """Render every template string inside ``value`` (dicts and lists are walked)."""
+    """Substitute every placeholder inside ``value`` (dicts and lists are walked)."""
     if isinstance(value, dict):
         return {k: render(v, context) for k, v in value.items()}
     if isinstance(value, list):
         return [render(v, context) for v in value]
     if not is_template(value):
         return value
-    single = _SINGLE_NAME.match(value)
-    if single:
-        name = single.group(1)
-        if name not in context:
-            raise TemplateProblem(f"'{name}' is undefined (host data key missing for template {value!r})")
-        return context[name]
-    try:
-        return _ENV.from_string(value).render(context)
-    except UndefinedError as exc:
-        raise TemplateProblem(f"{exc} (host data key missing for template {value!r})") from None
-    except TemplateError as exc:
-        raise TemplateProblem(f"template {value!r}: {exc}") from None
+    names = variables(value)
+    unknown = sorted(names - NAMES)
+    if unknown:
+        raise TemplateProblem(f"template {value!r} uses unknown host data {unknown} (known keys: see keystone_checks/hostdata.py)")
+    missing = sorted(n for n in names if n not in context)
+    if missing:
+        raise TemplateProblem(f"'{missing[0]}' is undefined (host data key missing for template {value!r})")
+    whole = _PLACEHOLDER.fullmatch(value)
+    if whole:
+        return context[whole.group(1)]
+    return _PLACEHOLDER.sub(lambda m: str(context[m.group(1)]), value)
 
 
-def walk_templates(value: Any):
-    """Yield every template string in a nested structure."""
+def walk_templates(value: Any, path: tuple = ()):
+    """Yield ``(path, template)`` for every template string in a nested structure."""
     if isinstance(value, dict):
-        for v in value.values():
-            yield from walk_templates(v)
+        for k, v in value.items():
+            yield from walk_templates(v, path + (k,))
     elif isinstance(value, list):
-        for v in value:
-            yield from walk_templates(v)
+        for i, v in enumerate(value):
+            yield from walk_templates(v, path + (i,))
     elif is_template(value):
-        yield value
+        yield path, value

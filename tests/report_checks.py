@@ -149,8 +149,10 @@ def check_nagios(report: dict, line: str) -> dict[str, str]:
     every = [r for _, r in results(report)]
     critical = sum(r["outcome"] in FAILING and r["severity"] == "critical" for r in every)
     warning = sum(r["outcome"] in FAILING and r["severity"] == "warning" for r in every)
-    unknown = sum(r["outcome"] == "error" for r in every) + len(_down(report))
-    detail = r" \(" if critical or warning or _down(report) else "$"
+    # a critical check skipped behind a dependency that did not pass could not run: unknown
+    blocked = sum(r["outcome"] == "skipped" and r["severity"] == "critical" and bool(r.get("blocked_by")) for r in every)
+    unknown = sum(r["outcome"] == "error" for r in every) + len(_down(report)) + blocked
+    detail = r" \(" if critical or warning or _down(report) or blocked else "$"
     word = report["summary"]["status"].upper()
     assert re.match(rf"KEYSTONE {word} - {critical} critical, {warning} warning, {unknown} unknown{detail}", status), status
     perfdata = dict(item.split("=") for item in perf.split())

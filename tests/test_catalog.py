@@ -22,7 +22,7 @@ EXPECTED = {
     "unknown-operation.yaml": (13, "unknown operation 'zfs.explode'"),
     "invalid-expect-schema.yaml": (10, "expect.type: expect is not a valid JSON Schema"),
     "template-unknown-host-data.yaml": (9, "unknown host data ['nix_dir']"),
-    "template-syntax.yaml": (9, "unexpected end of template"),
+    "template-syntax.yaml": (9, "is not allowed: only plain placeholders"),
     "duplicate-yaml-key.yaml": (10, "duplicate key 'expect'"),
     "fact-wrong-argument.yaml": (9, "takes no argument 'dir'"),
     "unknown-dependency.yaml": (8, "unknown check id 'no-such-check'"),

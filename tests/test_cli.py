@@ -46,7 +46,7 @@ def test_list_show_validate():
     shown = cli("show", "credstore-closed-before-export")
     assert shown.returncode == 0 and "close-credstore-export.py" in shown.stdout
     missing = cli("show", "credstore")
-    assert missing.returncode == 2 and "did you mean" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.returncode == 3 and "did you mean" in missing.stderr and "Traceback" not in missing.stderr
     assert cli("validate").returncode == 0
 
 
@@ -69,7 +69,7 @@ def test_coverage_is_wired():
     done = cli("coverage")
     assert "Traceback" not in done.stderr
     if not (REPO / "keystone_checks" / "coverage.py").exists():
-        assert done.returncode == 2 and "coverage.py" in done.stderr and "not" in done.stderr
+        assert done.returncode == 3 and "coverage.py" in done.stderr and "not" in done.stderr
 
 
 # -- run through the API -------------------------------------------------------------------------

@@ -70,8 +70,9 @@ in
       environment.NIX_REMOTE = "daemon";
       serviceConfig = {
         Type = "oneshot";
-        # Nagios result codes (1 warning, 2 critical, 3 unknown) are results, not unit failures.
-        SuccessExitStatus = [ 1 2 3 ];
+        # Findings (1 warning, 2 critical) are results, not unit failures; 3 (unknown: hosts or checks
+        # not looked at, a report not written, a crash, Ctrl-C) and signals fail the unit.
+        SuccessExitStatus = [ 1 2 ];
         ExecStart = lib.concatStringsSep " " ([
           "${pkgs.util-linux}/bin/flock --nonblock --conflict-exit-code 0 /run/keystone-checks/sweep.lock"
           "${cfg.package}/bin/keystone-checks run sweep -i ${toString cfg.inventory}"

@@ -1,7 +1,8 @@
 """Report writers: each turns the report dict (see keystone_checks/report.py) into one format.
 
 One small interface: a writer module has ``write(report: dict) -> str``. ``WRITERS`` names them for
-``--report FORMAT[:PATH]``; ``write_reports`` writes each to its path atomically (or stdout).
+``--report FORMAT[:PATH]``; ``write_reports`` writes each to its path atomically (regular files
+only) or to stdout (``-``), attempting every format even when one fails.
 Writers read only the engine's results: no fact evidence carries key material.
 """
 
@@ -40,16 +41,47 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return name, (path or None)
 
 
-def write_reports(report: dict[str, Any], specs: list[tuple[str, str | None]], stdout=None) -> list[str]:
-    """Write each (format, path): to the path atomically, or to stdout when path is None or '-'."""
-    from ..report import write_atomic
+def write_reports(report: dict[str, Any], specs: list[tuple[str, str | None]], stdout=None
+                  ) -> tuple[list[tuple[str, str]], list[str]]:
+    """Write each (format, path): to a regular file atomically, or to stdout when path is None or '-'.
+
+    Every format is attempted even when one fails. Returns ``(written, failures)``: the
+    ``(format, path)`` pairs written and one message per failure (the caller exits UNKNOWN).
+    """
+    from ..report import ReportWriteError, write_atomic
 
     stdout = stdout or sys.stdout
-    written = []
+    written: list[tuple[str, str]] = []
+    failures: list[str] = []
     for name, path in specs:
-        text = writer(name)(report)
+        try:
+            text = writer(name)(report)
+        except Exception as exc:  # noqa: BLE001 - one broken writer must not cost the other formats
+            failures.append(f"report ({name}): cannot render: {type(exc).__name__}: {exc}")
+            continue
         if path in (None, "-"):
-            stdout.write(text)
-        else:
-            written.append(str(write_atomic(path, text)))
-    return written
+            try:
+                stdout.write(text)
+                stdout.flush()
+            except OSError as exc:  # stdout is /dev/full, a closed pipe, ...
+                failures.append(f"report ({name}): cannot write to stdout ({exc.strerror or exc})")
+            continue
+        try:
+            written.append((name, str(write_atomic(path, text))))
+        except ReportWriteError as exc:
+            failures.append(f"report ({name}): {exc}")
+    return written, failures
+
+
+def emit_reports(report: dict[str, Any], specs: list[tuple[str, str | None]], stdout=None, stderr=None) -> bool:
+    """``write_reports`` plus one line per report written or failed on ``stderr``; True when all were written.
+
+    Shared by ``keystone-checks run``/``merge`` and the playbooks' at-exit recorder (runner.py).
+    """
+    stderr = stderr or sys.stderr
+    written, failures = write_reports(report, specs, stdout)
+    for name, path in written:
+        stderr.write(f"report ({name}): {path}\n")
+    for failure in failures:
+        stderr.write(f"keystone-checks: {failure}\n")
+    return not failures

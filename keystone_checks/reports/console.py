@@ -24,6 +24,9 @@ def render(report: dict[str, Any], colour: bool = False, show_skipped: bool = Fa
 
     out.append(f"keystone-checks {report['phase']}: {report['summary']['hosts']} host(s), "
                f"status {report['summary']['status'].upper()} (exit {report['summary']['exit_code']})")
+    reasons = report["summary"].get("unknown_because") or []
+    if reasons and report["summary"]["status"] == "unknown":
+        out.append("unknown because: " + "; ".join(reasons[:5]) + (f"; ... ({len(reasons)} in all)" if len(reasons) > 5 else ""))
     for host in report["hosts"]:
         roles = ",".join(host["roles"]) or "?"
         out.append("")

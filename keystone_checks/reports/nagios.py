@@ -23,6 +23,9 @@ def write(report: dict[str, Any]) -> str:
         for r in host["results"]:
             if r["outcome"] == "error":
                 unknown += 1
+            elif r["outcome"] == "skipped" and r["severity"] == "critical" and r.get("blocked_by"):
+                unknown += 1  # a critical check that could not run: its problem may be there, unseen
+                worst.append(f"{host['name']}:{r['check']} not run")
             elif r["outcome"] in _FAILING:
                 if r["severity"] == "critical":
                     critical += 1

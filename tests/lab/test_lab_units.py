@@ -49,7 +49,7 @@ PROM_DIR = "/var/lib/node_exporter/textfile_collector"
 PROM_REPORT = f"{PROM_DIR}/keystone.prom"
 LOCK = "/run/keystone-checks/sweep.lock"
 SCHEMA = json.loads((REPO / "keystone_checks" / "schema" / "report.schema.json").read_text())
-RUNTIME_ROOTS = ("pyinfra", "PyYAML", "jsonschema", "Jinja2")  # pyproject.toml [project] dependencies
+RUNTIME_ROOTS = ("pyinfra", "PyYAML", "jsonschema")  # pyproject.toml [project] dependencies
 
 # The lab guests have 1 GB of RAM and an emulated (TCG) CPU whose load is always high (as in
 # tests/lab/test_matrix.py LAB_DATA).
