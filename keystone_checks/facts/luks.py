@@ -120,11 +120,12 @@ class UnlockJournal(KeystoneFact):
     """How the root was unlocked at boot, read from the journal of that boot (``journalctl -b N
     -o json``): Keystone's initrd units (``import-rpool-bare.service``,
     ``systemd-cryptsetup@credstore.service``, ``etc-credstore.mount``, ``rpool-load-key.service``)
-    and ``initrd-switch-root`` (present only when the boot went through a systemd initrd).
+    and ``initrd-switch-root`` (present only when the boot went through a systemd initrd; entries
+    logged there also carry ``_RUNTIME_SCOPE=initrd``).
 
     For each step: whether it ran, its job result (``done``, ``failed``, ``dependency``, ``timeout``...),
     its unit result (``exit-code``...), whether it was stopped again before stage 2 (credstore),
-    and its last warning/error messages. ``failed_step`` is the first step of the chain that did not
+    and its last messages (its own output, and what systemd said when something went wrong). ``failed_step`` is the first step of the chain that did not
     finish, with ``failure`` (its messages). Messages are the units' own log lines: no key is ever
     logged by them (systemd-cryptsetup asks for the passphrase on the console, zfs load-key reads
     the file). Bounded: the newest ``limit`` entries, messages cut to 300 characters.
@@ -189,7 +190,7 @@ class UnlockJournal(KeystoneFact):
                 continue
             try:
                 entry = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise UnparseableOutput(f"journalctl -o json: not a JSON line: {line[:120]!r}") from None
             if not isinstance(entry, dict):
                 raise UnparseableOutput(f"journalctl -o json: not an object: {line[:120]!r}")
@@ -197,6 +198,8 @@ class UnlockJournal(KeystoneFact):
             about = _field(entry, "UNIT") or _field(entry, "OBJECT_SYSTEMD_UNIT")
             own = _field(entry, "_SYSTEMD_UNIT")
             pid1 = _field(entry, "_PID") == "1" or _field(entry, "SYSLOG_IDENTIFIER") == "systemd"
+            if _field(entry, "_RUNTIME_SCOPE") == "initrd":  # journald's own field, systemd >= 252 here
+                systemd_initrd = True
             if (about in SWITCH_ROOT_UNITS and pid1) or own in SWITCH_ROOT_UNITS:
                 systemd_initrd = True
                 continue
@@ -217,7 +220,11 @@ class UnlockJournal(KeystoneFact):
                 priority = int(_field(entry, "PRIORITY") or 6)
             except ValueError:
                 priority = 6
-            if message and (priority <= _PRIORITY_WARNING or (pid1 and job_result not in (None, "done"))):
+            # The unit's own output counts whatever its priority: a service's stderr is logged at
+            # info unless it prefixes <N> (zfs load-key's "Key load error" is). From systemd
+            # itself only what went wrong: warnings, a job that did not end "done", a unit result.
+            if message and (not pid1 or priority <= _PRIORITY_WARNING or job_result not in (None, "done")
+                            or _field(entry, "UNIT_RESULT")):
                 step["messages"] = (step["messages"] + [message])[-_MAX_MESSAGES:]
         keystone_chain = any(s["seen"] for s in steps.values())
         failed_step, failure = None, None
