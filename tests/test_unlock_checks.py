@@ -171,3 +171,21 @@ def test_unlock_load_key_closes_the_credstore_when_the_load_fails(tmp_path):
     done = _unlock(tmp_path, bin_dir, mnt)
     assert done.returncode == 255
     assert log.read_text().splitlines()[-2:] == ["umount -- /dev/mapper/credstore", "cryptsetup close -- credstore"]
+
+
+def test_unlock_journal_command_quotes_host_data(tmp_path):
+    """pool, mapping and mount reach the shell quoted (boot and limit are ints: anything else raises)."""
+    from keystone_checks.facts.luks import UnlockJournal
+
+    pwned = tmp_path / "pwned"
+    cmd = UnlockJournal().command(boot=-1, pool=f"rpool; touch {pwned}", mapping=f"c$(touch {pwned})",
+                                  mount=f"/etc/x' ; touch {pwned} ; '")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "journalctl").write_text("#!/bin/sh\nprintf '%s\\n' \"$@\"\n")
+    (bin_dir / "journalctl").chmod(0o755)
+    done = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    assert done.returncode == 0 and not pwned.exists()
+    assert f"systemd-cryptsetup@c$(touch {pwned}).service" in done.stdout.splitlines()
+    with pytest.raises(ValueError):
+        UnlockJournal().command(boot="0; reboot")

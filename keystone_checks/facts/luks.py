@@ -150,7 +150,7 @@ class UnlockJournal(KeystoneFact):
     ok_exit_codes = frozenset({0, 1})
     timeout = 30
 
-    def command(self, boot=0, pool="rpool", mapping="credstore", mount="/etc/credstore", limit=400):
+    def command(self, boot: int = 0, pool="rpool", mapping="credstore", mount="/etc/credstore", limit: int = 400):
         boot_arg = int(boot)  # a non-number raises here: never pasted into the shell
         units = list(unlock_units(pool, mapping, mount).values()) + list(SWITCH_ROOT_UNITS)
         matches = " ".join(f"-u {shell_quote(u)}" for u in units)

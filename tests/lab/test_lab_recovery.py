@@ -60,6 +60,8 @@ def test_emergency_access_mounts_the_system_under_mnt_and_leaves_the_iso_alone(l
     after, _ = _results(tmp_path, host, "recovery.py", "after")
     for check in ("recovery-system-mounted", "recovery-key-file-present", "recovery-pool-importable"):
         assert after[check]["outcome"] == "pass", after[check]
+    # the operator's next step (the ESP is not part of the pool), then the data written at install
+    assert host.ssh("mount /dev/vda1 /mnt/boot")[0] == 0
     assert host.checksum() == host.expected_checksum
 
 
