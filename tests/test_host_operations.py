@@ -39,12 +39,12 @@ def run(module, op, answers=None, **kwargs):
 
 def test_import_pool_refuses_force_without_opt_in():
     cmds, _ = run(zfs, zfs.import_pool, pool="rpool", allow_force=False)
-    assert "zpool import -f -N" not in cmds[0] and "refusing" in cmds[0] and "zpool import -N rpool" in cmds[0]
+    assert "zpool import -f -N" not in cmds[0] and "refusing" in cmds[0] and "zpool import -N -- rpool" in cmds[0]
 
 
 def test_import_pool_forces_only_with_opt_in_and_noops_when_imported():
     cmds, _ = run(zfs, zfs.import_pool, pool="rpool", allow_force=True)
-    assert "zpool import -f -N rpool" in cmds[0]
+    assert "zpool import -f -N -- rpool" in cmds[0]
     cmds, noops = run(zfs, zfs.import_pool, {"zpool list": "rpool"}, pool="rpool", allow_force=True)
     assert cmds == [] and noops
 

@@ -88,7 +88,7 @@ def export_all(credstore_mapping: str = "credstore"):
 
 
 @operation()
-def import_pool(pool: str, allow_force: bool = False, mount: bool = False):
+def import_pool(pool: str, allow_force: bool = False, mount: bool = False, altroot: str = ""):
     """Import a pool without mounting its datasets (guide: "zpool import -N rpool"). When
     ``zpool import`` says the pool was last used by another system (needs ``-f``), import with ``-f``
     only if ``allow_force`` is true (host data ``allow_force_import``), otherwise refuse.
@@ -96,28 +96,37 @@ def import_pool(pool: str, allow_force: bool = False, mount: bool = False):
     + pool: pool name
     + allow_force: permit ``zpool import -f`` (can corrupt a pool that another system is using)
     + mount: mount the datasets too (plain ``zpool import``); default ``-N``
+    + altroot: import with ``-R ALTROOT`` (recovery from the ISO: ``/mnt``), so every mountpoint of
+      the pool, ``/`` included, lands under it and never over the running system
 
     **Example:**
 
     .. code:: python
 
         zfs.import_pool(pool="rpool", allow_force=False)
+        zfs.import_pool(pool="rpool", altroot="/mnt")  # from the ISO
     """
     if _imported(pool):
         host.noop(f"pool {pool} is already imported")
         return
     q = shell_quote(pool)
-    n = "" if mount else "-N "
+    args = ("" if mount else "-N ") + (f"-R {shell_quote(altroot)} " if altroot else "")
     if allow_force is True:
-        force = f"zpool import -f {n}{q}"
+        force = f"zpool import -f {args}-- {q}"
     else:
-        force = (f"echo 'refusing: pool {pool} was last accessed by another system and needs zpool import -f; "
-                 "rerun with --data allow_force_import=true if no other system uses it' >&2; exit 1")
+        force = (f"echo {shell_quote(f'refusing: pool {pool} was last accessed by another system and needs zpool import -f; rerun with --data allow_force_import=true if no other system uses it')} >&2; exit 1")
     yield (
         f"if zpool list -H -o name {q} >/dev/null 2>&1; then exit 0; fi; "
-        f"if zpool import 2>&1 | grep -A4 -E '^ *pool: '{q}'$' | grep -q 'another system'; then {force}; "
-        f"else zpool import {n}{q}; fi"
+        f"if zpool import 2>&1 | grep -A4 -E '^ *pool: '{shell_quote(_ere_literal(pool))}'$' | grep -q 'another system'; "
+        f"then {force}; else zpool import {args}-- {q}; fi"
     )
+
+
+def _ere_literal(text: str) -> str:
+    """``text`` as a literal inside an extended regular expression."""
+    import re
+
+    return re.sub(r"([][\\.^$*+?(){}|])", r"\\\1", str(text))
 
 
 @operation()
@@ -260,15 +269,59 @@ def unmount_recursive(path: str = "/mnt"):
     yield f"{below} | sort -r | while read -r m; do umount \"$m\" || exit 1; done"
 
 
+def mount_plan_script(pool: str, dataset: str, root: str) -> str:
+    """The shell that mounts ``dataset``'s tree under ``root`` (see :func:`mount_datasets`).
+
+    Decided on the host when it runs (the pool is usually imported by the step before): the pool's
+    altroot must be ``root``; each dataset's target is its ``mountpoint`` as ZFS reports it (the
+    altroot already prefixed: ``/`` shows as ``/mnt``); every target is checked to be ``root`` or
+    below it BEFORE anything is mounted; then mounted by depth (``/mnt``, ``/mnt/nix``, ``/mnt/var``, ...).
+    """
+    p, d, r = shell_quote(pool), shell_quote(dataset), shell_quote(root)
+    tab = "\"$(printf '\\t')\""
+    refuse_alt = shell_quote(f"refusing to mount: pool {pool} is imported with altroot ")
+    refuse_alt2 = shell_quote(f", not {root}: its datasets would mount over the running system's own "
+                              f"directories. Export it (zpool export {pool}) and import it again with "
+                              f"zpool import -N -R {root} {pool}")
+    return (
+        f"kc_root={r}; kc_alt=$(zpool get -H -o value altroot {p}) || exit 1; "
+        f"if [ \"$kc_alt\" != \"$kc_root\" ]; then printf '%s%s%s\\n' {refuse_alt} \"'$kc_alt'\" {refuse_alt2} >&2; exit 1; fi; "
+        f"kc_list=$(zfs list -H -o name,mountpoint,canmount,mounted -r -t filesystem {d}) || exit 1; "
+        # one line per dataset to mount: depth, name, target, how (zfsutil|legacy), mounted
+        "kc_plan=$(printf '%s\\n' \"$kc_list\" | awk -F '\\t' -v r=\"$kc_root\" '"
+        "NF < 4 || $3 == \"off\" || $2 == \"none\" || $2 == \"-\" { next } "
+        "{ t = $2; how = \"zfsutil\"; "
+        "if (t == \"legacy\") { how = \"legacy\"; n = split($1, a, \"/\"); t = (a[n] == \"root\") ? r : r \"/\" a[n] } "
+        "if ((t != r && index(t, r \"/\") != 1) || t ~ /(^|\\/)\\.\\.?(\\/|$)/) { print \"outside\\t\" $1 \"\\t\" t; next } "
+        "d = (t == r) ? 0 : split(substr(t, length(r) + 1), s, \"/\") - 1; "
+        "print d \"\\t\" $1 \"\\t\" t \"\\t\" how \"\\t\" $4 }' | sort -t " + tab + " -k1,1n -k3,3) || exit 1; "
+        "kc_bad=$(printf '%s\\n' \"$kc_plan\" | awk -F '\\t' '$1 == \"outside\" { print $2 \" -> \" $3 }'); "
+        "if [ -n \"$kc_bad\" ]; then printf 'refusing to mount: target outside %s: %s\\n' \"$kc_root\" \"$kc_bad\" >&2; exit 1; fi; "
+        "printf '%s\\n' \"$kc_plan\" | while IFS=" + tab + " read -r kc_d kc_ds kc_t kc_how kc_m; do "
+        "[ -n \"$kc_ds\" ] || continue; [ \"$kc_m\" = yes ] && continue; "
+        "mkdir -p -- \"$kc_t\" || exit 1; "
+        "if [ \"$kc_how\" = legacy ]; then mount -t zfs -- \"$kc_ds\" \"$kc_t\" || exit 1; "
+        "else mount -t zfs -o zfsutil -- \"$kc_ds\" \"$kc_t\" || exit 1; fi; done"
+    )
+
+
 @operation()
-def mount_datasets(dataset: str, root: str = "/mnt"):
-    """Mount an imported system's datasets under ``root`` in order, parents first (guide, Emergency
-    Access: root at /mnt, then nix, var, home). Datasets with ``mountpoint=legacy`` are mounted with
-    ``mount -t zfs``: the one named ``root`` at ``root``, others at ``root/<last name component>``;
-    datasets with a real mountpoint by ``zfs mount`` (the pool's altroot applies).
+def mount_datasets(dataset: str, root: str = "/mnt", pool: str = ""):
+    """Mount an imported system's datasets under ``root``, by their own mountpoints, parents first
+    (guide, Emergency Access: root at /mnt, then nix, var, home), and NOTHING outside ``root``.
+
+    On a Keystone pool ``rpool/crypt/system`` has ``mountpoint=/`` and ``system/nix`` ``/nix``: only
+    with the pool imported under an altroot (``zpool import -N -R /mnt``, :func:`import_pool`) do
+    they land at ``/mnt`` and ``/mnt/nix`` instead of over the ISO's own root. So the mount refuses,
+    before mounting anything, unless the pool's ``altroot`` is ``root`` and every target is ``root``
+    or below it. ``canmount=off`` and ``mountpoint=none`` are skipped; ``mountpoint=legacy`` datasets
+    are mounted with ``mount -t zfs`` (the one named ``root`` at ``root``, others at
+    ``root/<last name component>``); the others with ``mount -t zfs -o zfsutil`` at the target ZFS
+    reports (the altroot applied), as NixOS mounts them.
 
     + dataset: the encrypted system tree, e.g. ``rpool/crypt``
-    + root: where the system is assembled
+    + root: where the system is assembled; must be the pool's altroot
+    + pool: the pool (default: the first component of ``dataset``)
 
     **Example:**
 
@@ -276,17 +329,12 @@ def mount_datasets(dataset: str, root: str = "/mnt"):
 
         zfs.mount_datasets(dataset="rpool/crypt", root="/mnt")
     """
-    d, r = shell_quote(dataset), shell_quote(root.rstrip("/") or "/")
-    yield (
-        f"zfs list -H -o name,mountpoint,canmount,mounted -r {d} | "
-        "awk -F '\\t' '{print (($1 ~ /\\/root$/) ? 0 : 1) \"\\t\" $0}' | sort -t \"$(printf '\\t')\" -k1,1n -k2,2 | cut -f2- | "
-        "while IFS=\"$(printf '\\t')\" read -r ds mp can mounted; do "
-        "[ \"$can\" = off ] && continue; [ \"$mounted\" = yes ] && continue; "
-        "if [ \"$mp\" = legacy ]; then leaf=${ds##*/}; "
-        f"if [ \"$leaf\" = root ]; then t={r}; else t={r}/$leaf; fi; "
-        "mkdir -p \"$t\" && mount -t zfs \"$ds\" \"$t\" || exit 1; "
-        "elif [ \"$mp\" != none ]; then zfs mount \"$ds\" || exit 1; fi; done"
-    )
+    root = "/" + str(root).strip("/")
+    if root == "/":
+        from pyinfra.api.exceptions import OperationValueError
+
+        raise OperationValueError("mount_datasets: root must be a directory below / (e.g. /mnt), never / itself")
+    yield mount_plan_script(pool or str(dataset).split("/")[0], dataset, root)
 
 
 @operation()
