@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import hostdata
 from .catalog import DEFAULT_CHECKS_DIR, validate
 from .errors import KeystoneChecksError
 
@@ -121,8 +122,7 @@ def _data_pairs(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep:
             raise KeystoneChecksError(f"--data {item}: expected KEY=VALUE")
-        lowered = value.lower()
-        data[key] = True if lowered == "true" else False if lowered == "false" else int(value) if value.isdigit() else value
+        data[key] = hostdata.parse_cli_value(key, value)
     return data
 
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 from pyinfra import host
 from pyinfra.api import operation
+from pyinfra.api.exceptions import OperationValueError
 from pyinfra.facts.server import Command
 
-from ..facts.base import shell_quote
+from ..commands import NO_STDERR, OR, cmd
 from ..facts.firewall import analyse_ruleset
+
+# nft joins its arguments into one line and parses that: a table or chain name is safe to pass only
+# when it is a plain nft identifier (nft's own grammar: letter or _, then letters, digits, _ . / -).
+_NFT_FAMILIES = {"ip", "ip6", "inet", "arp", "bridge", "netdev"}
+_NFT_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]{0,255}")
 
 
 @operation()
@@ -29,7 +37,7 @@ def allow_tcp_port(port: int = 22):
     import json
 
     port = int(port)
-    raw = host.get_fact(Command, "nft -j list ruleset 2>/dev/null || true")
+    raw = host.get_fact(Command, cmd("nft", "-j", "list", "ruleset", NO_STDERR, OR, "true"))
     try:
         analysis = analyse_ruleset(json.loads(raw), port) if raw else None
     except Exception:  # noqa: BLE001 - unknown state: fall back to the guide's literal command
@@ -39,5 +47,8 @@ def allow_tcp_port(port: int = 22):
         return
     chains = analysis["blocking_chains"] if analysis else [{"family": "inet", "table": "filter", "chain": "input"}]
     for chain in chains:
-        fam, table, name = (shell_quote(chain[k]) for k in ("family", "table", "chain"))
-        yield f"nft insert rule {fam} {table} {name} tcp dport {port} accept"
+        fam, table, name = (str(chain[k]) for k in ("family", "table", "chain"))
+        if fam not in _NFT_FAMILIES or not _NFT_IDENTIFIER.fullmatch(table) or not _NFT_IDENTIFIER.fullmatch(name):
+            raise OperationValueError(f"refusing: nft chain {fam} {table} {name!r} is not a plain nft identifier; "
+                                      "admit the port by hand")
+        yield cmd("nft", "insert", "rule", fam, table, name, "tcp", "dport", port, "accept")

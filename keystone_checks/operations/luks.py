@@ -5,8 +5,9 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import operation
 
-from ..facts.base import shell_quote
+from ..commands import cmd
 from ..facts.luks import MappingStatus
+from . import read_fact
 
 
 @operation()
@@ -23,13 +24,13 @@ def close_mapping(mapping: str):
 
         luks.close_mapping(mapping="credstore")
     """
-    status = host.get_fact(MappingStatus, mapping=mapping, _success_exit_codes=sorted(MappingStatus.ok_exit_codes))
+    status = read_fact(MappingStatus, mapping=mapping)
     if not status or not status.get("active"):
         host.noop(f"LUKS mapping {mapping} is already closed")
         return
     for mountpoint in status.get("mounted_at", []):
-        yield f"umount {shell_quote(mountpoint)}"
-    yield f"cryptsetup close {shell_quote(mapping)}"
+        yield cmd("umount", "--", mountpoint)
+    yield cmd("cryptsetup", "close", "--", mapping)
 
 
 @operation()
@@ -52,13 +53,12 @@ def open_mapping(mapping: str, device: str, passphrase_file: str = "", passphras
         luks.open_mapping(mapping="credstore", device="/dev/zvol/rpool/credstore",
                           passphrase_file="~/.keystone/credstore.pass")
     """
-    from pyinfra.api import StringCommand
     from pyinfra.api.exceptions import OperationValueError
 
     from ..secrets import SecretError, resolve_passphrase
 
     # cryptsetup status exits 4 for an inactive mapping: an answer, not a failure of the fact.
-    status = host.get_fact(MappingStatus, mapping=mapping, _success_exit_codes=sorted(MappingStatus.ok_exit_codes))
+    status = read_fact(MappingStatus, mapping=mapping)
     if status and status.get("active"):
         host.noop(f"LUKS mapping {mapping} is already open")
         return
@@ -66,4 +66,4 @@ def open_mapping(mapping: str, device: str, passphrase_file: str = "", passphras
         passphrase = resolve_passphrase(passphrase_file, passphrase_env)
     except SecretError as exc:
         raise OperationValueError(str(exc)) from None
-    yield StringCommand(f"cryptsetup open --type luks {shell_quote(device)} {shell_quote(mapping)}", _stdin=passphrase)
+    yield cmd("cryptsetup", "open", "--type", "luks", "--", device, mapping, _stdin=passphrase)
