@@ -29,14 +29,19 @@ def payloads(pwned: Path) -> list[str]:
 
 
 def hostile_data(pwned: Path) -> dict:
+    """Every string key a hostile value its grammar still admits (hostdata.check_value): paths may
+    hold ``;``, ``$(...)``, backticks and quotes, so quoting must stop them; names (pool, dataset)
+    admit none, and values the grammar refuses are refused at load (tests/test_hostdata_grammar.py)."""
     values = payloads(pwned)
+    candidates = values + ["/" + v for v in values]
     data, i = {}, 0
     for key in hostdata.KEYS.values():
         if key.name in NOT_SHELL or str not in key.types:
             continue
-        data[key.name] = values[i % len(values)]
-        i += 1
-    data["destructive_device"] = data["disk"]
+        admitted = [v for v in candidates if hostdata.check_value(key, v) is None]
+        if admitted:
+            data[key.name] = admitted[i % len(admitted)]
+            i += 1
     return data
 
 
@@ -76,8 +81,11 @@ def test_hostile_host_data_through_real_pyinfra_runs(tmp_path, request):
     server.start()
     request.addfinalizer(server.stop)
     data = hostile_data(pwned)
-    local = {**data, "role": ["installer", "deployed", "controller"], "allow_destructive": True}
-    remote = {**server.host_data(), **data, "role": ["installer", "deployed"], "allow_destructive": False}
+    assert data["disk"].startswith("/dev/kc-nodisk; touch") or "touch" in data["disk"], data
+    local = {**data, "role": ["installer", "deployed", "controller"], "allow_destructive": True,
+             "destructive_device": f"@local:{data['disk']}"}
+    remote = {**server.host_data(), **data, "role": ["installer", "deployed"], "allow_destructive": False,
+              "destructive_device": f"sshd-host:{data['disk']}"}
     inventory = write_inventory(tmp_path / "inv.py", {"@local": local, "sshd-host": remote})
 
     def run(playbook, checks_dir, *extra, report):
