@@ -6,6 +6,7 @@ operations (close the credstore, export the pool, the guarded wipe); the PWNED f
 
 from __future__ import annotations
 
+import ast
 import inspect
 import subprocess
 import uuid
@@ -122,3 +123,68 @@ def test_hostile_host_data_through_real_pyinfra_runs(tmp_path, request):
     # 3. The real catalog, dry, every phase's worth of checks on both hosts.
     for playbook in ("sweep.py", "preflight.py", "recovery.py"):
         run(playbook, None, "--dry", report=tmp_path / f"catalog-{playbook}.json")
+
+
+# -- commands are built from parts: a check of the source ---------------------------------------------
+
+OPERATIONS_DIR = Path(__file__).parent.parent / "keystone_checks" / "operations"
+_PASTED = (ast.JoinedStr, ast.BinOp)
+
+
+def _module_constants(tree: ast.Module) -> set[str]:
+    """Names assigned once at module level to a constant string (or a parenthesised concatenation of them)."""
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                names.add(node.targets[0].id)
+    return names
+
+
+def _pasted(node) -> bool:
+    """An expression that pastes text together (f-string, %, +, .format)."""
+    if isinstance(node, _PASTED):
+        return True
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format"
+
+
+def source_problems(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    constants = _module_constants(tree)
+    problems = []
+    for node in ast.walk(tree):
+        where = f"{path.name}:{getattr(node, 'lineno', '?')}"
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("sh", "Syntax"):
+            arg = node.args[0] if node.args else None
+            literal = isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+            if not literal and not (isinstance(arg, ast.Name) and arg.id in constants):
+                problems.append(f"{where}: {node.func.id}() of something else than a constant string")
+        if isinstance(node, (ast.Yield, ast.YieldFrom)) and node.value is not None:
+            if _pasted(node.value) or (isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+                problems.append(f"{where}: yields a string instead of a command built from parts")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get_fact":
+            if len(node.args) > 1 and (_pasted(node.args[1]) or isinstance(node.args[1], ast.Constant)):
+                problems.append(f"{where}: get_fact() with a pasted or free command string")
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.endswith("facts.base"):
+            if any(a.name == "shell_quote" for a in node.names):
+                problems.append(f"{where}: imports shell_quote from facts.base (use keystone_checks.commands)")
+    return problems
+
+
+def test_operations_build_every_command_from_parts():
+    problems = [p for path in sorted(OPERATIONS_DIR.glob("*.py")) for p in source_problems(path)]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_source_check_catches_pasted_commands(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "from ..facts.base import shell_quote\n"
+        "def op(pool):\n"
+        "    yield f'zpool import {pool}'\n"
+        "    yield 'zpool import ' + pool\n"
+        "    yield cmd(sh(f'echo {pool}'))\n"
+        "    host.get_fact(Command, f'zpool list {pool}')\n"
+    )
+    problems = source_problems(bad)
+    assert len(problems) == 5, problems
