@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
 import pkgutil
 import shlex
 import shutil
