@@ -43,8 +43,9 @@ class Loops:
         self.tmp = tmp
         self.undo: list[list[str]] = []
 
-    def attach(self, backing: str, partitions: bool = False) -> str:
-        dev = sh("losetup", "-f", "--show", *(["-P"] if partitions else []), "--", backing)
+    def attach(self, backing: str, partitions: bool = False, read_only: bool = False) -> str:
+        dev = sh("losetup", "-f", "--show", *(["-P"] if partitions else []), *(["-r"] if read_only else []),
+                 "--", backing)
         self.undo.append(["losetup", "-d", dev])
         return dev
 
@@ -54,9 +55,9 @@ class Loops:
             f.truncate(size_mb * 1024 * 1024)
         return str(path)
 
-    def mount(self, dev: str, where: Path) -> None:
+    def mount(self, dev: str, where: Path, *options: str) -> None:
         where.mkdir(parents=True, exist_ok=True)
-        sh("mount", "--", dev, str(where))
+        sh("mount", *options, "--", dev, str(where))
         self.undo.append(["umount", "-l", "--", str(where)])
 
     def close(self) -> None:
@@ -80,7 +81,7 @@ def disk(loops):
     image = loops.image("disk.img", 64)
     sh("sgdisk", "-o", "-n", "1:0:0", "--", image)
     dev = loops.attach(image, partitions=True)
-    for _ in range(50):  # the partition node appears asynchronously (udev-less: the kernel makes it)
+    for _ in range(10):  # the kernel scans partitions on attach; the node may lag a little
         if Path(f"{dev}p1").exists():
             break
         time.sleep(0.1)
@@ -93,7 +94,9 @@ def fs_dev(disk):
     disk (a "superfloppy"; either way the filesystem is on the disk)."""
     part = f"{disk}p1"
     dev = part if Path(part).exists() else disk
-    sh("mkfs.ext4", "-q", "-F", "--", dev)
+    # No lazy init: ext4 would otherwise write inode tables in the background while a test
+    # compares the disk's bytes before and after the guard ran.
+    sh("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", "--", dev)
     return dev
 
 
@@ -143,7 +146,10 @@ def test_refuses_when_a_loop_file_lives_on_a_filesystem_on_the_disk_even_after_l
     where = tmp_path / "mnt"
     loops.mount(fs_dev, where)
     inner = loops.image("mnt/inner.img", 4)
-    loops.attach(inner)
+    # Read-only from here: the filesystem must not write to the disk on its own (atime, journal
+    # commits) while the test compares the disk's bytes before and after the guard ran.
+    sh("mount", "-o", "remount,ro", "--", str(where))
+    loops.attach(inner, read_only=True)
     before = sha_dev(disk)
     # Mounted: refused (by the mount and by the loop device's backing file, whichever comes first).
     assert_refused(guard(disk), "", disk, before)
@@ -166,7 +172,7 @@ def test_refuses_when_a_process_has_a_partition_open(disk, part):
 
 
 def test_refuses_when_mounted(disk, fs_dev, loops, tmp_path):
-    loops.mount(fs_dev, tmp_path / "m2")
+    loops.mount(fs_dev, tmp_path / "m2", "-o", "ro")
     before = sha_dev(disk)
     assert_refused(guard(disk), "is mounted at", disk, before)
 
