@@ -188,3 +188,72 @@ def test_the_source_check_catches_pasted_commands(tmp_path):
     )
     problems = source_problems(bad)
     assert len(problems) == 5, problems
+
+
+# -- fact commands: only quoted values, numbers and constants are pasted --------------------------------
+
+FACTS_DIR = Path(__file__).parent.parent / "keystone_checks" / "facts"
+_QUOTING_CALLS = {"shell_quote", "shell_path", "quote", "int", "float", "_installable", "_captured"}
+# network.normalize_targets turns every target's port into an int (or refuses the target).
+_TYPED_SUBSCRIPTS = {"port"}
+
+
+def _safe(node, safe_names: set[str]) -> bool:
+    """An expression whose text is quoted, a number or constant text of this repository."""
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.Name):
+        return node.id in safe_names
+    if isinstance(node, ast.Attribute):
+        return isinstance(node.value, ast.Name) and node.value.id == "self"
+    if isinstance(node, ast.Subscript):
+        key = node.slice
+        return isinstance(key, ast.Constant) and key.value in _TYPED_SUBSCRIPTS
+    if isinstance(node, ast.JoinedStr):
+        return all(_safe(v.value, safe_names) for v in node.values if isinstance(v, ast.FormattedValue))
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return all(_safe(e, safe_names) for e in node.elts)
+    if isinstance(node, ast.BinOp):
+        return _safe(node.left, safe_names) and _safe(node.right, safe_names)
+    if isinstance(node, ast.Call):
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+        if name in _QUOTING_CALLS or name == "max":
+            return True
+        if name == "join":  # " ".join(shell_quote(u) for u in names)
+            return all(_safe(a.elt if isinstance(a, ast.GeneratorExp) else a, safe_names) for a in node.args)
+    return False
+
+
+def fact_command_problems(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    module_names = {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+    module_names |= {a.asname or a.name for n in tree.body if isinstance(n, ast.ImportFrom)
+                     for a in n.names if (a.asname or a.name).isupper()}  # imported constants (NIX)
+    problems = []
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+        for fn in (n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "command"):
+            safe_names = set(module_names)
+            unsafe: set[str] = set()
+            for node in ast.walk(fn):  # locals holding quoted or constant text (every assignment safe)
+                if isinstance(node, (ast.Assign, ast.AugAssign)):
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                    names = {t.id for t in targets if isinstance(t, ast.Name)}
+                    (safe_names if _safe(node.value, safe_names) else unsafe).update(names)
+            safe_names -= unsafe
+            for node in ast.walk(fn):
+                if isinstance(node, ast.FormattedValue) and not _safe(node.value, safe_names):
+                    problems.append(f"{path.name}:{node.lineno} {cls.name}.command pastes {ast.unparse(node.value)}")
+    return problems
+
+
+def test_fact_commands_paste_only_quoted_values():
+    problems = [p for path in sorted(FACTS_DIR.glob("*.py")) for p in fact_command_problems(path)]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_fact_source_check_catches_an_unquoted_value(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("class F:\n    def command(self, pool):\n        q = shell_quote(pool)\n"
+                   "        return f'zpool list {q}; zpool status {pool}'\n")
+    assert fact_command_problems(bad) == ["bad.py:4 F.command pastes pool"]
