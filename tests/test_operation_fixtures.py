@@ -1,7 +1,8 @@
 """Operation fixtures, in pyinfra's own style (pyinfra tests/test_operations.py): one YAML case per
 file under tests/fixtures/operations/<module.op>/<case>.yaml, run through pyinfra's operation
 context (``ctx_state`` / ``ctx_host`` with a fake host whose facts are the case's ``facts``, like
-pyinfra's ``tests/util.py`` FakeHost), calling the operation's generator (``op._inner``).
+pyinfra's ``tests/util.py`` FakeHost), calling the operation's generator (``op._inner``); and again through pyinfra's real machinery
+(``add_op`` on a real ``State`` with the ``@local`` host, then ``command_generator``), facts patched.
 
 Keys of a case:
 
@@ -233,6 +234,42 @@ def test_operation_fixture(path, monkeypatch, tmp_path):
                 pieces = hostile.split() if case.get("injection_split") else [hostile]
                 for piece in pieces:
                     assert payload_is_one_word(piece, raw), f"{piece!r} split into words in: {raw}"
+
+
+@pytest.fixture(scope="module")
+def local_state():
+    """A real pyinfra State with the @local host, connected (pyinfra.api, as a deploy script uses it)."""
+    from pyinfra.api import Config, Inventory, State
+    from pyinfra.api.connect import connect_all
+
+    inventory = Inventory((["@local"], {}))
+    state = State(inventory, Config())
+    connect_all(state)
+    return state, inventory.get_host("@local")
+
+
+API_CASES = [p for p in CASES if "exception" not in yaml.safe_load(p.read_text())]
+
+
+@pytest.mark.parametrize("path", API_CASES, ids=[f"{p.parent.name}/{p.stem}" for p in API_CASES])
+def test_operation_fixture_through_pyinfra_api(path, local_state, monkeypatch):
+    """The same case through pyinfra's real machinery: ``add_op`` on a real State (the operation
+    decorator, its argument handling, change detection), then the op data's ``command_generator``
+    -- what ``pyinfra --dry`` lists and a run executes. Only the facts come from the case."""
+    from unittest.mock import patch
+
+    from pyinfra.api.operation import add_op
+
+    state, host = local_state
+    case = substitute(yaml.safe_load(path.read_text()), "server1:", f"{host.name}:")  # consent names this host
+    for key, value in (case.get("env") or {}).items():
+        monkeypatch.setenv(key, value)
+    fake = FakeHost(host.name, case.get("facts") or {})
+    with patch.object(type(host), "get_fact", lambda self, cls, *a, **k: fake.get_fact(cls, *a, **k)):
+        meta = add_op(state, resolve(path.parent.name), *(case.get("args") or []), **(case.get("kwargs") or {}))
+        with ctx_state.use(state), ctx_host.use(host):
+            commands = list(state.get_op_data_for_host(host, meta[host]._hash).command_generator())
+    assert [as_fixture(c) for c in commands] == expected_commands(case)
 
 
 def test_injection_cases_catch_unquoted_commands(tmp_path):
