@@ -17,7 +17,7 @@ on stderr, nothing written) unless:
   (``/sys/block/loop*/loop/backing_file``, compared by device number; a backing file that cannot be
   examined refuses); it is not a vdev of an imported ZFS pool (``zpool status -P``; the zfs module
   loaded without ``zpool`` refuses); and no process has it open (every ``/proc/<pid>/fd/*``, one
-  ``stat -L`` over all of them, compared by device number; a process whose descriptors cannot be
+  ``stat -L`` per process, compared by device number; a process whose descriptors cannot be
   read refuses). ``fuser`` is not used: it is missing on the Keystone installer and reads EPERM as
   "not in use";
 - ``wipefs``, ``sgdisk`` and ``stat`` are installed (never half-wipe a disk).
@@ -147,13 +147,24 @@ if command -v "$kc_zpool" >/dev/null 2>&1; then
 elif [ -d "${kc_sys_block%/block}/module/zfs" ]; then
   refuse "the zfs module is loaded but zpool is not installed: cannot tell whether $kc_real is a vdev of an imported pool"
 fi
-# Open file descriptors of every process, compared by identity (one stat over all of them). A
-# descriptor that vanished meanwhile is fine; one that cannot be read (EPERM) refuses.
+# Open file descriptors of every process, compared by identity (one stat per process, so no
+# argument list grows with the host). A process or descriptor that vanished meanwhile is fine; a
+# descriptor directory or descriptor that cannot be read (EPERM), or any output stat should not
+# print, refuses.
 [ -d "$kc_proc/$$/fd" ] || refuse "cannot read open files ($kc_proc/$$/fd is missing)"
-kc_fds=$(stat -L -c '%F/%Hr:%Lr/%Hd:%Ld:%i/%n' -- "$kc_proc"/[0-9]*/fd/* 2>&1)
+kc_fds=$(for kc_pd in "$kc_proc"/[0-9]*/fd; do
+  set -- "$kc_pd"/*
+  if [ ! -e "$1" ] && [ ! -L "$1" ]; then  # no descriptor listed: empty (kernel thread), gone, or unreadable
+    ls -A -- "$kc_pd" >/dev/null 2>&1 || { [ -d "$kc_pd" ] && printf 'unreadable: %s\n' "$kc_pd"; }
+    continue
+  fi
+  stat -L -c '%F/%Hr:%Lr/%Hd:%Ld:%i/%n' -- "$@" 2>&1
+done)
 kc_hit=$(printf '%s\n' "$kc_fds" | awk -v keys="$kc_keys" '
   BEGIN { n = split(keys, k, " "); for (i = 1; i <= n; i++) want[k[i]] = 1 }
-  /^stat: / { if ($0 ~ /No such file or directory/) next; print "E " $0; exit }
+  $0 == "" { next }
+  /^stat: / && /No such file or directory/ { next }
+  !/^[a-z ]+\/[0-9]+:[0-9]+\/[0-9]+:[0-9]+:[0-9]+\// { print "E " $0; exit }
   { split($0, f, "/"); key = (f[1] == "block special file") ? "b" f[2] : "i" f[3]
     if (key in want) { p = $0; sub(/^[^\/]*\/[^\/]*\/[^\/]*\//, "", p); print "H " p; exit } }')
 case "$kc_hit" in
