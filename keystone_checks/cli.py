@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, hostdata
 from .errors import KeystoneChecksError
 
 EXIT_UNKNOWN = 3  # report.EXIT_UNKNOWN; not imported so that a broken install still exits UNKNOWN from main()
@@ -130,8 +130,7 @@ def _data_pairs(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep:
             raise KeystoneChecksError(f"--data {item}: expected KEY=VALUE")
-        lowered = value.lower()
-        data[key] = True if lowered == "true" else False if lowered == "false" else int(value) if value.isdigit() else value
+        data[key] = hostdata.parse_cli_value(key, value)
     return data
 
 

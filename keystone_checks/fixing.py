@@ -23,7 +23,7 @@ from typing import Any
 from pyinfra.api.exceptions import NestedOperationError
 from pyinfra.operations import python as python_ops
 
-from . import templating
+from . import hostdata, templating
 from .catalog import Check
 from .evaluate import CheckResult, Outcome
 from .hostrun import blocking_dependencies, look
@@ -158,22 +158,29 @@ def fix_timeout(context: dict[str, Any]) -> int:
 
 def refusal_for(risk: str, context: dict[str, Any], steps=()) -> str | None:
     """Why a fix must not be queued for this host, or None. Destructive fixes need the run's opt-in
-    AND the operator naming the inventory's disk; an operation that force-imports a pool
+    AND the operator naming this host and the inventory's disk (``destructive_device=HOST:DISK``:
+    a device name alone could match every host of the run); an operation that force-imports a pool
     (``forces_import``) needs its own consent: it can corrupt a pool really in use elsewhere."""
     if forces_import(steps) and context.get("allow_force_import") is not True:
         return ("force import refused: `zpool import -f` can corrupt a pool in use on another machine; "
                 "rerun with --data allow_force_import=true only if you are sure it is not")
     if risk != "destructive":
         return None
+    host_name = str(context.get("host", ""))
     if context.get("allow_destructive") is not True:
-        return "destructive fix refused: rerun with --data allow_destructive=true and --data destructive_device=<disk>"
+        return ("destructive fix refused: rerun with --data allow_destructive=true and "
+                f"--data destructive_device={host_name}:<disk>")
     disk, named = context.get("disk"), context.get("destructive_device")
     if not disk:
         return "destructive fix refused: the inventory declares no disk (host data 'disk')"
     if not named:
-        return "destructive fix refused: name the device with --data destructive_device=<disk>"
-    if named != disk:
-        return f"destructive fix refused: destructive_device {named!r} is not the inventory's disk {disk!r}"
+        return f"destructive fix refused: name this host and its disk with --data destructive_device={host_name}:<disk>"
+    device = hostdata.consented_device(named, host_name)
+    if device is None:
+        return (f"destructive fix refused: destructive_device {named!r} does not name host {host_name!r} "
+                f"(write {host_name}:<disk>; a device alone could match every host of the run)")
+    if device != disk:
+        return f"destructive fix refused: destructive_device names {device!r} for {host_name}, not the inventory's disk {disk!r}"
     return None
 
 

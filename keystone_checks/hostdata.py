@@ -8,6 +8,10 @@ any other name, and a key with no default that a host lacks turns the checks nee
 
 from __future__ import annotations
 
+import json
+import math
+import posixpath
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +27,8 @@ class HostKey:
     default: Any
     help: str
     required: bool = False  # True: no default; checks that use it error when missing
+    kind: str = "text"  # the grammar the value must follow: see GRAMMARS
+    limits: tuple[float, float] | None = None  # numbers: inclusive range
 
 
 _G = 1000**3
@@ -31,33 +37,33 @@ KEYS: dict[str, HostKey] = {
     k.name: k
     for k in (
         HostKey("role", (str, list), None, "installer | deployed | controller (or a list of them)", True),
-        HostKey("disk", (str,), None, "target disk device (/dev/vda, /dev/disk/by-id/...)", True),
+        HostKey("disk", (str,), None, "target disk device (/dev/vda, /dev/disk/by-id/...)", True, "path"),
         HostKey("disks", (list,), [], "every disk of a multi-disk layout (keystone.os.storage.devices), e.g. "
-                                     "['/dev/disk/by-id/a', '/dev/disk/by-id/b']; [] = single disk (`disk`)"),
+                                     "['/dev/disk/by-id/a', '/dev/disk/by-id/b']; [] = single disk (`disk`)", kind="path"),
         HostKey("layout", (dict,), {}, "pin the detected layout: {installer: bool, storage: zfs|ext4-luks, "
                                        "boot_loader: systemd-boot|lanzaboote, firewall: iptables|nftables}; "
                                        "unset keys are detected (system.Layout)"),
-        HostKey("pool", (str,), "rpool", "ZFS root pool name (\"\" = this host has no ZFS pool: checks that require it do not apply)"),
-        HostKey("crypt_dataset", (str,), "rpool/crypt", "encrypted dataset holding the system"),
-        HostKey("credstore_name", (str,), "credstore", "LUKS mapping name of the credstore"),
-        HostKey("credstore_device", (str,), "/dev/zvol/rpool/credstore", "zvol holding the credstore LUKS volume"),
-        HostKey("credstore_mount", (str,), "/etc/credstore", "where the credstore filesystem is mounted"),
-        HostKey("key_file", (str,), "/etc/credstore/zfs-sysroot.mount", "ZFS key file inside the credstore"),
-        HostKey("boot_mount", (str,), "/boot", "ESP mount point"),
-        HostKey("nix_path", (str,), "/nix", "path whose filesystem holds the Nix store"),
-        HostKey("system_profile", (str,), "/nix/var/nix/profiles/system", "NixOS system profile"),
-        HostKey("min_disk_bytes", (int,), 20 * _G, "smallest usable target disk (guide: 20 GB)"),
-        HostKey("min_nix_free_bytes", (int,), 10 * _G, "free space wanted under /nix (guide: 10 GB)"),
-        HostKey("keep_generations", (int,), 5, "system generations kept by the garbage-collection fix"),
-        HostKey("ssh_port_expected", (int,), 22, "port sshd must listen on and the firewall must allow"),
-        HostKey("authorized_key", (str,), "", "public key that must be among the login user's authorized keys ('' = any valid key)"),
+        HostKey("pool", (str,), "rpool", "ZFS root pool name (\"\" = this host has no ZFS pool: checks that require it do not apply)", kind="pool"),
+        HostKey("crypt_dataset", (str,), "rpool/crypt", "encrypted dataset holding the system", kind="dataset"),
+        HostKey("credstore_name", (str,), "credstore", "LUKS mapping name of the credstore", kind="mapping"),
+        HostKey("credstore_device", (str,), "/dev/zvol/rpool/credstore", "zvol holding the credstore LUKS volume", kind="path"),
+        HostKey("credstore_mount", (str,), "/etc/credstore", "where the credstore filesystem is mounted", kind="path"),
+        HostKey("key_file", (str,), "/etc/credstore/zfs-sysroot.mount", "ZFS key file inside the credstore", kind="path"),
+        HostKey("boot_mount", (str,), "/boot", "ESP mount point", kind="path"),
+        HostKey("nix_path", (str,), "/nix", "path whose filesystem holds the Nix store", kind="path"),
+        HostKey("system_profile", (str,), "/nix/var/nix/profiles/system", "NixOS system profile", kind="path"),
+        HostKey("min_disk_bytes", (int,), 20 * _G, "smallest usable target disk (guide: 20 GB)", limits=(0, 2**63 - 1)),
+        HostKey("min_nix_free_bytes", (int,), 10 * _G, "free space wanted under /nix (guide: 10 GB)", limits=(0, 2**63 - 1)),
+        HostKey("keep_generations", (int,), 5, "system generations kept by the garbage-collection fix", limits=(1, 10000)),
+        HostKey("ssh_port_expected", (int,), 22, "port sshd must listen on and the firewall must allow", limits=(1, 65535)),
+        HostKey("authorized_key", (str,), "", "public key that must be among the login user's authorized keys ('' = any valid key)", kind="line"),
         HostKey("ssh_user", (str,), "root", "account the operator (and pyinfra) logs in as; Keystone v0.2+ puts keys on a normal wheel user"),
-        HostKey("authorized_keys_file", (str,), "/root/.ssh/authorized_keys", "root's authorized_keys file"),
-        HostKey("min_ram_bytes", (int,), 16 * 1024**3, "RAM the guide recommends for ZFS (16 GB)"),
-        HostKey("max_load_per_cpu", (int, float), 2.0, "1-minute load per CPU above which the host is 'slow'"),
+        HostKey("authorized_keys_file", (str,), "/root/.ssh/authorized_keys", "root's authorized_keys file", kind="path"),
+        HostKey("min_ram_bytes", (int,), 16 * 1024**3, "RAM the guide recommends for ZFS (16 GB)", limits=(0, 2**63 - 1)),
+        HostKey("max_load_per_cpu", (int, float), 2.0, "1-minute load per CPU above which the host is 'slow'", limits=(0, 10000)),
         HostKey("installer_marker", (str,), "/etc/keystone-installer",
                 "optional extra installer signal for stand-ins (the lab's Debian guest); no Keystone ISO has it: "
-                "real ISOs are recognised by VARIANT_ID=installer in /etc/os-release ('' = not used)"),
+                "real ISOs are recognised by VARIANT_ID=installer in /etc/os-release ('' = not used)", kind="optional-path"),
         # Controller side (the operator's machine, usually @local)
         HostKey("flake", (str,), ".", "flake directory holding nixosConfigurations"),
         HostKey("nixos_configuration", (str,), "", "name under nixosConfigurations.<name> to deploy"),
@@ -65,13 +71,14 @@ KEYS: dict[str, HostKey] = {
         HostKey("targets", (list,), [], "controller: hosts to reach, [{name, address, port}]"),
         # Run control (set with --data)
         HostKey("fix", (bool,), False, "queue the fixes of failing checks (dry-run with pyinfra --dry)"),
-        HostKey("allow_destructive", (bool,), False, "permit destructive fixes (also needs destructive_device)"),
+        HostKey("allow_destructive", (bool,), False, "permit destructive fixes (also needs destructive_device naming this host and its disk)"),
         HostKey("allow_force_import", (bool,), False, "permit `zpool import -f` (can corrupt a pool in use elsewhere)"),
-        HostKey("destructive_device", (str,), "", "the device the operator names for a destructive fix"),
+        HostKey("destructive_device", (str,), "", "the device the operator names for a destructive fix: HOST:DEVICE[,HOST:DEVICE...]", kind="consent"),
         HostKey("host_timeout", (int, float), None, "seconds the host gets to answer its one batched gather (default: "
-                "its slowest probe's timeout + 32 s); past it the host is reported `timeout` and the run goes on"),
+                "its slowest probe's timeout + 32 s); past it the host is reported `timeout` and the run goes on",
+                limits=(1, 86400)),
         HostKey("fix_timeout", (int,), 900, "seconds one fix command may run on the host before pyinfra stops "
-                "waiting for it (the fix is then fix-failed; the other hosts' operations go on)"),
+                "waiting for it (the fix is then fix-failed; the other hosts' operations go on)", limits=(1, 86400)),
         HostKey("report", (str,), "", "JSON report path (default reports/<phase>-<time>.json)"),
         HostKey("reports", (str,), "", "extra reports FORMAT:PATH[,...] (junit, prometheus, nagios, html, console)"),
         HostKey("luks_passphrase_file", (str,), "", "controller-side file holding the credstore passphrase"),
@@ -96,7 +103,10 @@ def resolve(host_name: str, data: Any) -> dict[str, Any]:
         if isinstance(value, bool) and bool not in key.types:
             raise HostDataError(host_name, key.name, f"expected {_type_names(key)}, got {value!r}")
         if not isinstance(value, key.types):
-            raise HostDataError(host_name, key.name, f"expected {_type_names(key)}, got {type(value).__name__} {value!r}")
+            raise HostDataError(host_name, key.name, f"expected {_type_names(key)}, got {type(value).__name__} {_shown(value)}")
+        problem = check_value(key, value)
+        if problem:
+            raise HostDataError(host_name, key.name, problem)
         context[key.name] = value
     _check_layout(host_name, context.get("layout") or {})
     _check_disks(host_name, context.get("disks") or [])
@@ -154,3 +164,189 @@ def _get(data: Any, name: str) -> Any:
 
 def _type_names(key: HostKey) -> str:
     return " or ".join(t.__name__ for t in key.types)
+
+
+# -- grammar of values -------------------------------------------------------------------------------
+#
+# Checked when host data is loaded, so a value that could be read as an option or as something else
+# than a name never reaches a command (commands quote every value too: see keystone_checks.commands).
+
+MAX_TEXT = 4096  # bytes of one host-data string (PATH_MAX); a longer value is refused, not truncated
+MAX_POOL = 239  # OpenZFS pool_namecheck: shorter than ZFS_MAX_DATASET_NAME_LEN - 2 - 2 * len("$ORIGIN")
+MAX_DATASET = 255  # ZFS_MAX_DATASET_NAME_LEN - 1
+MAX_MAPPING = 127  # device-mapper DM_NAME_LEN - 1
+
+_ZFS_CHAR = re.compile(r"[A-Za-z0-9_.: -]")  # OpenZFS zfs_namecheck.c valid_char()
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ZFS_RESERVED_PREFIXES = ("mirror", "raidz", "draid", "spare")  # zpool_name_valid() for create/import
+
+GRAMMARS = {
+    "text": "at most 4096 characters, no control characters (NUL, newline, ...)",
+    "line": "one line of at most 4096 characters, no control characters",
+    "pool": "a ZFS pool name: a letter, then letters, digits and _ . : - or space; not mirror*, raidz*, "
+            "draid*, spare*, log or c<digit>*; at most 239 characters (OpenZFS pool_namecheck)",
+    "dataset": "a ZFS dataset name: POOL/child/...: a valid pool name, then non-empty components of letters, "
+               "digits and _ . : - or space; at most 255 characters (OpenZFS entity_namecheck)",
+    "mapping": "a device-mapper name: 1-127 characters, no '/', not '.' or '..', not starting with '-', "
+               "no control characters or spaces",
+    "path": "an absolute, normalised path (no '.', '..', '//' or trailing '/'), no control characters, "
+            "at most 4096 characters",
+    "optional-path": "\"\" (not used) or an absolute, normalised path (no '.', '..', '//' or trailing '/')",
+    "consent": "HOST:DEVICE naming an inventory host and its disk (several separated by ','), "
+               "e.g. server1:/dev/disk/by-id/nvme-X",
+}
+
+
+def check_value(key: HostKey, value: Any) -> str | None:
+    """What is wrong with ``value`` for ``key`` (its grammar, or its range), or None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return _check_number(key, value)
+    if isinstance(value, list):
+        problems = (check_value(HostKey(key.name, (str,), None, "", kind=key.kind), v) for v in value if isinstance(v, str))
+        return next((p for p in problems if p), None)
+    if not isinstance(value, str):
+        return None
+    if len(value) > MAX_TEXT:
+        return f"is {len(value)} characters long; at most {MAX_TEXT} are accepted"
+    if _CONTROL.search(value):
+        return f"contains a control character ({_shown(value)}); expected {GRAMMARS[key.kind]}"
+    if key.kind == "text" or key.kind == "line" or value == "" and key.kind in ("pool", "consent", "optional-path"):
+        return None
+    problem = _GRAMMAR_CHECKS[key.kind](value)
+    return f"{_shown(value)} is not valid: {problem}; expected {GRAMMARS[key.kind]}" if problem else None
+
+
+def _check_number(key: HostKey, value: float) -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value!r} is not a finite number"
+    if key.limits is not None:
+        low, high = key.limits
+        if not low <= value <= high:
+            return f"{value!r} is out of range: expected {low} to {high}"
+    return None
+
+
+def pool_problem(name: str) -> str | None:
+    """Why ``name`` is not a pool name OpenZFS would create or import (zfs_namecheck.c), or None."""
+    if not name:
+        return "empty"
+    if len(name) > MAX_POOL:
+        return f"longer than {MAX_POOL} characters"
+    bad = next((c for c in name if not _ZFS_CHAR.fullmatch(c)), None)
+    if bad is not None:
+        return f"character {bad!r} is not allowed"
+    if not name[0].isascii() or not name[0].isalpha():
+        return "must begin with a letter"
+    if name.startswith(_ZFS_RESERVED_PREFIXES) or name == "log":
+        return "the name is reserved by ZFS"
+    if re.match(r"c[0-9]", name):
+        return "names like c0... are reserved (they look like disks)"
+    return None
+
+
+def dataset_problem(name: str) -> str | None:
+    """Why ``name`` is not a ZFS filesystem or volume name (entity_namecheck, no snapshots), or None."""
+    if len(name) > MAX_DATASET:
+        return f"longer than {MAX_DATASET} characters"
+    pool, _, rest = name.partition("/")
+    problem = pool_problem(pool)
+    if problem:
+        return f"pool part {pool!r}: {problem}"
+    for component in rest.split("/") if rest else ():
+        if not component:
+            return "empty component (// or trailing /)"
+        bad = next((c for c in component if not _ZFS_CHAR.fullmatch(c)), None)
+        if bad is not None:
+            return f"character {bad!r} is not allowed"
+    return None
+
+
+def mapping_problem(name: str) -> str | None:
+    """Why ``name`` is not a usable device-mapper (LUKS) mapping name, or None."""
+    if not name or len(name) > MAX_MAPPING:
+        return f"must be 1 to {MAX_MAPPING} characters"
+    if "/" in name or name in (".", ".."):
+        return "it names a path, not a mapping"
+    if name.startswith("-"):
+        return "it would be read as an option"
+    if " " in name:
+        return "spaces are not allowed"
+    return None
+
+
+def path_problem(path: str) -> str | None:
+    """Why ``path`` is not an absolute, normalised path, or None."""
+    if not path.startswith("/"):
+        return "not an absolute path"
+    if path != "/" and posixpath.normpath(path) != path:
+        return "not normalised (has '.', '..', '//' or a trailing '/')"
+    return None
+
+
+def consent_problem(value: str) -> str | None:
+    """Why ``value`` is not a list of HOST:DEVICE consents, or None."""
+    for entry in value.split(","):
+        host, device = split_consent(entry)
+        if not host or device is None:
+            return f"{entry.strip()!r} does not name a host: write HOST:DEVICE (e.g. server1:/dev/vda)"
+        problem = path_problem(device)
+        if problem:
+            return f"device {device!r}: {problem}"
+    return None
+
+
+def split_consent(entry: str) -> tuple[str, str | None]:
+    """``"server1:/dev/disk/by-path/pci-0000:00:1f.2"`` -> ``("server1", "/dev/disk/by-path/pci-0000:00:1f.2")``
+    (split at the first ``:/``: device names may contain ``:``)."""
+    host, sep, device = entry.strip().partition(":/")
+    return host, ("/" + device if sep else None)
+
+
+def consented_device(value: str, host_name: str) -> str | None:
+    """The device ``destructive_device`` names for ``host_name``, or None when it names none."""
+    for entry in str(value or "").split(","):
+        host, device = split_consent(entry)
+        if host == host_name and device is not None:
+            return device
+    return None
+
+
+_GRAMMAR_CHECKS = {"pool": pool_problem, "dataset": dataset_problem, "mapping": mapping_problem,
+                   "path": path_problem, "optional-path": path_problem, "consent": consent_problem}
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message: repr, cut to 80 characters (a 200 KB value is not echoed)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def parse_cli_value(key: str, text: str) -> Any:
+    """A ``--data KEY=VALUE`` value, typed by the key's declared types (``max_load_per_cpu=2.5`` is a
+    float), else as pyinfra's ``--data`` parses it (true/false, integer, JSON, text).
+
+    **Example:** ``parse_cli_value("max_load_per_cpu", "2.5") == 2.5``
+    """
+    types = KEYS[key].types if key in KEYS else ()
+    lowered = text.strip().lower()
+    if bool in types or not types:
+        if lowered in ("true", "false"):
+            return lowered == "true"
+    if int in types or not types:
+        try:
+            return int(text)
+        except ValueError:
+            pass
+    if float in types:
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    if str in types:
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

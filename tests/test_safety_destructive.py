@@ -3,8 +3,9 @@ verified on the host in the same shell command that wipes; otherwise it refuses 
 
 The guard script is run for real with `sh` against a stand-in disk: a regular file in a crafted
 /dev + /sys tree, with crafted copies of /proc/self/mountinfo, /proc/mounts and /proc/swaps, a
-`zpool` that prints a canned `zpool status -P`, and the real `fuser`, `readlink`, `wipefs`,
+`zpool` that prints a canned `zpool status -P`, and the real `/proc`, `stat`, `readlink`, `wipefs`,
 `sgdisk`. Only the paths the script reads are changed; its logic is the operation's own.
+tests/test_safety_wipe_loop.py runs the same guard with the REAL kernel interfaces on loop devices.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from guard_harness import run_guard
 
+from keystone_checks.commands import text
 from keystone_checks.operations.disks import REAL, REFUSED_EXIT, GuardPaths, guarded_wipe_script
 from keystone_checks.fixing import refusal_for as _refusal
 
@@ -68,15 +71,15 @@ class FakeHost:
     def paths(self, **changes) -> GuardPaths:
         base = GuardPaths(mountinfo=str(self.mountinfo), mounts=str(self.mounts), swaps=str(self.swaps),
                           sys_block=str(self.sys_block), dev_dir=str(self.dev), zpool=str(self.zpool),
-                          fuser="fuser", require_block_device=False)
+                          require_block_device=False)
         return replace(base, **changes)
 
-    def run(self, device, expected=None, env_path=None, **changes) -> subprocess.CompletedProcess:
-        script = guarded_wipe_script(str(device), str(expected if expected is not None else device), self.paths(**changes))
+    def run(self, device, expected=None, env_path=None, hold=None, **changes) -> subprocess.CompletedProcess:
+        script = text(guarded_wipe_script(str(device), str(expected if expected is not None else device), self.paths(**changes)))
         env = {**os.environ}
         if env_path is not None:
             env["PATH"] = env_path
-        return subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=30, env=env)
+        return run_guard(script, env=env, hold=hold)
 
 
 @pytest.fixture
@@ -164,13 +167,9 @@ def test_each_unmet_condition_refuses_and_leaves_the_disk_intact(fake, case, tmp
 
 def test_open_by_a_process_refuses(fake):
     before = sha(fake.disk)
-    holder = subprocess.Popen(["sleep", "30"], stdin=fake.disk.open("rb"))
-    try:
-        done = fake.run(fake.by_id)
-    finally:
-        holder.kill()
-        holder.wait()
-    assert_refused(done, fake, "is open by a process", before)
+    done = fake.run(fake.by_id, hold=str(fake.disk))
+    assert_refused(done, fake, "is open by process", before)
+    assert "(sleep)" in done.stderr, done.stderr
 
 
 def test_missing_sgdisk_refuses_before_wipefs_runs(fake, tmp_path):
@@ -188,33 +187,51 @@ def test_real_paths_refuse_a_regular_file(tmp_path):
     stand_in = tmp_path / "disk.img"
     stand_in.write_bytes(os.urandom(65536))
     before = sha(stand_in)
-    script = guarded_wipe_script(str(stand_in), str(stand_in))
+    script = text(guarded_wipe_script(str(stand_in), str(stand_in)))
     assert REAL.require_block_device and REAL.mountinfo == "/proc/self/mountinfo"
-    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+    done = run_guard(script)
     assert done.returncode == REFUSED_EXIT and "is not a block device" in done.stderr
     assert sha(stand_in) == before
 
 
+class _Named:
+    """The pyinfra host an operation sees: only its name matters to wipe_disk."""
+
+    def __init__(self, name):
+        self.name = name
+
+
 def test_operation_refuses_without_consent_or_on_mismatch():
     from pyinfra.api.exceptions import OperationValueError
+    from pyinfra.context import ctx_host
 
     from keystone_checks.operations.disks import wipe_disk
 
-    for args in ({"allow": False}, {"allow": "false"}, {"allow": True, "device": "/dev/vdb"}, {"allow": True, "device": ""}):
-        kwargs = {"device": "/dev/vda", "expected_device": "/dev/vda", **args}
-        with pytest.raises(OperationValueError, match="refusing"):
-            next(wipe_disk._inner(**kwargs))
-    script = next(wipe_disk._inner(device="/dev/vda", expected_device="/dev/vda", allow=True))
+    with ctx_host.use(_Named("server1")):
+        for args in ({"allow": False}, {"allow": "false"}, {"allow": True, "device": "server1:/dev/vdb"},
+                     {"allow": True, "device": ""}, {"allow": True, "device": "/dev/vda"},
+                     {"allow": True, "device": "server2:/dev/vda"}):
+            kwargs = {"device": "server1:/dev/vda", "expected_device": "/dev/vda", **args}
+            with pytest.raises(OperationValueError, match="refusing"):
+                next(wipe_disk._inner(**kwargs))
+        script = text(next(wipe_disk._inner(device="server2:/dev/vdb,server1:/dev/vda", expected_device="/dev/vda",
+                                            allow=True)))
     assert script.index("refuse()") < script.index("wipefs -a") < script.index("sgdisk --zap-all")
+    assert "kc_dev=/dev/vda ;" in script and "exit 3" in script and REFUSED_EXIT == 3
 
 
 def test_runner_refusal_needs_consent_device_and_force_import_consent():
-    base = {"disk": "/dev/vda", "allow_destructive": True, "destructive_device": "/dev/vda", "allow_force_import": False}
+    base = {"host": "server1", "disk": "/dev/vda", "allow_destructive": True,
+            "destructive_device": "server1:/dev/vda", "allow_force_import": False}
     assert _refusal("destructive", base) is None
+    assert _refusal("destructive", {**base, "destructive_device": "server2:/dev/vdb,server1:/dev/vda"}) is None
+    # A device alone (shared by every host of the run) or another host's entry is no consent.
+    assert "does not name host 'server1'" in _refusal("destructive", {**base, "destructive_device": "/dev/vda"})
+    assert "does not name host" in _refusal("destructive", {**base, "destructive_device": "server2:/dev/vda"})
     assert _refusal("safe", {}) is None
     assert "allow_destructive" in _refusal("destructive", {**base, "allow_destructive": False})
     assert "destructive_device" in _refusal("destructive", {**base, "destructive_device": ""})
-    assert "not the inventory's disk" in _refusal("destructive", {**base, "destructive_device": "/dev/vdb"})
+    assert "not the inventory's disk" in _refusal("destructive", {**base, "destructive_device": "server1:/dev/vdb"})
     assert "disk" in _refusal("destructive", {**base, "disk": "", "destructive_device": ""})
     # Decided by the operation (its `forces_import` attribute), not by its name.
     force_step = [{"op": "zfs.force_import_scrub_export", "args": {"pool": "rpool"}}]

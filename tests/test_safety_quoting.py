@@ -6,6 +6,7 @@ operations (close the credstore, export the pool, the guarded wipe); the PWNED f
 
 from __future__ import annotations
 
+import ast
 import inspect
 import subprocess
 import uuid
@@ -32,14 +33,19 @@ def payloads(pwned: Path) -> list[str]:
 
 
 def hostile_data(pwned: Path) -> dict:
+    """Every string key a hostile value its grammar still admits (hostdata.check_value): paths may
+    hold ``;``, ``$(...)``, backticks and quotes, so quoting must stop them; names (pool, dataset)
+    admit none, and values the grammar refuses are refused at load (tests/test_hostdata_grammar.py)."""
     values = payloads(pwned)
+    candidates = values + ["/" + v for v in values]
     data, i = {}, 0
     for key in hostdata.KEYS.values():
         if key.name in NOT_SHELL or key.name in CONNECTION or str not in key.types:
             continue
-        data[key.name] = values[i % len(values)]
-        i += 1
-    data["destructive_device"] = data["disk"]
+        admitted = [v for v in candidates if hostdata.check_value(key, v) is None]
+        if admitted:
+            data[key.name] = admitted[i % len(admitted)]
+            i += 1
     return data
 
 
@@ -90,8 +96,11 @@ def test_hostile_host_data_through_real_pyinfra_runs(tmp_path, request):
     server.start()
     request.addfinalizer(server.stop)
     data = hostile_data(pwned)
-    local = {**data, "role": ["installer", "deployed", "controller"], "allow_destructive": True}
-    remote = {**server.host_data(), **data, "role": ["installer", "deployed"], "allow_destructive": False}
+    assert data["disk"].startswith("/dev/kc-nodisk; touch") or "touch" in data["disk"], data
+    local = {**data, "role": ["installer", "deployed", "controller"], "allow_destructive": True,
+             "destructive_device": f"@local:{data['disk']}"}
+    remote = {**server.host_data(), **data, "role": ["installer", "deployed"], "allow_destructive": False,
+              "destructive_device": f"sshd-host:{data['disk']}"}
     inventory = write_inventory(tmp_path / "inv.py", {"@local": local, "sshd-host": remote})
 
     def run(playbook, checks_dir, *extra, report):
@@ -128,3 +137,162 @@ def test_hostile_host_data_through_real_pyinfra_runs(tmp_path, request):
     # 3. The real catalog, dry, every phase's worth of checks on both hosts.
     for playbook in ("sweep.py", "preflight.py", "recovery.py"):
         run(playbook, None, "--dry", report=tmp_path / f"catalog-{playbook}.json")
+
+
+# -- commands are built from parts: a check of the source ---------------------------------------------
+
+OPERATIONS_DIR = Path(__file__).parent.parent / "keystone_checks" / "operations"
+_PASTED = (ast.JoinedStr, ast.BinOp)
+
+
+def _module_constants(tree: ast.Module) -> set[str]:
+    """Names assigned once at module level to a constant string (or a parenthesised concatenation of them)."""
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                names.add(node.targets[0].id)
+    return names
+
+
+def _pasted(node) -> bool:
+    """An expression that pastes text together (f-string, %, +, .format)."""
+    if isinstance(node, _PASTED):
+        return True
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format"
+
+
+def source_problems(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    constants = _module_constants(tree)
+    problems = []
+    for node in ast.walk(tree):
+        where = f"{path.name}:{getattr(node, 'lineno', '?')}"
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("sh", "Syntax"):
+            arg = node.args[0] if node.args else None
+            literal = isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+            if not literal and not (isinstance(arg, ast.Name) and arg.id in constants):
+                problems.append(f"{where}: {node.func.id}() of something else than a constant string")
+        if isinstance(node, (ast.Yield, ast.YieldFrom)) and node.value is not None:
+            if _pasted(node.value) or (isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+                problems.append(f"{where}: yields a string instead of a command built from parts")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get_fact":
+            if len(node.args) > 1 and (_pasted(node.args[1]) or isinstance(node.args[1], ast.Constant)):
+                problems.append(f"{where}: get_fact() with a pasted or free command string")
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.endswith("facts.base"):
+            if any(a.name == "shell_quote" for a in node.names):
+                problems.append(f"{where}: imports shell_quote from facts.base (use keystone_checks.commands)")
+    return problems
+
+
+def test_operations_build_every_command_from_parts():
+    problems = [p for path in sorted(OPERATIONS_DIR.glob("*.py")) for p in source_problems(path)]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_source_check_catches_pasted_commands(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "from ..facts.base import shell_quote\n"
+        "def op(pool):\n"
+        "    yield f'zpool import {pool}'\n"
+        "    yield 'zpool import ' + pool\n"
+        "    yield cmd(sh(f'echo {pool}'))\n"
+        "    host.get_fact(Command, f'zpool list {pool}')\n"
+    )
+    problems = source_problems(bad)
+    assert len(problems) == 5, problems
+
+
+# -- fact commands: only quoted values, numbers and constants are pasted --------------------------------
+
+FACTS_DIR = Path(__file__).parent.parent / "keystone_checks" / "facts"
+_QUOTING_CALLS = {"shell_quote", "shell_path", "quote", "int", "float", "_installable", "_captured"}
+# network.normalize_targets turns every target's port into an int (or refuses the target).
+_TYPED_SUBSCRIPTS = {"port"}
+
+
+def _safe(node, safe_names: set[str]) -> bool:
+    """An expression whose text is quoted, a number or constant text of this repository."""
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.Name):
+        return node.id in safe_names
+    if isinstance(node, ast.Attribute):
+        return isinstance(node.value, ast.Name) and node.value.id == "self"
+    if isinstance(node, ast.Subscript):
+        key = node.slice
+        return isinstance(key, ast.Constant) and key.value in _TYPED_SUBSCRIPTS
+    if isinstance(node, ast.JoinedStr):
+        return all(_safe(v.value, safe_names) for v in node.values if isinstance(v, ast.FormattedValue))
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return all(_safe(e, safe_names) for e in node.elts)
+    if isinstance(node, ast.BinOp):
+        return _safe(node.left, safe_names) and _safe(node.right, safe_names)
+    if isinstance(node, ast.Call):
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+        if name in _QUOTING_CALLS or name == "max":
+            return True
+        if name == "join":  # " ".join(shell_quote(u) for u in names)
+            return all(_safe(a.elt if isinstance(a, ast.GeneratorExp) else a, safe_names) for a in node.args)
+    return False
+
+
+def _outside_quoting_calls(node):
+    """Every node under ``node`` except the arguments of a quoting call: text built inside
+    ``shell_quote(f"...")`` reaches the shell as one quoted word, whatever it pastes."""
+    for child in ast.iter_child_nodes(node):
+        yield child
+        if isinstance(child, ast.Call):
+            func = child.func
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+            if name in _QUOTING_CALLS:
+                continue
+        yield from _outside_quoting_calls(child)
+
+
+def fact_command_problems(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    module_names = {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+    module_names |= {a.asname or a.name for n in tree.body if isinstance(n, ast.ImportFrom)
+                     for a in n.names if (a.asname or a.name).isupper()}  # imported constants (NIX)
+    problems = []
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+        for fn in (n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "command"):
+            safe_names = set(module_names)
+            unsafe: set[str] = set()
+            for node in ast.walk(fn):  # locals holding quoted or constant text (every assignment safe)
+                if isinstance(node, (ast.Assign, ast.AugAssign)):
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                    for target in targets:
+                        if isinstance(target, ast.Name):
+                            (safe_names if _safe(node.value, safe_names) else unsafe).add(target.id)
+                        elif isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple) \
+                                and len(target.elts) == len(node.value.elts):  # q, p = quote(a), quote(b)
+                            for t, v in zip(target.elts, node.value.elts):
+                                if isinstance(t, ast.Name):
+                                    (safe_names if _safe(v, safe_names) else unsafe).add(t.id)
+                        else:
+                            unsafe.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+            safe_names -= unsafe
+            for node in _outside_quoting_calls(fn):
+                if isinstance(node, ast.FormattedValue) and not _safe(node.value, safe_names):
+                    problems.append(f"{path.name}:{node.lineno} {cls.name}.command pastes {ast.unparse(node.value)}")
+    return problems
+
+
+def test_fact_commands_paste_only_quoted_values():
+    problems = [p for path in sorted(FACTS_DIR.glob("*.py")) for p in fact_command_problems(path)]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_fact_source_check_catches_an_unquoted_value(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("class F:\n    def command(self, pool):\n        q = shell_quote(pool)\n"
+                   "        return f'zpool list {q}; zpool status {pool}'\n")
+    assert fact_command_problems(bad) == ["bad.py:4 F.command pastes pool"]
+    # a tuple assignment is followed element by element; text inside a quoting call is one word
+    bad.write_text("class F:\n    def command(self, pool, path):\n        q, p = shell_quote(pool), path\n"
+                   "        return f'zpool list {q} {shell_quote(f\"x {pool}\")}; cat {p}'\n")
+    assert fact_command_problems(bad) == ["bad.py:4 F.command pastes p"]

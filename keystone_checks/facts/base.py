@@ -13,6 +13,7 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
+from ..commands import quote as shell_quote  # noqa: F401 - fact commands quote with the one helper
 from ..errors import ProbeFailed, UnparseableOutput
 
 EXIT_TIMEOUT = 124
@@ -99,10 +100,3 @@ def labelled_lines(output: list[str], required: tuple[str, ...] = ()) -> dict[st
         wanted = " and ".join(f"'{label}'" for label in required)
         raise UnparseableOutput(f"expected {wanted} lines, got {output[:4]!r}")
     return fields
-
-
-def shell_quote(value: Any) -> str:
-    """Quote a value for a POSIX shell; every host-data value reaching a command goes through this."""
-    import shlex
-
-    return shlex.quote(str(value))

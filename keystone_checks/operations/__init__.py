@@ -1,5 +1,6 @@
 """Operations: how to fix. Each is a pyinfra ``@operation``: idempotent, ``host.noop()`` when there
-is nothing to do, every host-data value shell-quoted.
+is nothing to do, every command built from quoted parts (``keystone_checks.commands``), host state read through
+facts (``read_fact``).
 
 Check files name them ``module.function`` (ours, e.g. ``luks.close_mapping``) or
 ``pyinfra:module.function`` (pyinfra's own, e.g. ``pyinfra:systemd.service``).
@@ -26,3 +27,16 @@ def resolve_operation(name: str):
         known = sorted(n for n, f in vars(module).items() if hasattr(f, "_inner") and not n.startswith("_"))
         raise LookupError(f"unknown operation '{name}' (module {module_name} has: {', '.join(known) or 'none'})")
     return func
+
+
+def read_fact(cls, exit_codes=None, **args):
+    """``host.get_fact`` for one of our facts, accepting the exit codes that still carry an answer
+    (``cryptsetup status`` exits 4 for a closed mapping, ``zpool status`` 1 for a missing pool);
+    ``exit_codes`` overrides the fact's own list where an operation reads more into a failure.
+
+    **Example:** ``read_fact(PoolList, pool="rpool")["imported"]``
+    """
+    from pyinfra import host
+
+    codes = sorted(exit_codes if exit_codes is not None else cls.ok_exit_codes)
+    return host.get_fact(cls, **args, _success_exit_codes=codes)

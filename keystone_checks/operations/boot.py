@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api import operation
-from pyinfra.facts.server import Command
 
-from ..facts.base import shell_quote
-
-
-def _disk_devices(path: str) -> str:
-    return f"lsblk -ln -o PATH \"$(readlink -f {shell_quote(path)})\""
+from ..commands import THEN, assign, cmd, sh
+from ..facts.disks import DiskMounts, SwapOnDisk
+from . import read_fact
 
 
 @operation()
@@ -28,10 +25,12 @@ def release_disk_mounts(path: str):
 
         boot.release_disk_mounts(path="/dev/vda")
     """
-    if not host.get_fact(Command, f"{_entries_on_disk(path, '/proc/mounts', 2)}; true"):
+    mounts = (read_fact(DiskMounts, path=path) or {}).get("mounts")
+    if not mounts:
         host.noop(f"nothing on {path} is mounted")
         return
-    yield f"{_entries_on_disk(path, '/proc/mounts', 2)} | sort -r | while read -r m; do umount \"$m\" || exit 1; done"
+    # The list is read again when the command runs: an earlier fix may have changed it.
+    yield cmd(assign("kc_disk", path), THEN, sh(_UMOUNT_DISK))
 
 
 @operation()
@@ -46,14 +45,17 @@ def swapoff_disk(path: str):
 
         boot.swapoff_disk(path="/dev/vda")
     """
-    if not host.get_fact(Command, f"{_entries_on_disk(path, '/proc/swaps', 1)}; true"):
+    if not (read_fact(SwapOnDisk, path=path) or {}).get("on_disk"):
         host.noop(f"no swap is active on {path}")
         return
-    yield f"{_entries_on_disk(path, '/proc/swaps', 1)} | while read -r s; do swapoff \"$s\" || exit 1; done"
+    yield cmd(assign("kc_disk", path), THEN, sh(_SWAPOFF_DISK))
 
 
-def _entries_on_disk(path: str, table: str, column: int) -> str:
-    """Shell pipeline printing column ``column`` of each line of ``table`` (/proc/mounts, /proc/swaps)
-    whose device is the disk or one of its partitions."""
-    return (f"{_disk_devices(path)} 2>/dev/null | while read -r d; do "
-            f"awk -v d=\"$d\" '$1==d {{print ${column}}}' {table}; done")
+# The devices of "$kc_disk" (the disk and its partitions), each looked up in /proc/mounts or /proc/swaps
+# (compared as strings, passed to awk through the environment): unmount deepest first / swap off.
+_UMOUNT_DISK = ('lsblk -ln -o PATH -- "$(readlink -f -- "$kc_disk")" 2>/dev/null | while read -r d; do '
+                'kc_d=$d awk \'$1 == ENVIRON["kc_d"] { print $2 }\' /proc/mounts; done | sort -r | '
+                'while read -r m; do umount -- "$m" || exit 1; done')
+_SWAPOFF_DISK = ('lsblk -ln -o PATH -- "$(readlink -f -- "$kc_disk")" 2>/dev/null | while read -r d; do '
+                 'kc_d=$d awk \'$1 == ENVIRON["kc_d"] { print $1 }\' /proc/swaps; done | '
+                 'while read -r s; do swapoff -- "$s" || exit 1; done')

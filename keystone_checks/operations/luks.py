@@ -5,8 +5,9 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import operation
 
-from ..facts.base import shell_quote
+from ..commands import THEN, assign, cmd, sh
 from ..facts.luks import MappingStatus
+from . import read_fact
 
 
 @operation()
@@ -23,13 +24,13 @@ def close_mapping(mapping: str):
 
         luks.close_mapping(mapping="credstore")
     """
-    status = host.get_fact(MappingStatus, mapping=mapping, _success_exit_codes=sorted(MappingStatus.ok_exit_codes))
+    status = read_fact(MappingStatus, mapping=mapping)
     if not status or not status.get("active"):
         host.noop(f"LUKS mapping {mapping} is already closed")
         return
     for mountpoint in status.get("mounted_at", []):
-        yield f"umount {shell_quote(mountpoint)}"
-    yield f"cryptsetup close {shell_quote(mapping)}"
+        yield cmd("umount", "--", mountpoint)
+    yield cmd("cryptsetup", "close", "--", mapping)
 
 
 @operation()
@@ -52,13 +53,12 @@ def open_mapping(mapping: str, device: str, passphrase_file: str = "", passphras
         luks.open_mapping(mapping="credstore", device="/dev/zvol/rpool/credstore",
                           passphrase_file="~/.keystone/credstore.pass")
     """
-    from pyinfra.api import StringCommand
     from pyinfra.api.exceptions import OperationValueError
 
     from ..secrets import SecretError, resolve_passphrase
 
     # cryptsetup status exits 4 for an inactive mapping: an answer, not a failure of the fact.
-    status = host.get_fact(MappingStatus, mapping=mapping, _success_exit_codes=sorted(MappingStatus.ok_exit_codes))
+    status = read_fact(MappingStatus, mapping=mapping)
     if status and status.get("active"):
         host.noop(f"LUKS mapping {mapping} is already open")
         return
@@ -66,7 +66,7 @@ def open_mapping(mapping: str, device: str, passphrase_file: str = "", passphras
         passphrase = resolve_passphrase(passphrase_file, passphrase_env)
     except SecretError as exc:
         raise OperationValueError(str(exc)) from None
-    yield StringCommand(f"cryptsetup open --type luks {shell_quote(device)} {shell_quote(mapping)}", _stdin=passphrase)
+    yield cmd("cryptsetup", "open", "--type", "luks", "--", device, mapping, _stdin=passphrase)
 
 
 @operation()
@@ -86,10 +86,14 @@ def close_after_recovery(mapping: str):
 
         luks.close_after_recovery(mapping="credstore")
     """
-    q = shell_quote(mapping)
-    dev = shell_quote(f"/dev/mapper/{mapping}")
-    yield (f"while awk -v d={dev} '$1 == d {{ f = 1 }} END {{ exit !f }}' /proc/mounts; do umount -- {dev} || exit 1; done; "
-           f"if cryptsetup status -- {q} >/dev/null 2>&1; then cryptsetup close -- {q}; fi")
+    yield cmd(assign("kc_map", mapping), THEN, assign("kc_dev", "/dev/mapper/" + mapping), THEN,
+              sh(_CLOSE_AFTER_RECOVERY))
+
+
+# Unmount every mount of the mapping (it may be mounted twice), then close it if it is open.
+_CLOSE_AFTER_RECOVERY = (
+    "while awk -v d=\"$kc_dev\" '$1 == d { f = 1 } END { exit !f }' /proc/mounts; do umount -- \"$kc_dev\" || exit 1; done; "
+    "if cryptsetup status -- \"$kc_map\" >/dev/null 2>&1; then cryptsetup close -- \"$kc_map\"; fi")
 
 
 @operation()
@@ -121,7 +125,6 @@ def unlock_load_key(mapping: str, device: str, path: str, dataset: str, key_file
                              key_file="/etc/credstore/zfs-sysroot.mount",
                              passphrase_file="~/.keystone/credstore.pass")
     """
-    from pyinfra.api import StringCommand
     from pyinfra.api.exceptions import OperationValueError
 
     from ..secrets import SecretError, resolve_passphrase
@@ -130,22 +133,28 @@ def unlock_load_key(mapping: str, device: str, path: str, dataset: str, key_file
         passphrase = resolve_passphrase(passphrase_file, passphrase_env)
     except SecretError as exc:
         raise OperationValueError(str(exc)) from None
-    q, dev, mnt, ds = shell_quote(mapping), shell_quote(device), shell_quote(path), shell_quote(dataset)
-    mapped = shell_quote(f"/dev/mapper/{mapping}")
-    unit = shell_quote(f"{pool}-load-key.service")
-    refuse = shell_quote(
-        f"refusing: this host loads the key of {dataset} in its initrd ({pool}-load-key.service ran this "
-        "boot), and the credstore stays closed in the running system by design. Reboot (the initrd asks "
-        "for the credstore passphrase on the console, or TPM2 unlocks it), or recover from the ISO: "
-        "playbooks/fix/emergency-access.py")
-    yield StringCommand(
-        f"[ \"$(zfs get -H -o value keystatus -- {ds} </dev/null)\" = available ] && exit 0; "
-        f"if journalctl -b 0 -q --no-pager -n 1 -o cat -u {unit} </dev/null 2>/dev/null | grep -q .; then echo {refuse} >&2; exit 1; fi; "
-        f"if cryptsetup status -- {q} </dev/null >/dev/null 2>&1; then echo {shell_quote(f'refusing: the mapping {mapping} is already open; close it first')} >&2; exit 1; fi; "
-        # whatever happens next, the credstore ends closed
-        f"kc_close() {{ umount -- {mapped} 2>/dev/null; cryptsetup close -- {q} 2>/dev/null; }}; trap kc_close EXIT; "
-        f"cryptsetup open --type luks -- {dev} {q} || exit 1; "
-        f"mkdir -p -- {mnt} && mount -o ro -- {mapped} {mnt} || exit 1; "
-        f"[ -f {shell_quote(key_file)} ] || {{ echo {shell_quote(f'refusing: key file {key_file} is missing in the credstore (restore it from backup)')} >&2; exit 1; }}; "
-        f"zfs load-key -L {shell_quote('file://' + key_file)} -- {ds} </dev/null",
-        _stdin=passphrase)
+    yield cmd(
+        assign("kc_ds", dataset), THEN, assign("kc_map", mapping), THEN, assign("kc_dev", device), THEN,
+        assign("kc_mnt", path), THEN, assign("kc_mapped", "/dev/mapper/" + mapping), THEN,
+        assign("kc_unit", pool + "-load-key.service"), THEN, assign("kc_key", key_file), THEN,
+        assign("kc_keyloc", "file://" + key_file), THEN,
+        assign("kc_initrd", f"refusing: this host loads the key of {dataset} in its initrd ({pool}-load-key.service "
+                            "ran this boot), and the credstore stays closed in the running system by design. Reboot "
+                            "(the initrd asks for the credstore passphrase on the console, or TPM2 unlocks it), or "
+                            "recover from the ISO: playbooks/fix/emergency-access.py"), THEN,
+        assign("kc_already", f"refusing: the mapping {mapping} is already open; close it first"), THEN,
+        assign("kc_nokey", f"refusing: key file {key_file} is missing in the credstore (restore it from backup)"), THEN,
+        sh(_UNLOCK_LOAD_KEY), _stdin=passphrase)
+
+
+# Whatever happens after the open, the trap closes the credstore again: never left open.
+_UNLOCK_LOAD_KEY = (
+    "[ \"$(zfs get -H -o value keystatus -- \"$kc_ds\" </dev/null)\" = available ] && exit 0; "
+    "if journalctl -b 0 -q --no-pager -n 1 -o cat -u \"$kc_unit\" </dev/null 2>/dev/null | grep -q .; then "
+    "printf '%s\\n' \"$kc_initrd\" >&2; exit 1; fi; "
+    "if cryptsetup status -- \"$kc_map\" </dev/null >/dev/null 2>&1; then printf '%s\\n' \"$kc_already\" >&2; exit 1; fi; "
+    "kc_close() { umount -- \"$kc_mapped\" 2>/dev/null; cryptsetup close -- \"$kc_map\" 2>/dev/null; }; trap kc_close EXIT; "
+    "cryptsetup open --type luks -- \"$kc_dev\" \"$kc_map\" || exit 1; "
+    "mkdir -p -- \"$kc_mnt\" && mount -o ro -- \"$kc_mapped\" \"$kc_mnt\" || exit 1; "
+    "[ -f \"$kc_key\" ] || { printf '%s\\n' \"$kc_nokey\" >&2; exit 1; }; "
+    "zfs load-key -L \"$kc_keyloc\" -- \"$kc_ds\" </dev/null")

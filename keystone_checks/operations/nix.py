@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyinfra.api import operation
 
-from ..facts.base import shell_quote
+from ..commands import cmd
 
 
 @operation(is_idempotent=False)
@@ -22,8 +22,8 @@ def collect_garbage(profile: str = "/nix/var/nix/profiles/system", keep: int = 5
         nix.collect_garbage(keep=5)
     """
     keep = max(int(keep), 2)
-    yield f"nix-env --delete-generations +{keep} -p {shell_quote(profile)}"
-    yield "nix-collect-garbage"
+    yield cmd("nix-env", "--delete-generations", f"+{keep}", "-p", profile)
+    yield cmd("nix-collect-garbage")
 
 
 @operation(is_idempotent=False)
@@ -36,4 +36,4 @@ def rollback_system():
 
         nix.rollback_system()
     """
-    yield "nixos-rebuild switch --rollback"
+    yield cmd("nixos-rebuild", "switch", "--rollback")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api import operation
-from pyinfra.facts.server import Command
 
-from ..facts.base import shell_quote
+from ..commands import THEN, Syntax, cmd, fail, sh
+from ..errors import ProbeFailed, UnparseableOutput
+from ..facts.systemd import ServiceActive
+from . import read_fact
 
 
 @operation()
@@ -28,10 +30,18 @@ def start_service(units: str = "sshd ssh"):
         systemd.start_service(units="sshd ssh sshd.socket ssh.socket")
     """
     names = [u for u in str(units).split() if u]
-    quoted = " ".join(shell_quote(u) for u in names)
-    active = host.get_fact(Command, f"for u in {quoted}; do systemctl is-active --quiet -- \"$u\" && echo \"$u\"; done; true")
-    if active:
-        host.noop(f"{active.strip()} is already active")
+    try:
+        state = read_fact(ServiceActive, units=units)
+    except (ProbeFailed, UnparseableOutput):
+        state = None  # not known to be active: the command decides on the host
+    if state and state.get("any_active"):
+        host.noop(f"{' '.join(state['active'])} is already active")
         return
-    yield (f"for u in {quoted}; do if systemctl cat -- \"$u\" >/dev/null 2>&1; then systemctl start -- \"$u\"; exit $?; fi; done; "
-           f"echo {shell_quote('none of the units ' + ' '.join(names) + ' exists on this host')} >&2; exit 1")
+    yield cmd(
+        Syntax("for u in"), *names, sh(_START_FIRST_EXISTING), THEN,
+        fail(f"none of the units {' '.join(names)} exists on this host"),
+    )
+
+
+# Starts the first unit of the list that exists, and exits with systemctl's status.
+_START_FIRST_EXISTING = ('; do if systemctl cat -- "$u" >/dev/null 2>&1; then systemctl start -- "$u"; exit $?; fi; done')

@@ -4,12 +4,36 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api import operation
-from pyinfra.facts.server import Command
 
-from ..facts.base import shell_quote
-from ..facts.zfs import ModuleStatus
+from ..commands import AND, EXIT_0, OR, QUIET, THEN, Syntax, assign, cmd, fail, refuse, sh, var
+from ..facts.system import MountsUnder
+from ..facts.zfs import DatasetProperties, ModuleStatus, PoolList, PoolStatus
+from . import read_fact
 
 EXPORT_TIMEOUT = 120  # ZFS 2.3 hangs an export forever while a zvol is held open; never wait forever
+
+# `zpool list` exits 1 when the zfs module is not loaded: no pool is imported then.
+_POOL_LIST_CODES = (0, 1)
+
+
+def _imported(pool: str) -> bool:
+    listed = read_fact(PoolList, pool=pool, exit_codes=_POOL_LIST_CODES)
+    return bool(listed and listed.get("imported"))
+
+
+def _is_imported_or_exit(pool: str):
+    """``zpool list -H -o name -- POOL >/dev/null 2>&1 || exit 0``: decided again on the host when the
+    command runs (an earlier fix in the same run may already have exported it)."""
+    return cmd("zpool", "list", "-H", "-o", "name", "--", pool, QUIET, OR, EXIT_0)
+
+
+def _refuse_while_open(mapping: str, message: str):
+    """``cryptsetup status -- MAP >/dev/null 2>&1 && { printf ... >&2; exit 1; }``"""
+    return cmd("cryptsetup", "status", "--", mapping, QUIET, AND, fail(message))
+
+
+def _export(*what):
+    return cmd("timeout", "-k", "5", EXPORT_TIMEOUT, "zpool", "export", *what)
 
 
 @operation()
@@ -26,7 +50,7 @@ def load_module():
     if status and status.get("loaded"):
         host.noop("zfs module already loaded")
         return
-    yield "modprobe zfs"
+    yield cmd("modprobe", "zfs")
 
 
 @operation()
@@ -42,22 +66,15 @@ def export_pool(pool: str, credstore_mapping: str = "credstore"):
 
         zfs.export_pool(pool="rpool")
     """
-    imported = host.get_fact(Command, f"zpool list -H -o name 2>/dev/null | grep -Fx {shell_quote(pool)} || true")
-    if not imported:
+    if not _imported(pool):
         host.noop(f"pool {pool} is not imported")
         return
-    mapping = shell_quote(credstore_mapping)
-    # Decided again when it runs: an earlier fix in the same run may already have exported it.
-    yield (
-        f"zpool list -H -o name {shell_quote(pool)} >/dev/null 2>&1 || exit 0; "
-        f"if cryptsetup status {mapping} >/dev/null 2>&1; then "
-        f"echo 'refusing to export {pool}: LUKS mapping {credstore_mapping} is still open (close it first)' >&2; exit 1; fi; "
-        f"timeout -k 5 {EXPORT_TIMEOUT} zpool export {shell_quote(pool)}"
+    yield cmd(
+        _is_imported_or_exit(pool), THEN,
+        _refuse_while_open(credstore_mapping, f"refusing to export {pool}: LUKS mapping {credstore_mapping} "
+                                              "is still open (close it first)"), THEN,
+        _export("--", pool),
     )
-
-
-def _imported(pool: str) -> bool:
-    return bool(host.get_fact(Command, f"zpool list -H -o name 2>/dev/null | grep -Fx {shell_quote(pool)} || true"))
 
 
 @operation()
@@ -75,15 +92,15 @@ def export_all(credstore_mapping: str = "credstore"):
 
         zfs.export_all()
     """
-    if not host.get_fact(Command, "zpool list -H -o name 2>/dev/null || true"):
+    listed = read_fact(PoolList, pool="", exit_codes=_POOL_LIST_CODES)
+    if not listed or not listed.get("pools"):
         host.noop("no pool is imported")
         return
-    mapping = shell_quote(credstore_mapping)
-    yield (
-        "[ -n \"$(zpool list -H -o name 2>/dev/null)\" ] || exit 0; "
-        f"if cryptsetup status {mapping} >/dev/null 2>&1; then "
-        f"echo 'refusing to export: LUKS mapping {credstore_mapping} is still open (close it first)' >&2; exit 1; fi; "
-        f"timeout -k 5 {EXPORT_TIMEOUT} zpool export -a"
+    yield cmd(
+        sh('[ -n "$(zpool list -H -o name 2>/dev/null)" ]'), OR, EXIT_0, THEN,
+        _refuse_while_open(credstore_mapping, f"refusing to export: LUKS mapping {credstore_mapping} "
+                                              "is still open (close it first)"), THEN,
+        _export("-a"),
     )
 
 
@@ -109,24 +126,25 @@ def import_pool(pool: str, allow_force: bool = False, mount: bool = False, altro
     if _imported(pool):
         host.noop(f"pool {pool} is already imported")
         return
-    q = shell_quote(pool)
-    args = ("" if mount else "-N ") + (f"-R {shell_quote(altroot)} " if altroot else "")
+    no_mount = () if mount else ("-N",)
+    alt = ("-R", altroot) if altroot else ()
     if allow_force is True:
-        force = f"zpool import -f {args}-- {q}"
+        force = cmd("zpool", "import", "-f", *no_mount, *alt, "--", pool)
     else:
-        force = (f"echo {shell_quote(f'refusing: pool {pool} was last accessed by another system and needs zpool import -f; rerun with --data allow_force_import=true if no other system uses it')} >&2; exit 1")
-    yield (
-        f"if zpool list -H -o name {q} >/dev/null 2>&1; then exit 0; fi; "
-        f"if zpool import 2>&1 | grep -A4 -E '^ *pool: '{shell_quote(_ere_literal(pool))}'$' | grep -q 'another system'; "
-        f"then {force}; else zpool import {args}-- {q}; fi"
+        force = refuse(f"pool {pool} was last accessed by another system and needs zpool import -f; "
+                       "rerun with --data allow_force_import=true if no other system uses it")
+    yield cmd(
+        "zpool", "list", "-H", "-o", "name", "--", pool, QUIET, AND, EXIT_0, THEN,
+        Syntax("if"), "zpool", "import", Syntax("2>&1"), Syntax("|"), assign("kc_pool", pool), "awk", _NEEDS_FORCE,
+        Syntax("; then"), force, Syntax("; else"), "zpool", "import", *no_mount, *alt, "--", pool, Syntax("; fi"),
     )
 
 
-def _ere_literal(text: str) -> str:
-    """``text`` as a literal inside an extended regular expression."""
-    import re
-
-    return re.sub(r"([][\\.^$*+?(){}|])", r"\\\1", str(text))
+# Reads `zpool import` (no arguments): true when the block of pool $kc_pool (compared as a string,
+# never as a pattern) says it was last accessed by another system.
+_NEEDS_FORCE = ('BEGIN { p = ENVIRON["kc_pool"] } '
+                '/^ *pool: / { sub(/^ *pool: /, ""); n = ($0 == p) ? 5 : 0; next } '
+                'n > 0 { n--; if (/another system/) f = 1 } END { exit !f }')
 
 
 @operation()
@@ -148,15 +166,17 @@ def force_import_scrub_export(pool: str, allow_force: bool = False, credstore_ma
         zfs.force_import_scrub_export(pool="rpool", allow_force=True)
     """
     if allow_force is not True:
-        yield (f"echo 'refusing zpool import -f {pool}: it can corrupt a pool in use by another system; "
-               "rerun with --data allow_force_import=true' >&2; exit 1")
+        yield refuse(f"zpool import -f {pool}: it can corrupt a pool in use by another system; "
+                     "rerun with --data allow_force_import=true")
         return
-    q = shell_quote(pool)
-    yield f"zpool list -H -o name {q} >/dev/null 2>&1 || zpool import -f -N {q}"
-    yield f"zpool scrub {q} && zpool wait -t scrub {q}"
-    yield (f"if cryptsetup status {shell_quote(credstore_mapping)} >/dev/null 2>&1; then "
-           f"umount /dev/mapper/{shell_quote(credstore_mapping)} 2>/dev/null; cryptsetup close {shell_quote(credstore_mapping)}; fi; "
-           f"timeout -k 5 {EXPORT_TIMEOUT} zpool export {q}")
+    yield cmd("zpool", "list", "-H", "-o", "name", "--", pool, QUIET, OR, "zpool", "import", "-f", "-N", "--", pool)
+    yield cmd("zpool", "scrub", "--", pool, AND, "zpool", "wait", "-t", "scrub", "--", pool)
+    yield cmd(
+        Syntax("if"), "cryptsetup", "status", "--", credstore_mapping, QUIET, Syntax("; then"),
+        "umount", "--", f"/dev/mapper/{credstore_mapping}", Syntax("2>/dev/null"), THEN,
+        "cryptsetup", "close", "--", credstore_mapping, Syntax("; fi"), THEN,
+        _export("--", pool),
+    )
 
 
 # Always `zpool import -f`: the runner refuses to queue it without --data allow_force_import=true
@@ -178,18 +198,16 @@ def stop_scrub(pool: str):
 
         zfs.stop_scrub(pool="rpool")
     """
-    q = shell_quote(pool)
-    running = host.get_fact(Command, f"zpool status {q} 2>/dev/null | grep -E '^ *scan: scrub in progress' || true")
-    if not running:
+    status = read_fact(PoolStatus, pool=pool)
+    if not status or not status.get("scrub_running"):
         host.noop(f"no scrub is running on {pool}")
         return
-    yield f"zpool scrub -s {q}"
+    yield cmd("zpool", "scrub", "-s", "--", pool)
 
 
-def _key_location(dataset: str, key_file: str) -> str:
-    location = host.get_fact(Command, f"zfs get -H -o value keylocation {shell_quote(dataset)} 2>/dev/null || true")
-    location = (location or "").strip()
-    if location.startswith("file://") or location.startswith("https://") or location.startswith("http://"):
+def _key_location(props: dict | None, key_file: str) -> str:
+    location = ((props or {}).get("keylocation") or "").strip()
+    if location.startswith(("file://", "https://", "http://")):
         return location
     return "file://" + key_file
 
@@ -209,17 +227,20 @@ def load_key(dataset: str, key_file: str = "/etc/credstore/zfs-sysroot.mount"):
 
         zfs.load_key(dataset="rpool/crypt", key_file="/etc/credstore/zfs-sysroot.mount")
     """
-    q = shell_quote(dataset)
-    status = host.get_fact(Command, f"zfs get -H -o value keystatus {q} 2>/dev/null || true")
-    if (status or "").strip() == "available":
+    props = read_fact(DatasetProperties, dataset=dataset)
+    if props and props.get("keystatus") == "available":
         host.noop(f"key of {dataset} is already loaded")
         return
-    location = _key_location(dataset, key_file)
+    location = _key_location(props, key_file)
     path = location[len("file://"):] if location.startswith("file://") else None
-    check_file = (f"[ -f {shell_quote(path)} ] || {{ echo 'refusing: key file {path} is missing (credstore not "
-                  "mounted, or key lost: restore it from backup)' >&2; exit 1; }; ") if path else ""
-    yield (f"if [ \"$(zfs get -H -o value keystatus {q})\" != available ]; then {check_file}"
-           f"zfs load-key -L {shell_quote(location)} {q}; fi")
+    check_file = () if path is None else (
+        "test", "-f", path, OR,
+        refuse(f"key file {path} is missing (credstore not mounted, or key lost: restore it from backup)"), THEN)
+    yield cmd(
+        assign("kc_ds", dataset), THEN,
+        sh('if [ "$(zfs get -H -o value keystatus -- "$kc_ds")" != available ]; then'),
+        *check_file, "zfs", "load-key", "-L", location, "--", var("kc_ds"), Syntax("; fi"),
+    )
 
 
 @operation()
@@ -235,13 +256,11 @@ def mount_all(dataset: str = ""):
         zfs.mount_all(dataset="rpool/crypt")
     """
     if dataset:
-        unmounted = host.get_fact(Command, (
-            f"zfs get -H -o name,value,property -r mounted,canmount,mountpoint {shell_quote(dataset)} 2>/dev/null "
-            "| awk '$3==\"mounted\" && $2==\"no\" {print $1}' || true"))
-        if not unmounted:
+        props = read_fact(DatasetProperties, dataset=dataset)
+        if props and props.get("exists") and not props.get("unmounted"):
             host.noop(f"datasets under {dataset} are mounted")
             return
-    yield "zfs mount -a"
+    yield cmd("zfs", "mount", "-a")
 
 
 @operation()
@@ -258,51 +277,59 @@ def unmount_recursive(path: str = "/mnt"):
 
         zfs.unmount_recursive(path="/mnt")
     """
-    q = shell_quote(path)
-    below = f"awk -v p={q} '$2==p || index($2, p \"/\")==1 {{print $2}}' /proc/mounts"
-    if not host.get_fact(Command, f"{below} || true"):
+    if not read_fact(MountsUnder, path=path):
         host.noop(f"nothing is mounted under {path}")
         return
     # Deepest first, each mount by itself: `umount -R /mnt` fails when /mnt itself is not a mount
     # point (only datasets below it are), and the list is read when it runs (an earlier fix in the
     # same run may have unmounted some).
-    yield f"{below} | sort -r | while read -r m; do umount \"$m\" || exit 1; done"
+    yield cmd(assign("kc_top", path.rstrip("/") or "/"), THEN, sh(_UNMOUNT_BELOW))
 
 
-def mount_plan_script(pool: str, dataset: str, root: str) -> str:
-    """The shell that mounts ``dataset``'s tree under ``root`` (see :func:`mount_datasets`).
+# Every mount point at or below "$kc_top" (compared as strings), deepest first, unmounted one by one.
+_UNMOUNT_BELOW = ('export kc_top; awk \'BEGIN { p = ENVIRON["kc_top"]; q = (p == "/") ? p : p "/" } '
+                  '$2 == p || index($2, q) == 1 { print $2 }\' /proc/mounts | sort -r | '
+                  'while read -r m; do umount -- "$m" || exit 1; done')
+
+
+def mount_plan_script(pool: str, dataset: str, root: str):
+    """The command that mounts ``dataset``'s tree under ``root`` (see :func:`mount_datasets`).
 
     Decided on the host when it runs (the pool is usually imported by the step before): the pool's
     altroot must be ``root``; each dataset's target is its ``mountpoint`` as ZFS reports it (the
     altroot already prefixed: ``/`` shows as ``/mnt``); every target is checked to be ``root`` or
     below it BEFORE anything is mounted; then mounted by depth (``/mnt``, ``/mnt/nix``, ``/mnt/var``, ...).
     """
-    p, d, r = shell_quote(pool), shell_quote(dataset), shell_quote(root)
-    tab = "\"$(printf '\\t')\""
-    refuse_alt = shell_quote(f"refusing to mount: pool {pool} is imported with altroot ")
-    refuse_alt2 = shell_quote(f", not {root}: its datasets would mount over the running system's own "
-                              f"directories. Export it (zpool export {pool}) and import it again with "
-                              f"zpool import -N -R {root} {pool}")
-    return (
-        f"kc_root={r}; kc_alt=$(zpool get -H -o value altroot {p}) || exit 1; "
-        f"if [ \"$kc_alt\" != \"$kc_root\" ]; then printf '%s%s%s\\n' {refuse_alt} \"'$kc_alt'\" {refuse_alt2} >&2; exit 1; fi; "
-        f"kc_list=$(zfs list -H -o name,mountpoint,canmount,mounted -r -t filesystem {d}) || exit 1; "
-        # one line per dataset to mount: depth, name, target, how (zfsutil|legacy), mounted
-        "kc_plan=$(printf '%s\\n' \"$kc_list\" | awk -F '\\t' -v r=\"$kc_root\" '"
-        "NF < 4 || $3 == \"off\" || $2 == \"none\" || $2 == \"-\" { next } "
-        "{ t = $2; how = \"zfsutil\"; "
-        "if (t == \"legacy\") { how = \"legacy\"; n = split($1, a, \"/\"); t = (a[n] == \"root\") ? r : r \"/\" a[n] } "
-        "if ((t != r && index(t, r \"/\") != 1) || t ~ /(^|\\/)\\.\\.?(\\/|$)/) { print \"outside\\t\" $1 \"\\t\" t; next } "
-        "d = (t == r) ? 0 : split(substr(t, length(r) + 1), s, \"/\") - 1; "
-        "print d \"\\t\" $1 \"\\t\" t \"\\t\" how \"\\t\" $4 }' | sort -t " + tab + " -k1,1n -k3,3) || exit 1; "
-        "kc_bad=$(printf '%s\\n' \"$kc_plan\" | awk -F '\\t' '$1 == \"outside\" { print $2 \" -> \" $3 }'); "
-        "if [ -n \"$kc_bad\" ]; then printf 'refusing to mount: target outside %s: %s\\n' \"$kc_root\" \"$kc_bad\" >&2; exit 1; fi; "
-        "printf '%s\\n' \"$kc_plan\" | while IFS=" + tab + " read -r kc_d kc_ds kc_t kc_how kc_m; do "
-        "[ -n \"$kc_ds\" ] || continue; [ \"$kc_m\" = yes ] && continue; "
-        "mkdir -p -- \"$kc_t\" || exit 1; "
-        "if [ \"$kc_how\" = legacy ]; then mount -t zfs -- \"$kc_ds\" \"$kc_t\" || exit 1; "
-        "else mount -t zfs -o zfsutil -- \"$kc_ds\" \"$kc_t\" || exit 1; fi; done"
+    return cmd(
+        assign("kc_pool", pool), THEN, assign("kc_ds", dataset), THEN, assign("kc_root", root), THEN,
+        assign("kc_why", f"its datasets would mount over the running system's own directories. Export it "
+                         f"(zpool export {pool}) and import it again with zpool import -N -R {root} {pool}"), THEN,
+        sh(_MOUNT_PLAN),
     )
+
+
+# One line per dataset to mount (depth, name, target, how, mounted), refused as a whole when any
+# target falls outside "$kc_root" or the pool's altroot is not "$kc_root".
+_MOUNT_PLAN = (
+    "kc_alt=$(zpool get -H -o value altroot -- \"$kc_pool\") || exit 1; "
+    "if [ \"$kc_alt\" != \"$kc_root\" ]; then printf 'refusing to mount: pool %s is imported with altroot %s, not %s: %s\\n' "
+    "\"$kc_pool\" \"'$kc_alt'\" \"$kc_root\" \"$kc_why\" >&2; exit 1; fi; "
+    "kc_list=$(zfs list -H -o name,mountpoint,canmount,mounted -r -t filesystem -- \"$kc_ds\") || exit 1; "
+    "kc_plan=$(printf '%s\\n' \"$kc_list\" | awk -F '\\t' -v r=\"$kc_root\" '"
+    "NF < 4 || $3 == \"off\" || $2 == \"none\" || $2 == \"-\" { next } "
+    "{ t = $2; how = \"zfsutil\"; "
+    "if (t == \"legacy\") { how = \"legacy\"; n = split($1, a, \"/\"); t = (a[n] == \"root\") ? r : r \"/\" a[n] } "
+    "if ((t != r && index(t, r \"/\") != 1) || t ~ /(^|\\/)\\.\\.?(\\/|$)/) { print \"outside\\t\" $1 \"\\t\" t; next } "
+    "d = (t == r) ? 0 : split(substr(t, length(r) + 1), s, \"/\") - 1; "
+    "print d \"\\t\" $1 \"\\t\" t \"\\t\" how \"\\t\" $4 }' | sort -t \"$(printf '\\t')\" -k1,1n -k3,3) || exit 1; "
+    "kc_bad=$(printf '%s\\n' \"$kc_plan\" | awk -F '\\t' '$1 == \"outside\" { print $2 \" -> \" $3 }'); "
+    "if [ -n \"$kc_bad\" ]; then printf 'refusing to mount: target outside %s: %s\\n' \"$kc_root\" \"$kc_bad\" >&2; exit 1; fi; "
+    "printf '%s\\n' \"$kc_plan\" | while IFS=\"$(printf '\\t')\" read -r kc_d kc_ds kc_t kc_how kc_m; do "
+    "[ -n \"$kc_ds\" ] || continue; [ \"$kc_m\" = yes ] && continue; "
+    "mkdir -p -- \"$kc_t\" || exit 1; "
+    "if [ \"$kc_how\" = legacy ]; then mount -t zfs -- \"$kc_ds\" \"$kc_t\" || exit 1; "
+    "else mount -t zfs -o zfsutil -- \"$kc_ds\" \"$kc_t\" || exit 1; fi; done"
+)
 
 
 @operation()
@@ -351,15 +378,21 @@ def mount_credstore(mapping: str = "credstore", path: str = "/etc/credstore"):
 
         zfs.mount_credstore(mapping="credstore", path="/etc/credstore")
     """
-    dev = shell_quote(f"/dev/mapper/{mapping}")
-    p = shell_quote(path)
-    mounted = host.get_fact(Command, f"awk -v d={dev} -v p={p} '$1==d && $2==p' /proc/mounts || true")
-    if mounted:
+    device = f"/dev/mapper/{mapping}"
+    mounts = read_fact(MountsUnder, path=path) or []
+    if any(m["source"] == device and m["target"] == (path.rstrip("/") or "/") for m in mounts):
         host.noop(f"credstore already mounted at {path}")
         return
-    yield (f"if awk -v d={dev} -v p={p} '$1==d && $2==p {{f=1}} END {{exit !f}}' /proc/mounts; then exit 0; fi; "
-           f"[ -b {dev} ] || {{ echo 'refusing: credstore mapping {mapping} is not open (cryptsetup open first)' >&2; exit 1; }}; "
-           f"mkdir -p {p} && mount {dev} {p}")
+    yield cmd(
+        Syntax("export"), assign("kc_dev", device), assign("kc_mnt", path), THEN,
+        sh(_MOUNTED_THERE), AND, EXIT_0, THEN,
+        sh('[ -b "$kc_dev" ]'), OR, refuse(f"credstore mapping {mapping} is not open (cryptsetup open first)"), THEN,
+        sh('mkdir -p -- "$kc_mnt" && mount -- "$kc_dev" "$kc_mnt"'),
+    )
+
+
+# True when "$kc_dev" is mounted at "$kc_mnt" (/proc/mounts, compared as strings).
+_MOUNTED_THERE = ('awk \'$1 == ENVIRON["kc_dev"] && $2 == ENVIRON["kc_mnt"] { f = 1 } END { exit !f }\' /proc/mounts')
 
 
 @operation()
@@ -380,11 +413,9 @@ def swapoff_pool_zvols(pool: str):
     """
     from ..facts.disks import SwapHolders
 
-    fact = SwapHolders()
-    lines = host.get_fact(Command, f"{fact.command(pool=pool)}") or ""
-    blocking = fact.process(lines.splitlines() if isinstance(lines, str) else list(lines))["blocking"]
+    blocking = (read_fact(SwapHolders, pool=pool) or {}).get("blocking") or []
     if not blocking:
         host.noop(f"no swap on a zvol of {pool}")
         return
     for device in blocking:
-        yield f"swapoff {shell_quote(device)}"
+        yield cmd("swapoff", "--", device)

@@ -35,7 +35,9 @@ def _rebuild(host, tmp_path: Path, tag: str, *data: str):
     return result, out
 
 
-CONSENT = ("allow_destructive=true", "destructive_device=/dev/vda")
+def consent(host, device="/dev/vda"):
+    """The operator's consent names the host and its disk (a device alone could match every host)."""
+    return ("allow_destructive=true", f"destructive_device={host.name}:{device}")
 
 
 def test_wipe_refused_for_each_unmet_condition_then_done(lab_host, tmp_path):
@@ -60,13 +62,14 @@ def test_wipe_refused_for_each_unmet_condition_then_done(lab_host, tmp_path):
 
     # The runner refuses before anything is queued.
     refused("no-consent", reason="allow_destructive")
-    refused("other-device", "allow_destructive=true", "destructive_device=/dev/vda1", reason="is not the inventory's disk")
+    refused("other-device", *consent(host, "/dev/vda1"), reason="is not the inventory's disk")
+    refused("device-without-host", "allow_destructive=true", "destructive_device=/dev/vda", reason="does not name host")
 
     # The on-host guard refuses (same shell command as the wipe).
     rc, _, err = host.ssh("zpool import -N -f rpool")
     assert rc == 0, err
     # The pool imported with -N mounts nothing: its data is read (checksum) once it is exported again.
-    refused("pool-imported", *CONSENT, reason="vdev of an imported ZFS pool", or_skipped_by="target-disk-",
+    refused("pool-imported", *consent(host), reason="vdev of an imported ZFS pool", or_skipped_by="target-disk-",
             data_readable=False, or_refused="not in the plan")
     host.ssh("zpool export rpool")  # unless target-disk-no-imported-pool's own (planned) fix exported it
     assert host.checksum() == expected, "pool-imported: data changed by a refused wipe"
@@ -75,18 +78,18 @@ def test_wipe_refused_for_each_unmet_condition_then_done(lab_host, tmp_path):
     # fix in the plan); the wipe then became applicable only after that fix, so it is refused as
     # not in the plan the operator saw (or the on-host guard refuses the mount itself).
     assert host.ssh("mkdir -p /mnt/kc-esp && mount /dev/vda1 /mnt/kc-esp")[0] == 0
-    refused("mounted", *CONSENT, reason="is mounted at /mnt/kc-esp", or_skipped_by="target-disk-not-mounted",
+    refused("mounted", *consent(host), reason="is mounted at /mnt/kc-esp", or_skipped_by="target-disk-not-mounted",
             or_refused="not in the plan")
     host.ssh("umount /mnt/kc-esp")
 
     assert host.ssh("nohup sleep 600 < /dev/vda > /dev/null 2>&1 & echo $! > /run/kc-holder.pid")[0] == 0
-    refused("open", *CONSENT, reason="is open by a process")
+    refused("open", *consent(host), reason="is open by process")
     assert host.ssh("kill $(cat /run/kc-holder.pid)")[0] == 0
 
     rc, _, err = host.ssh("dmsetup create kc-hold --table '0 8 linear /dev/vda2 0'")
     if rc == 0:
         # While the dm device holds the partition ZFS cannot read the pool: checksum once it is gone.
-        refused("holder", *CONSENT, reason="held open by dm-", data_readable=False)
+        refused("holder", *consent(host), reason="held open by dm-", data_readable=False)
         assert host.ssh("dmsetup remove kc-hold")[0] == 0
         assert host.checksum() == expected, "holder: data changed by a refused wipe"
 
@@ -94,9 +97,8 @@ def test_wipe_refused_for_each_unmet_condition_then_done(lab_host, tmp_path):
     by_id = out.split()[0] if out.split() else ""
 
     # Every condition met: the disk is wiped (through its by-id name where the guest has one).
-    consent = ("allow_destructive=true", f"destructive_device={by_id or '/dev/vda'}",
-               *([f"disk={by_id}"] if by_id else []))
-    result, out = _rebuild(host, tmp_path, "all-met", *consent)
+    result, out = _rebuild(host, tmp_path, "all-met", *consent(host, by_id or "/dev/vda"),
+                           *([f"disk={by_id}"] if by_id else []))
     assert result["outcome"] == "fixed", (result, out[-3000:])
     rc, signatures, _ = host.ssh("wipefs --noheadings /dev/vda; lsblk -no PTTYPE /dev/vda")
     assert signatures.strip() == "", signatures

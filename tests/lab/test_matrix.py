@@ -65,7 +65,7 @@ def _consent(host, automated) -> list[str]:
     pool is the lab's own)."""
     data = []
     if host.state == "installer":
-        data += ["allow_destructive=true", f"destructive_device={host.data['disk']}"]
+        data += ["allow_destructive=true", f"destructive_device={host.name}:{host.data['disk']}"]
     if any(forces_import(CATALOG[c].fix["steps"]) for c in automated):
         data.append("allow_force_import=true")
     return [arg for item in data for arg in ("--data", item)]
