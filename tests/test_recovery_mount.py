@@ -19,7 +19,7 @@ import subprocess
 import pytest
 
 from keystone_checks.operations import luks, zfs
-from test_host_operations import run
+from op_runner import run
 
 
 def _fakes(tmp_path, altroot: str, datasets: list[tuple[str, str, str, str]]):
@@ -29,9 +29,9 @@ def _fakes(tmp_path, altroot: str, datasets: list[tuple[str, str, str, str]]):
     listing = "".join("\t".join(row) + "\n" for row in datasets)
     (tmp_path / "list.txt").write_text(listing)
     scripts = {
-        "zpool": f"#!/bin/sh\n[ \"$1 $2 $3 $4 $5 $6\" = 'get -H -o value altroot rpool' ] || exit 2\necho '{altroot}'\n",
+        "zpool": f"#!/bin/sh\n[ \"$*\" = 'get -H -o value -- altroot rpool' ] || exit 2\necho '{altroot}'\n",
         "zfs": ("#!/bin/sh\ncase \"$*\" in\n"
-                "'list -H -o name,mountpoint,canmount,mounted -r -t filesystem rpool/crypt') "
+                "'list -H -o name,mountpoint,canmount,mounted -r -t filesystem -- rpool/crypt') "
                 f"cat {tmp_path / 'list.txt'};;\n*) echo \"unexpected zfs $*\" >&2; exit 2;;\nesac\n"),
         "mount": f"#!/bin/sh\nprintf '%s\\n' \"$*\" >> {log}\n",
     }
@@ -103,10 +103,15 @@ def test_mount_datasets_refuses_root_slash():
         run(zfs, zfs.mount_datasets, dataset="rpool/crypt", root="/")
 
 
+def _NOT_IMPORTED(pool):  # noqa: N802 - the zfs.PoolList answer for a pool that is not imported
+    return {"zfs.PoolList": {f"pool={pool}": {"imported": False, "pool": None, "pools": []}}}
+
+
 def test_import_pool_with_altroot_and_hostile_name_is_quoted():
-    (cmd,), _ = run(zfs, zfs.import_pool, pool="rpool", altroot="/mnt")
-    assert cmd.endswith("else zpool import -N -R /mnt -- rpool; fi")
-    (cmd,), _ = run(zfs, zfs.import_pool, pool="x; touch /tmp/pwned", altroot="/mnt")
+    (cmd,), _ = run(zfs, zfs.import_pool, facts=_NOT_IMPORTED("rpool"), pool="rpool", altroot="/mnt")
+    assert cmd.endswith("else zpool import -N -R /mnt -- rpool ; fi")
+    (cmd,), _ = run(zfs, zfs.import_pool, facts=_NOT_IMPORTED("x; touch /tmp/pwned"), pool="x; touch /tmp/pwned",
+                    altroot="/mnt")
     assert "-- 'x; touch /tmp/pwned'" in cmd and "; touch /tmp/pwned;" not in cmd
 
 

@@ -16,7 +16,7 @@ import yaml
 from keystone_checks.catalog import load_catalog
 from keystone_checks.evaluate import Outcome, evaluate
 from keystone_checks.operations import luks
-from test_host_operations import run
+from op_runner import run
 
 FIXTURES = Path(__file__).parent / "fixtures" / "facts"
 CATALOG = {c.id: c for c in load_catalog()}

@@ -311,7 +311,7 @@ def mount_plan_script(pool: str, dataset: str, root: str):
 # One line per dataset to mount (depth, name, target, how, mounted), refused as a whole when any
 # target falls outside "$kc_root" or the pool's altroot is not "$kc_root".
 _MOUNT_PLAN = (
-    "kc_alt=$(zpool get -H -o value altroot -- \"$kc_pool\") || exit 1; "
+    "kc_alt=$(zpool get -H -o value -- altroot \"$kc_pool\") || exit 1; "
     "if [ \"$kc_alt\" != \"$kc_root\" ]; then printf 'refusing to mount: pool %s is imported with altroot %s, not %s: %s\\n' "
     "\"$kc_pool\" \"'$kc_alt'\" \"$kc_root\" \"$kc_why\" >&2; exit 1; fi; "
     "kc_list=$(zfs list -H -o name,mountpoint,canmount,mounted -r -t filesystem -- \"$kc_ds\") || exit 1; "
