@@ -96,7 +96,7 @@ def test_bad_layout_host_data_names_host_and_key(layout, message):
 
 
 def test_bad_disks_host_data_names_host_and_key():
-    with pytest.raises(HostDataError, match="host data 'disks': expected absolute device paths, got 'sda'"):
+    with pytest.raises(HostDataError, match="host srv1: host data 'disks': 'sda' is not valid: not an absolute path"):
         hostdata.resolve("srv1", {"role": "deployed", "disks": ["/dev/sda", "sda"]})
 
 

@@ -31,7 +31,7 @@ EXPECTED = {
     "not-a-mapping.yaml": (1, "must be a YAML mapping"),
     "applies-when-unknown-gather.yaml": (11, "applies_when.gather: 'layout' is not a name under this check's gather"),
     "applies-when-bad-schema.yaml": (13, "applies_when.schema.properties.boot_loader.type: not a valid JSON Schema"),
-    "applies-when-unknown-host-data.yaml": (11, "unknown host data ['storage_kind']"),
+    "applies-when-unknown-host-data.yaml": (13, "unknown host data ['storage_kind']"),
     "applies-when-no-description.yaml": (11, "'description' is a required property"),
 }
 
