@@ -17,9 +17,9 @@ BUNDLED = PACKAGE / "_bundled"
 
 
 def _first_existing(name: str) -> Path:
-    # A source checkout is recognised by its pyproject.toml, so a stray ./checks next to an
-    # installed package in site-packages is never taken for the catalog.
-    if (SOURCE_ROOT / "pyproject.toml").is_file() and (SOURCE_ROOT / name).is_dir():
+    # A checkout (or a copy of one, like the systemd units' /opt/keystone-checks) has checks/ and
+    # playbooks/ beside the package; an installed wheel has them inside it.
+    if (SOURCE_ROOT / name).is_dir() and (SOURCE_ROOT / "keystone_checks").is_dir():
         return SOURCE_ROOT / name
     return BUNDLED / name
 

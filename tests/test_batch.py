@@ -251,3 +251,14 @@ def test_an_unkillable_probe_is_not_waited_for(tmp_path, frozen_cgroup):
     assert results[0].exit_code == 124 and results[0].stdout == []
     assert "did not end within" in results[0].stderr_text()
     assert results[1].stdout == ["fine"] and results[2].stdout == ["done"]
+
+
+def test_a_probe_may_use_the_batch_s_own_variable_names():
+    """A fact that names a variable kc_t (the batch's temp dir) or kc_rc must not redirect the
+    batch's bookkeeping: found on the lab guest, where sshd -T output in kc_t broke the section."""
+    results = run_batch([
+        Probe("a", 'kc_t="port 22"; kc_rc=7; kc_p=x; echo "$kc_t"; exit 3'),
+        Probe("b", "echo b"),
+    ])
+    assert (results[0].exit_code, results[0].stdout) == (3, ["port 22"]), results[0]
+    assert (results[1].exit_code, results[1].stdout) == (0, ["b"])

@@ -87,7 +87,8 @@ def render_batch(probes: list[Probe], marker: str) -> str:
         # its exit status, `x<i>` says "timed out".
         lines.append(
             f"( echo '{marker}:{index}:OUT'\n"
-            f"( trap 'echo $? >\"$kc_t/r{index}\"' EXIT; read kc_p kc_x <\"/proc/self/stat\" && echo \"$kc_p\" >\"$kc_t/p{index}\"\n"
+            # The trap's path is expanded now: a probe may use any variable name, kc_t included.
+            f"( trap \"echo \\$? >'$kc_t/r{index}'\" EXIT; read kc_p kc_x <\"/proc/self/stat\" && echo \"$kc_p\" >\"$kc_t/p{index}\"\n"
             f"{guard}{probe.command}\n"
             f") </dev/null 2>\"$kc_t/e{index}\" | head -c {STDOUT_LIMIT + 1}\n"
             f": >\"$kc_t/p{index}\"; kc_rc=-1; read kc_rc <\"$kc_t/r{index}\"\n"

@@ -160,7 +160,12 @@ FAULTS: list[Fault] = [
           data={"min_nix_free_bytes": 33554432}, guide='"out of disk space"'),
     Fault("running-not-newest", "deployed",
           "a 4th system generation exists but /run/current-system still points at the 3rd",
-          "ks_new_generation 4\n",
+          # as `nixos-rebuild boot` leaves it: the new generation and its boot entry, not yet booted
+          "kc_path=$(ks_new_generation 4)\n"
+          "kc_k=$(ls /boot/EFI/nixos | sed -n 's/^kernel-\\(.*\\)\\.efi$/\\1/p' | head -n 1)\n"
+          "printf 'title NixOS\\nversion Generation 4\\nlinux /EFI/nixos/kernel-%s.efi\\n"
+          "initrd /EFI/nixos/initrd-%s.efi\\noptions init=%s/init root=fstab\\n' \"$kc_k\" \"$kc_k\" \"$kc_path\" "
+          "> /boot/loader/entries/nixos-generation-4.conf\n",
           "[ \"$(readlink -f /run/current-system)\" != \"$(readlink -f /nix/var/nix/profiles/system)\" ]",
           guide="Generation not appearing"),
     Fault("single-generation", "deployed", "old system generations deleted: no rollback target",

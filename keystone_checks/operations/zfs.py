@@ -36,6 +36,25 @@ def _export(*what):
     return cmd("timeout", "-k", "5", EXPORT_TIMEOUT, "zpool", "export", *what)
 
 
+def _release_foreign_mounts(pool: str):
+    """Unmount what is mounted *on* the pool's mounted datasets but is not ZFS (the ESP at
+    ``/mnt/boot`` on a root dataset at ``/mnt``), deepest first: ``zpool export`` cannot unmount a
+    dataset with another filesystem on top ("cannot unmount '/mnt': pool or dataset is busy").
+    nixos-anywhere does the same with ``umount -R /mnt`` before ``zpool export -a``. A dataset
+    mounted at ``/`` is never taken as a root to clear (that is the running system)."""
+    return cmd(assign("kc_pool", pool), THEN, sh(_RELEASE_FOREIGN_MOUNTS))
+
+
+_RELEASE_FOREIGN_MOUNTS = (
+    "kc_mps=$(zfs list -H -o mountpoint,mounted -r -t filesystem -- \"$kc_pool\" 2>/dev/null | "
+    "awk -F '\\t' '$2 == \"yes\" && $1 ~ /^\\/./ { print $1 }'); "
+    "if [ -n \"$kc_mps\" ]; then printf '%s\\n' \"$kc_mps\" | "
+    "awk 'NR == FNR { m[$0] = 1; next } $3 != \"zfs\" { for (p in m) if (index($2, p \"/\") == 1) "
+    "{ print length($2) \"\\t\" $2; break } }' - /proc/mounts | sort -rn | cut -f2- | "
+    "while IFS= read -r kc_m; do umount -- \"$kc_m\" || exit 1; done || exit 1; fi"
+)
+
+
 @operation()
 def load_module():
     """Load the zfs kernel module (guide: "modprobe zfs").
@@ -55,7 +74,9 @@ def load_module():
 
 @operation()
 def export_pool(pool: str, credstore_mapping: str = "credstore"):
-    """Export a pool, refusing while the credstore LUKS mapping on its zvol is still open.
+    """Export a pool, refusing while the credstore LUKS mapping on its zvol is still open. Other
+    filesystems mounted on its datasets (the ESP at ``/mnt/boot``) are unmounted first, as
+    nixos-anywhere's ``umount -R /mnt`` would.
 
     + pool: pool name, e.g. ``rpool``
     + credstore_mapping: mapping that must be closed first (an open one makes the export hang)
@@ -73,6 +94,7 @@ def export_pool(pool: str, credstore_mapping: str = "credstore"):
         _is_imported_or_exit(pool), THEN,
         _refuse_while_open(credstore_mapping, f"refusing to export {pool}: LUKS mapping {credstore_mapping} "
                                               "is still open (close it first)"), THEN,
+        _release_foreign_mounts(pool), THEN,
         _export("--", pool),
     )
 
