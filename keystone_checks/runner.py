@@ -92,7 +92,7 @@ class Recorder:
             except ValueError as exc:
                 print(f"keystone-checks: host data 'reports': {exc}", file=sys.stderr)
 
-        sys.stdout.write("\n" + console.render(data, colour=sys.stdout.isatty()))
+        sys.stdout.write("\n" + console.render(data, colour=sys.stdout.isatty(), own_exit=False))
         sys.stdout.flush()
         emit_reports(data, specs, stderr=sys.stdout)  # every format attempted; failures named one by one
 

@@ -110,3 +110,13 @@ def test_playbook_writes_extra_report_formats(tmp_path):
     assert 'keystone_check_outcome{' in prom.read_text()
     assert "unknown report format 'bogus'" in done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_cli_header_does_not_claim_an_exit_code_pyinfra_does_not_give(tmp_path):
+    """pyinfra exits by its own rules; the printed header says which command gives the Nagios code."""
+    from kc_helpers import run_pyinfra
+
+    report = tmp_path / "r.json"
+    done = run_pyinfra("@local", "preflight.py", "--data", "role=controller", "--data", f"report={report}")
+    header = next(line for line in done.stdout.splitlines() if line.startswith("keystone-checks preflight:"))
+    assert "(exit " not in header and "Nagios code" in header and "keystone-checks run" in header, header

@@ -12,7 +12,10 @@ _COLOURS = {"pass": "32", "fixed": "32", "fail": "31", "fix-failed": "31", "erro
 _ORDER = {"fail": 0, "fix-failed": 1, "error": 2, "would-fix": 3, "fixed": 4, "pass": 5, "skipped": 6}
 
 
-def render(report: dict[str, Any], colour: bool = False, show_skipped: bool = False) -> str:
+def render(report: dict[str, Any], colour: bool = False, show_skipped: bool = False, own_exit: bool = True) -> str:
+    """The console table. ``own_exit``: this process exits with the report's code (``keystone-checks
+    run``); under the pyinfra CLI it does not (pyinfra exits by its own rules), and the header says so
+    instead of claiming an exit code the shell will not see."""
     # Host text never reaches the terminal raw (escape sequences) nor forges a line of the table.
     report = scrub(report, one_line)
     width = shutil.get_terminal_size((120, 20)).columns
@@ -22,8 +25,11 @@ def render(report: dict[str, Any], colour: bool = False, show_skipped: bool = Fa
         code = _COLOURS.get(key)
         return f"\033[{code}m{text}\033[0m" if colour and code else text
 
-    out.append(f"keystone-checks {report['phase']}: {report['summary']['hosts']} host(s), "
-               f"status {report['summary']['status'].upper()} (exit {report['summary']['exit_code']})")
+    code = report['summary']['exit_code']
+    status = (f"status {report['summary']['status'].upper()} (exit {code})" if own_exit else
+              f"status {report['summary']['status'].upper()} (Nagios code {code} in the report; pyinfra's own exit "
+              "code does not follow it: timers, cron and CI use `keystone-checks run`)")
+    out.append(f"keystone-checks {report['phase']}: {report['summary']['hosts']} host(s), {status}")
     reasons = report["summary"].get("unknown_because") or []
     if reasons and report["summary"]["status"] == "unknown":
         out.append("unknown because: " + "; ".join(reasons[:5]) + (f"; ... ({len(reasons)} in all)" if len(reasons) > 5 else ""))
