@@ -56,6 +56,10 @@ def run_with_esp(tmp_path: Path, playbook: str, files: dict, data: dict, size: s
     staged = tmp_path / "staged"
     _tree(staged, files)
     report = tmp_path / "report.json"
+    # The ESP is what these runs judge. On a ZFS host the profile (/nix) sits on the crypt datasets,
+    # which next-boot-generation-on-esp waits for; this machine has no pool, so the host is pinned
+    # as Keystone's ext4 + LUKS layout (an ESP like any other, no datasets to wait for).
+    data = {**data, "layout": {"storage": "ext4-luks", **data.get("layout", {})}}
     inventory = write_inventory(tmp_path / "inv.py", {"@local": {"role": "deployed", "disk": "/dev/kc-absent",
                                                                  "boot_mount": str(esp), **data}})
     script = Path(sys.executable).parent / "pyinfra"

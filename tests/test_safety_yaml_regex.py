@@ -32,7 +32,10 @@ BOMBS = {
         [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 10)]), "alias *l0 is not allowed"),
     "alias-in-expect": (BASE.replace("expect:", "x_anchor: &m {minimum: 1}\nexpect:").replace(
         '{minimum: 1, description: "some free space on /"}', "*m"), "alias *m is not allowed"),
-    "deep-nesting": (BASE + "deep: " + "[" * 100_000 + "]" * 100_000 + "\n", "nested deeper than 64 levels"),
+    # PyYAML >= 6.0.4 (libyaml parser) refuses deep nesting itself, before our event check does:
+    # either refusal is a file:line error, which is the promise.
+    "deep-nesting": (BASE + "deep: " + "[" * 100_000 + "]" * 100_000 + "\n",
+                     ("nested deeper than 64 levels", "YAML syntax error: exceeded maximum nesting depth")),
 }
 
 
@@ -45,7 +48,9 @@ def _limited(seconds: int = 60, memory: int = 1 << 30):
 
 @pytest.mark.parametrize("name", sorted(BOMBS))
 def test_yaml_bombs_in_a_check_file_are_a_file_line_error(tmp_path, name):
-    text, message = BOMBS[name]
+    text, messages = BOMBS[name]
+    messages = (messages,) if isinstance(messages, str) else messages
+    message = messages[0]
     path = tmp_path / f"{name}.yaml"
     path.write_text(text)
     line = next(i for i, l in enumerate(text.splitlines(), 1) if ("*" in l and "alias" in message) or
@@ -56,7 +61,7 @@ def test_yaml_bombs_in_a_check_file_are_a_file_line_error(tmp_path, name):
     elapsed = time.perf_counter() - started
     assert done.returncode == 1, (done.returncode, done.stderr[-2000:])
     assert "Traceback" not in done.stderr and "RecursionError" not in done.stderr
-    assert f"{name}.yaml:{line}: {message}" in done.stderr, done.stderr[-2000:]
+    assert any(f"{name}.yaml:{line}: {m}" in done.stderr for m in messages), done.stderr[-2000:]
     assert elapsed < 30
 
 
