@@ -10,6 +10,17 @@ from .base import KeystoneFact, parse_int, shell_quote
 _FP = re.compile(r"^(\d+)\s+(\S+)\s+(.*?)\s*\(([A-Z0-9-]+)\)\s*$")
 
 
+def _expected_fingerprint(rest: str) -> str | None:
+    """The fingerprint of the operator's key from an ``expected <ssh-keygen -l line>`` line
+    (None when ssh-keygen said the key is invalid)."""
+    if rest.strip() == "invalid":
+        return None
+    m = _FP.match(rest)
+    if not m:
+        raise UnparseableOutput(f"ssh-keygen -l: unexpected {rest!r}")
+    return m.group(2)
+
+
 class AuthorizedKeys(KeystoneFact):
     """Root's authorized_keys: every non-comment line must be one complete public key on one line
     (a key broken over lines or truncated fails ``ssh-keygen -l -f -``), and, when host data
@@ -47,12 +58,7 @@ class AuthorizedKeys(KeystoneFact):
         for line in output:
             if line.startswith("expected "):
                 expected_given = True
-                rest = line[len("expected "):]
-                if rest.strip() != "invalid":
-                    m = _FP.match(rest)
-                    if not m:
-                        raise UnparseableOutput(f"ssh-keygen -l: unexpected {rest!r}")
-                    expected = m.group(2)
+                expected = _expected_fingerprint(line[len("expected "):])
             elif line.startswith("key "):
                 parts = line.split(" ", 2)
                 if len(parts) != 3:
@@ -191,12 +197,7 @@ class SshdAuthorizedKeys(KeystoneFact):
                 base["home"] = line[5:]
             elif line.startswith("expected "):
                 expected_given = True
-                rest = line[len("expected "):]
-                if rest.strip() != "invalid":
-                    m = _FP.match(rest)
-                    if not m:
-                        raise UnparseableOutput(f"ssh-keygen -l: unexpected {rest!r}")
-                    expected = m.group(2)
+                expected = _expected_fingerprint(line[len("expected "):])
             elif line.startswith("file "):
                 current = {"path": line[5:], "exists": True, "keys": [], "invalid_lines": []}
                 files.append(current)
