@@ -202,7 +202,8 @@ def test_hostile_bytes_and_huge_outputs(front_end, tmp_path, request):
     table = extra["console"].read_text()
     assert "cannot list: \\x1b]0;pwned\\x07\\x1b[2J\ufffd" in table, "the console table shows the escapes visibly"
     if front_end == "pyinfra":
-        assert table.strip() in console, "the playbook prints the same table at the end"
+        # the same table at the end; only the header differs (pyinfra's exit code is not the report's)
+        assert table.strip().split("\n", 1)[1] in console, "the playbook prints the same table at the end"
     for name in ("five-mb", "hundred-mb"):
         result = results[name]["pool-state"]
         assert result["outcome"] == "error", result
