@@ -62,7 +62,7 @@ def test_wipe_refused_for_each_unmet_condition_then_done(lab_host, tmp_path):
 
     # The runner refuses before anything is queued.
     refused("no-consent", reason="allow_destructive")
-    refused("other-device", *consent(host, "/dev/vda1"), reason="is not the inventory's disk")
+    refused("other-device", *consent(host, "/dev/vda1"), reason="not the inventory's disk")
     refused("device-without-host", "allow_destructive=true", "destructive_device=/dev/vda", reason="does not name host")
 
     # The on-host guard refuses (same shell command as the wipe).
