@@ -166,6 +166,8 @@ def check_host(host, state, checks, force_fix: bool = False, on_context=None) ->
     host_report = report.HostReport(host.name)
     try:
         nodelay.enable(host)
+        if on_context:  # where the report goes is known even when the rest of the host data is bad
+            on_context({k: host.data.get(k) for k in ("report", "reports") if isinstance(host.data.get(k), str)})
         context = hostdata.resolve(host.name, host.data)
         host_report.roles = hostdata.roles_of(host.name, context)
         if force_fix:

@@ -120,3 +120,17 @@ def test_cli_header_does_not_claim_an_exit_code_pyinfra_does_not_give(tmp_path):
     done = run_pyinfra("@local", "preflight.py", "--data", "role=controller", "--data", f"report={report}")
     header = next(line for line in done.stdout.splitlines() if line.startswith("keystone-checks preflight:"))
     assert "(exit " not in header and "Nagios code" in header and "keystone-checks run" in header, header
+
+
+def test_bad_host_data_still_writes_the_report_where_asked(tmp_path):
+    """Host data the grammar refuses makes the host `error`, and the report still goes to the
+    path the operator gave (found by the lab wipe test: it went to the default path)."""
+    from kc_helpers import run_pyinfra
+
+    report = tmp_path / "r.json"
+    run_pyinfra("@local", "boot.py", "--data", "role=deployed", "--data", "destructive_device=/dev/vda",
+                "--data", f"report={report}")
+    import json
+
+    host = json.loads(report.read_text())["hosts"][0]
+    assert host["status"] == "error" and "does not name a host" in host["error"], host

@@ -93,7 +93,9 @@ FAULTS: list[Fault] = [
           "true\n", "zpool import 2>&1 | grep -q 'another system'", guide="ZFS Pool Not Imported"),
     Fault("export-hang-credstore-open", "installed",
           "zpool export started with the credstore open: hangs in D state on ZFS 2.3",
-          _IMPORT_AT_MNT +
+          # as nixos-anywhere does it (umount -R /mnt, then export): with the ESP still on the root
+          # dataset the export would fail at once on /mnt instead of hanging on the credstore
+          _IMPORT_AT_MNT + "umount /mnt/boot\n"
           "systemd-run --quiet --unit=keystone-lab-export zpool export rpool\nsleep 5\n",
           "systemctl is-active -q keystone-lab-export.service && "
           "ps -o stat= -C zpool | grep -q D", hard_kill=True, variants=("zfs23",),
