@@ -248,7 +248,8 @@ EXPECTED_CHECKS: dict[str, tuple[str, ...]] = {
     "pool-left-imported": ("no-datasets-mounted-under-mnt",),
     "dataset-busy-under-mnt": ("no-processes-using-mnt",),
     "pool-imported-other-host": ("pool-exported-cleanly",),
-    "export-hang-credstore-open": ("credstore-closed-before-export", "no-datasets-mounted-under-mnt"),
+    # the hung export has already unmounted the datasets: only the open credstore is left to see
+    "export-hang-credstore-open": ("credstore-closed-before-export",),
     "pool-not-imported": ("pool-imported",),
     "key-not-loaded": ("crypt-keys-loaded",),
     "credstore-inactive": ("credstore-unlocked",),
