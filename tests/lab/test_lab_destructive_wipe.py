@@ -65,7 +65,7 @@ def test_wipe_refused_for_each_unmet_condition_then_done(lab_host, tmp_path):
     # The runner refuses before anything is queued.
     refused("no-consent", reason="allow_destructive")
     refused("other-device", *consent(host, "/dev/vda1"), reason="not the inventory's disk")
-    refused("device-without-host", "allow_destructive=true", "destructive_device=/dev/vda", reason="does not name host")
+    refused("device-without-host", "allow_destructive=true", "destructive_device=/dev/vda", reason="does not name a host")
 
     # The on-host guard refuses (same shell command as the wipe).
     rc, _, err = host.ssh("zpool import -N -f rpool")
