@@ -32,6 +32,18 @@ class Unknown(Exception):
     """A rule the evaluator cannot decide for the generic packet."""
 
 
+def _quiet_verdict(walk, allowed_only: list, target: str, depth: int) -> str:
+    """What a jump target decides, for a conditional rule (iptables and nft walks alike): the
+    target's own notes (``allowed_only``) are not kept, and a rule it cannot read is "unknown"."""
+    saved = list(allowed_only)
+    try:
+        return walk(target, depth + 1)[0]
+    except Unknown:
+        return "unknown"
+    finally:
+        allowed_only[:] = saved
+
+
 # -- tri-state matches: True (generic packet matches), False (it does not), or a condition string
 #    ("from 10.0.0.0/8"): matches only some packets, never the generic one.
 
@@ -230,14 +242,7 @@ def iptables_verdict(policies: dict, rules: dict, port: int, family: str) -> dic
         return "return", f"end of {chain}"
 
     def _quiet(target, depth):
-        """What a jump target decides, for a conditional rule: its own notes are not kept."""
-        saved = list(allowed_only)
-        try:
-            return walk(target, depth + 1)[0]
-        except Unknown:
-            return "unknown"
-        finally:
-            allowed_only[:] = saved
+        return _quiet_verdict(walk, allowed_only, target, depth)
 
     try:
         verdict, where = walk("INPUT", 0)
@@ -441,13 +446,7 @@ def nft_verdicts(data, port: int, family: str, skip_tables=()) -> list[dict]:
             return "return", f"end of {name}"
 
         def _quiet(target, depth):
-            saved = list(allowed_only)
-            try:
-                return walk(target, depth + 1)[0]
-            except Unknown:
-                return "unknown"
-            finally:
-                allowed_only[:] = saved
+            return _quiet_verdict(walk, allowed_only, target, depth)
 
         entry = {"family": fam, "table": table, "chain": c.get("name")}
         try:
