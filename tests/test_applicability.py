@@ -141,7 +141,8 @@ def test_bad_layout_in_the_inventory_is_a_host_error_not_a_traceback(tmp_path):
     inventory = write_inventory(tmp_path / "inv.py", {"@local": {"role": "deployed", "layout": {"storage": "btrfs"}}})
     done = run_pyinfra(inventory, "next-boot.py", "--data", f"report={report}", cwd=tmp_path)
     assert "Traceback" not in done.stdout + done.stderr
-    # the report path is host data too, which could not be read: the default path (under cwd)
-    (written,) = list((tmp_path / "reports").glob("next-boot-*.json"))
-    (host,) = read_report(written)["hosts"]
+    # the report path is read before the rest of the host data is validated: the report lands where asked
+    assert report.is_file(), done.stdout + done.stderr
+    assert not (tmp_path / "reports").exists()
+    (host,) = read_report(report)["hosts"]
     assert host["status"] == "error" and "host data 'layout'" in host["error"] and "btrfs" in host["error"]
