@@ -358,7 +358,7 @@ def _names_problem(kind: str, value: Any) -> str | None:
         if not isinstance(name, str):
             return f"{_shown(name)} is not a name; expected {GRAMMARS[kind]}"
         if kind == "roles" and name not in ROLES:
-            return f"{_shown(name)} is not a role; expected {GRAMMARS[kind]}"
+            return f"{_shown(name)} is not one of {', '.join(ROLES)} (several: a list, or separated by ',')"
         if kind != "roles" and not _NAME.fullmatch(name):
             return f"{_shown(name)} is not valid; expected {GRAMMARS[kind]}"
     if kind == "roles" and not names:
