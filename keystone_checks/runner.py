@@ -185,8 +185,7 @@ def check_host(host, state, checks, force_fix: bool = False, on_context=None) ->
                                            what="host data checks/tags/severity")
         results = look(host, selected, host_report.roles, context)
         selection.mark_gates(results.values(), gates)
-        if context.get("waivers"):  # before fixes: a waived failure is accepted, not repaired
-            waivers.apply(results.values(), host.name, waivers.load_cached(context["waivers"], [c.id for c in catalog()]))
+        waivers.apply_context(results.values(), host.name, context)  # before fixes: a waived failure is not repaired
         if context.get("fix"):
             HostFixes(host, state, selected, results, context, host_report.roles).queue()
         host_report.results = list(results.values())

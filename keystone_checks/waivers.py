@@ -164,6 +164,17 @@ def apply(results: Iterable, host_name: str, waivers: list[Waiver], today: _dt.d
                               f"{result.message}")
 
 
+def apply_context(results: Iterable, host_name: str, context: dict[str, Any]) -> None:
+    """``apply`` with the waivers file host data ``waivers`` names (none: nothing to do). Used for
+    the first look and for the checks a fix unblocks, so neither fixes a waived failure."""
+    path = context.get("waivers")
+    if not path:
+        return
+    from .runner import catalog
+
+    apply(results, host_name, load_cached(str(path), [c.id for c in catalog()]))
+
+
 def report_section(path: str, waivers: list[Waiver], today: _dt.date | None = None) -> dict[str, Any]:
     """The report's ``waivers`` object: the file, how many entries, and every expired one."""
     today = today or today_utc()
