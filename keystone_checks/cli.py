@@ -88,6 +88,9 @@ def cmd_show(args) -> int:
         raise KeystoneChecksError(f"no check with id '{args.id}'{hint}")
     print(f"{check.id}: {check.title}")
     print(f"  severity: {check.severity}   phases: {', '.join(check.phases)}   roles: {', '.join(check.roles)}")
+    from .selection import tags_of
+
+    print(f"  tags:     {', '.join(tags_of(check)) or '-'}   (select with --tags)")
     print(f"  guide:    {check.guide['document']} > {check.guide['section']}" + (f" > {check.guide['cause']}" if check.guide.get("cause") else ""))
     print(f"  why:      {check.why}")
     for name, spec in check.gather.items():
