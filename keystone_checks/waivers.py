@@ -148,6 +148,7 @@ def apply(results: Iterable, host_name: str, waivers: list[Waiver], today: _dt.d
     from .evaluate import Outcome
 
     today = today or today_utc()
+    results = list(results)
     for result in results:
         waiver = matching(waivers, result.check, host_name, today)
         if waiver is None:
@@ -162,6 +163,10 @@ def apply(results: Iterable, host_name: str, waivers: list[Waiver], today: _dt.d
             result.outcome = Outcome.WAIVED
             result.message = (f"waived until {waiver.expires.isoformat()} ({waiver.reason}; {waiver.source}): "
                               f"{result.message}")
+    waived = {r.check for r in results if r.outcome == Outcome.WAIVED}
+    for result in results:  # "skipped because X (fail) did not pass" was written before X was waived
+        for check in set(result.blocked_by) & waived:
+            result.message = result.message.replace(f"{check} (fail)", f"{check} (waived)")
 
 
 def apply_context(results: Iterable, host_name: str, context: dict[str, Any]) -> None:

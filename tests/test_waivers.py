@@ -107,6 +107,11 @@ def test_run_with_waivers_exit_status_report_and_expired_warning(tmp_path):
     assert_valid_report(report)
     results = {r["check"]: r for r in report["hosts"][0]["results"]}
     assert results["root-is-tiny"]["outcome"] == "waived"
+    done_after = cli("run", "sweep", "-i", str(inventory), "--checks", "after-tiny", "--waivers", str(live),
+                     "--report", f"json:{tmp_path / 'after.json'}", env=ENV)
+    after = {r["check"]: r for r in json.loads((tmp_path / "after.json").read_text())["hosts"][0]["results"]}
+    assert after["after-tiny"]["message"] == "skipped because root-is-tiny (waived) did not pass", done_after.stderr
+    assert done_after.returncode == 3, "a critical check that could not run behind a waived one is UNKNOWN"
     assert results["root-is-tiny"]["waiver"] == {"check": "root-is-tiny", "hosts": "@loc*", "reason": "big disk on purpose",
                                                  "expires": "2999-12-31", "source": f"{live}:1", "expired": False}
     assert report["summary"]["outcomes"]["waived"] == 1 and report["summary"]["outcomes"]["fail"] == 0
