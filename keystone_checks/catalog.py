@@ -12,7 +12,7 @@ import inspect
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -33,6 +33,87 @@ _SAMPLE_CONTEXT = {k.name: (k.default if k.default is not None else k.types[0]()
 _SAMPLE_CONTEXT.update(role="installer", disk="/dev/vda", host="example")
 
 
+@dataclass(frozen=True)
+class Gather:
+    """One named value a check gathers: ``fact`` (``module.ClassName`` under keystone_checks.facts)
+    called with ``args`` (templates over host data)."""
+
+    fact: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, spec: Gather | dict[str, Any]) -> Gather:
+        return spec if isinstance(spec, Gather) else cls(fact=spec["fact"], args=dict(spec.get("args") or {}))
+
+
+@dataclass(frozen=True)
+class Step:
+    """One operation of an automated fix: ``op`` (``module.function`` or ``pyinfra:module.function``)."""
+
+    op: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, spec: Step | dict[str, Any]) -> Step:
+        return spec if isinstance(spec, Step) else cls(op=spec["op"], args=dict(spec.get("args") or {}))
+
+
+@dataclass(frozen=True)
+class Fix:
+    """How a failing check is fixed: automated ``steps`` with a ``risk``, or ``manual`` text."""
+
+    risk: str | None = None
+    summary: str = ""
+    steps: tuple[Step, ...] = ()
+    manual: str | None = None
+    playbook: str | None = None
+
+    @classmethod
+    def of(cls, spec: Fix | dict[str, Any] | None) -> Fix | None:
+        if spec is None or isinstance(spec, Fix):
+            return spec
+        return cls(risk=spec.get("risk"), summary=spec.get("summary", ""),
+                   steps=tuple(Step.of(s) for s in spec.get("steps", ())),
+                   manual=spec.get("manual"), playbook=spec.get("playbook"))
+
+    @property
+    def is_manual(self) -> bool:
+        return self.manual is not None
+
+    @property
+    def ops(self) -> list[str]:
+        return [step.op for step in self.steps]
+
+
+@dataclass(frozen=True)
+class FixDescription:
+    """What an operator reads about a check's fix, the same in ``show``, docs, diagnose, coverage and
+    reports: ``kind`` is "none", "manual" or "automated"."""
+
+    kind: str
+    text: str                      # manual text (whitespace folded), or the summary; "" when none
+    risk: str | None = None
+    ops: tuple[str, ...] = ()
+    steps: tuple[Step, ...] = ()
+    playbook: str | None = None
+    command: str | None = None     # how to run it: the fix playbook, else `keystone-checks run --fix`
+
+
+def describe_fix(check: Check) -> FixDescription:
+    """The one description of ``check``'s fix (summary, risk, steps, the command that runs it)."""
+    fix = check.fix
+    if fix is None:
+        return FixDescription("none", f"no automatic fix; see the guide section and `keystone-checks show {check.id}`")
+    if fix.is_manual:
+        return FixDescription("manual", " ".join((fix.manual or "").split()))
+    if fix.playbook:
+        command = f"pyinfra INVENTORY {fix.playbook} --dry   # then: pyinfra -y INVENTORY {fix.playbook}"
+    else:
+        command = f"keystone-checks run {check.phases[0]} -i INVENTORY --fix --dry   # then without --dry"
+    return FixDescription("automated", fix.summary, risk=fix.risk, ops=tuple(fix.ops), steps=fix.steps,
+                          playbook=fix.playbook, command=command)
+
+
 @dataclass
 class Check:
     id: str
@@ -42,15 +123,28 @@ class Check:
     roles: list[str]
     guide: dict[str, str]
     why: str
-    gather: dict[str, dict[str, Any]]
+    gather: dict[str, Gather]
     expect: dict[str, Any]
     symptoms: list[Any] = field(default_factory=list)
     depends_on: list[str] = field(default_factory=list)
     requires_data: list[str] = field(default_factory=list)
     applies_when: dict[str, Any] | None = None
-    fix: dict[str, Any] | None = None
+    fix: Fix | None = None
     prevention: list[str] = field(default_factory=list)
     path: str = ""
+
+    def __post_init__(self) -> None:
+        # built from YAML (plain dicts) or by code and tests (dicts or the typed parts)
+        self.gather = {name: Gather.of(spec) for name, spec in (self.gather or {}).items()}
+        self.fix = Fix.of(self.fix)
+
+    def to_data(self) -> dict[str, Any]:
+        """The check as plain data again (the catalog cache stores this)."""
+        data = asdict(self)
+        data["gather"] = {name: asdict(g) for name, g in self.gather.items()}
+        if self.fix is not None:
+            data["fix"] = {k: v for k, v in asdict(self.fix).items() if v not in (None, "", ())}
+        return data
 
     @property
     def symptom_patterns(self) -> list[re.Pattern]:
@@ -394,13 +488,11 @@ def _read_cache(key: str) -> list[Check] | None:
 
 
 def _write_cache(key: str, checks: list[Check]) -> None:
-    from dataclasses import asdict
-
     try:
         directory = _cache_dir()
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f".{key}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps([asdict(c) for c in checks]))
+        tmp.write_text(json.dumps([c.to_data() for c in checks]))
         os.replace(tmp, directory / f"{key}.json")
     except OSError:
         pass  # a read-only home only costs speed

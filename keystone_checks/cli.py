@@ -64,7 +64,7 @@ def cmd_show(args) -> int:
     print(f"  guide:    {check.guide['document']} > {check.guide['section']}" + (f" > {check.guide['cause']}" if check.guide.get("cause") else ""))
     print(f"  why:      {check.why}")
     for name, spec in check.gather.items():
-        print(f"  looks at: {name} = {spec['fact']}({json.dumps(spec.get('args', {}))})")
+        print(f"  looks at: {name} = {spec.fact}({json.dumps(spec.args)})")
     print(f"  expects:  {json.dumps(check.expect)}")
     if check.depends_on:
         print(f"  after:    {', '.join(check.depends_on)}")
@@ -73,13 +73,14 @@ def cmd_show(args) -> int:
     if check.applies_when:
         print(f"  applies:  when {check.applies_when['description']} "
               f"({check.applies_when['gather']}: {json.dumps(check.applies_when['schema'])})")
-    if check.fix:
-        if "manual" in check.fix:
-            print(f"  fix (manual): {check.fix['manual']}")
-        else:
-            print(f"  fix ({check.fix['risk']}): " + " -> ".join(f"{s['op']}({json.dumps(s.get('args', {}))})" for s in check.fix["steps"]))
-            if check.fix.get("playbook"):
-                print(f"  fix playbook: pyinfra INVENTORY {check.fix['playbook']} --dry   (then without --dry)")
+    from .catalog import describe_fix
+
+    fix = describe_fix(check)
+    if fix.kind == "manual":
+        print(f"  fix (manual): {fix.text}")
+    elif fix.kind == "automated":
+        print(f"  fix ({fix.risk}): " + " -> ".join(f"{s.op}({json.dumps(s.args)})" for s in fix.steps))
+        print(f"  fix runs: {fix.command}")
     for item in check.prevention:
         print(f"  prevent:  {item}")
     return 0

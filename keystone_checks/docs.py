@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .catalog import describe_fix
 from .plan import PHASES
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "docs" / "checks.md"
@@ -35,19 +36,15 @@ def _expectations(schema, path: str = "") -> list[str]:
 
 
 def _fix_lines(check) -> list[str]:
-    fix = check.fix
-    if not fix:
+    fix = describe_fix(check)
+    if fix.kind == "none":
         return ["- **Fix:** none automated; see the guide section."]
-    if "manual" in fix:
-        return [f"- **Fix (manual):** {' '.join(fix['manual'].split())}"]
-    lines = [f"- **Fix ({fix['risk']}):** {fix.get('summary', '')}".rstrip()]
-    for step in fix["steps"]:
-        args = json.dumps(step.get("args", {}), sort_keys=True)
-        lines.append(f"  - `{step['op']}` {args}")
-    if fix.get("playbook"):
-        lines.append(f"  - playbook: `pyinfra INVENTORY {fix['playbook']} --dry` (then without `--dry`)")
-    else:
-        lines.append(f"  - run: `keystone-checks run {check.phases[0]} -i INVENTORY --fix --dry` (then without `--dry`)")
+    if fix.kind == "manual":
+        return [f"- **Fix (manual):** {fix.text}"]
+    lines = [f"- **Fix ({fix.risk}):** {fix.text}".rstrip()]
+    for step in fix.steps:
+        lines.append(f"  - `{step.op}` {json.dumps(step.args, sort_keys=True)}")
+    lines.append(f"  - {'playbook' if fix.playbook else 'run'}: `{fix.command}`")
     return lines
 
 
@@ -87,7 +84,7 @@ def render(checks) -> str:
                 if c.guide.get("cause"):
                     out.append(f"- **Cause (guide):** {c.guide['cause']}")
                 out.append(f"- **Why:** {' '.join(c.why.split())}")
-                looks = ", ".join(f"{name} = `{spec['fact']}`" for name, spec in c.gather.items())
+                looks = ", ".join(f"{name} = `{spec.fact}`" for name, spec in c.gather.items())
                 out.append(f"- **Looks at:** {looks}")
                 expected = _expectations(c.expect) or [f"`{json.dumps(c.expect, sort_keys=True)}`"]
                 out.append("- **Expected:** " + "; ".join(expected))
