@@ -22,7 +22,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from . import hostdata, templating, yamlsafe
+from . import hostdata, shapes, templating, yamlsafe
 from .paths import checks_dir
 from .errors import CatalogError, CheckFileError
 
@@ -313,6 +313,21 @@ def _semantic_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileE
     except SchemaError as exc:
         path = ("expect",) + tuple(exc.path)
         add(path, f"{'.'.join(map(str, path))}: expect is not a valid JSON Schema: {exc.message}")
+    else:
+        # JSON Schema ignores what it does not know: compare expect with what the facts return
+        facts = {name: spec["fact"] for name, spec in data.get("gather", {}).items()}
+        for path, message in shapes.expect_problems(rendered, shapes.gathered_shape(facts), ("expect",), shapes.GATHERED):
+            add(path, message)
+        rule = data.get("applies_when")
+        if rule and rule["gather"] in facts:
+            try:
+                schema = templating.render(rule["schema"], _SAMPLE_CONTEXT)
+            except templating.TemplateProblem:
+                schema = None  # reported with the other template problems
+            fact = facts[rule["gather"]]
+            for path, message in shapes.expect_problems(schema, shapes.SHAPES.get(fact), ("applies_when", "schema"),
+                                                        f"{rule['gather']} ({fact})"):
+                add(path, message)
     return problems
 
 
