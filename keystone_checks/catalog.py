@@ -8,6 +8,7 @@ that does not exist, ``expect`` that is not a valid JSON Schema, unknown or cycl
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import json
 import os
@@ -23,7 +24,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from . import hostdata, shapes, templating, yamlsafe
-from .paths import checks_dir
+from .paths import checks_dir, playbooks_dir
 from .errors import CatalogError, CheckFileError
 
 DEFAULT_CHECKS_DIR = checks_dir()
@@ -281,6 +282,19 @@ def _semantic_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileE
             continue
         _check_call(getattr(op, "_inner", op), step.get("args", {}), ("fix", "steps", i, "args"), f"fix.steps[{i}]: operation {step['op']}", add)
 
+    guide = data.get("guide", {})
+    known_sections = _guide_headings(guide.get("document", ""))
+    if known_sections is not None and guide.get("section") not in known_sections:
+        close = difflib.get_close_matches(guide["section"], sorted(known_sections), n=1, cutoff=0.6)
+        add(("guide", "section"), f"guide.section {guide['section']!r} is not a heading of {guide['document']}"
+                                  + (f" (did you mean {close[0]!r}?)" if close else " (copy the heading text without the #'s)"))
+
+    playbook = (data.get("fix") or {}).get("playbook")
+    if playbook and not _playbook_exists(playbook):
+        add(("fix", "playbook"), f"fix.playbook: {playbook!r} does not exist (a fix playbook is named from the "
+                                 f"repository root, e.g. playbooks/fix/load-keys.py; existing: "
+                                 f"{', '.join(_fix_playbooks()) or 'none'})")
+
     for i, key in enumerate(data.get("requires_data") or []):
         if key not in _SAMPLE_CONTEXT:
             add(("requires_data", i), f"requires_data: unknown host data key '{key}' (known keys: see keystone_checks/hostdata.py)")
@@ -329,6 +343,29 @@ def _semantic_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileE
                                                         f"{rule['gather']} ({fact})"):
                 add(path, message)
     return problems
+
+
+@lru_cache(maxsize=None)
+def _guide_headings(document: str) -> frozenset[str] | None:
+    """The headings of a guide (read the way ``coverage`` reads them); None when it cannot be read."""
+    from . import coverage
+
+    try:
+        return frozenset(coverage.headings(coverage.guide_text(document)))
+    except (OSError, ValueError):
+        return None  # the schema already limits document to the shipped guides
+
+
+def _playbook_exists(name: str) -> bool:
+    relative = Path(name)
+    if relative.is_absolute() or ".." in relative.parts or relative.parts[:2] != ("playbooks", "fix"):
+        return False
+    return (playbooks_dir().parent / relative).is_file()
+
+
+def _fix_playbooks() -> list[str]:
+    directory = playbooks_dir() / "fix"
+    return sorted(f"playbooks/fix/{p.name}" for p in directory.glob("*.py")) if directory.is_dir() else []
 
 
 def _applies_when_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileError]:
@@ -383,8 +420,13 @@ def check_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def validate(paths: list[Path]) -> tuple[list[Check], list[CheckFileError]]:
-    """Load every check file under ``paths``; return the good checks and every problem found."""
+def validate(paths: list[Path], against: list[Path] | None = None) -> tuple[list[Check], list[CheckFileError]]:
+    """Load every check file under ``paths``; return the good checks and every problem found.
+
+    ``against``: the catalog the files join (e.g. the checks/ directory for a new file). Its checks
+    take part in the id, ``depends_on`` and cycle checks, first, so a duplicate id is blamed on the
+    new file; problems of the catalog's own files are not reported (validate the catalog for those).
+    """
     root = Path.cwd()
     checks: list[Check] = []
     problems: list[CheckFileError] = []
@@ -405,11 +447,26 @@ def validate(paths: list[Path]) -> tuple[list[Check], list[CheckFileError]]:
         if check:
             checks.append(check)
             lines_by_path[check.path] = lines
-    problems.extend(_catalog_problems(checks, lines_by_path))
+    if against is None:
+        problems.extend(_catalog_problems(checks, lines_by_path))
+        return checks, problems
+    mine = {f.resolve() for f in files}
+    known: list[Check] = []
+    for path in check_files([p for p in against if p.exists()]):
+        if path.resolve() not in mine:
+            check, _, lines = load_file(path, root)
+            if check:
+                known.append(check)
+                lines_by_path.setdefault(check.path, lines)
+    new_paths = {c.path for c in checks}
+    problems.extend(p for p in _catalog_problems(known + checks, lines_by_path, new_paths)
+                    if p.location.partition(":")[0] in new_paths)
     return checks, problems
 
 
-def _catalog_problems(checks: list[Check], lines_by_path: dict[str, _Lines]) -> list[CheckFileError]:
+def _catalog_problems(checks: list[Check], lines_by_path: dict[str, _Lines], blame: set[str] = frozenset()) -> list[CheckFileError]:
+    """Problems between checks (duplicate ids, unknown or cyclic depends_on); a cycle is reported on a
+    file in ``blame`` (the new files) when it runs through one."""
     problems: list[CheckFileError] = []
     by_id: dict[str, Check] = {}
     for check in checks:
@@ -425,7 +482,7 @@ def _catalog_problems(checks: list[Check], lines_by_path: dict[str, _Lines]) -> 
                 problems.append(CheckFileError(_loc(check.path, lines_by_path[check.path], ("depends_on", i)),
                                                f"depends_on: unknown check id '{dep}'"))
     for cycle in _cycles(by_id):
-        first = by_id[cycle[0]]
+        first = next((by_id[c] for c in cycle if by_id[c].path in blame), by_id[cycle[0]])
         problems.append(CheckFileError(_loc(first.path, lines_by_path[first.path], ("depends_on",)),
                                        "depends_on cycle: " + " -> ".join(cycle + [cycle[0]])))
     return problems

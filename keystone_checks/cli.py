@@ -20,7 +20,8 @@ def cmd_validate(args) -> int:
     from .catalog import DEFAULT_CHECKS_DIR, validate
 
     paths = [Path(p) for p in args.paths] or [DEFAULT_CHECKS_DIR]
-    checks, problems = validate(paths)
+    # files named on their own join the catalog: their ids, depends_on and cycles are checked against it
+    checks, problems = validate(paths, against=[DEFAULT_CHECKS_DIR] if args.paths else None)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
@@ -222,7 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"keystone-checks {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("validate", help="validate check files (default: the catalog)")
+    p = sub.add_parser("validate", help="validate check files (default: the catalog)",
+                       description="Validate check files. Files named here are checked against the whole catalog "
+                                   "(KEYSTONE_CHECKS_DIR or checks/): a duplicate id is blamed on the named file, "
+                                   "depends_on may name catalog checks.")
     p.add_argument("paths", nargs="*", help="check files or directories")
     p.set_defaults(func=cmd_validate)
 
