@@ -104,19 +104,31 @@ def cmd_docs(args) -> int:
     from . import docs
 
     checks = _catalog(args)
-    text = docs.render(checks)
-    path = Path(args.output) if args.output else docs.DEFAULT_PATH
+    outputs = [(Path(args.output) if args.output else docs.DEFAULT_PATH, docs.render(checks), f"{len(checks)} checks")]
+    # --output alone names the catalog page only; the fact reference goes where --facts-output says
+    facts_path = Path(args.facts_output) if args.facts_output else None if args.output else docs.DEFAULT_FACTS_PATH
+    if facts_path is not None:
+        from .facts import FACTS
+
+        try:
+            outputs.append((facts_path, docs.render_facts(), f"{len(FACTS)} facts"))
+        except FileNotFoundError as exc:
+            raise KeystoneChecksError(f"cannot generate the fact reference: {exc} (or pass --output alone)") from None
     if args.check:
-        current = path.read_text(encoding="utf-8") if path.exists() else ""
-        if current != text:
+        stale = [path for path, text, _ in outputs
+                 if (path.read_text(encoding="utf-8") if path.exists() else "") != text]
+        for path in stale:
             print(f"{path} is stale: regenerate it with `keystone-checks docs` and commit it", file=sys.stderr)
+        if stale:
             return 1
-        print(f"ok: {path} is up to date ({len(checks)} checks)")
+        for path, _, what in outputs:
+            print(f"ok: {path} is up to date ({what})")
         return 0
     from .report import write_atomic
 
-    write_atomic(path, text)
-    print(f"wrote {path} ({len(checks)} checks)")
+    for path, text, what in outputs:
+        write_atomic(path, text)
+        print(f"wrote {path} ({what})")
     return 0
 
 
@@ -246,9 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the coverage report")
     p.set_defaults(func=cmd_coverage)
 
-    p = sub.add_parser("docs", help="generate docs/checks.md from the catalog (--check: exit 1 when stale)")
-    p.add_argument("--check", action="store_true", help="do not write; exit 1 if the file differs from the catalog")
-    p.add_argument("--output", help="default: docs/checks.md")
+    p = sub.add_parser("docs", help="generate docs/checks.md (the catalog) and docs/facts.md (the fact reference); "
+                                     "--check: exit 1 when stale")
+    p.add_argument("--check", action="store_true", help="do not write; exit 1 if a file differs from what it is generated from")
+    p.add_argument("--output", help="the catalog page (default: docs/checks.md; given alone, the fact reference is skipped)")
+    p.add_argument("--facts-output", help="the fact reference (default: docs/facts.md)")
     p.add_argument("--checks")
     p.set_defaults(func=cmd_docs)
 

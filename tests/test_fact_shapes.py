@@ -106,3 +106,24 @@ def test_applies_when_schema_is_held_against_its_fact(tmp_path):
 def test_the_catalog_expects_match_the_fact_shapes():
     checks, problems = validate([Path(__file__).parent.parent / "checks"])
     assert not problems and len(checks) > 50, problems
+
+
+def test_fact_reference_lists_every_fact_with_its_fields_and_an_example():
+    from keystone_checks import docs
+
+    text = docs.render_facts()
+    for name in FACTS:
+        section = text.split(f"## `{name}`", 1)[1].split("\n## ", 1)[0]
+        assert "Example (tests/fixtures/facts/" in section, name
+        assert "Value: " in section, name
+    assert "| `avail` | integer |" in text.split("## `system.DiskFree`", 1)[1].split("\n## ", 1)[0]
+
+
+def test_docs_check_reports_a_stale_fact_reference(tmp_path):
+    from keystone_checks.cli import main
+
+    stale = tmp_path / "facts.md"
+    stale.write_text("# old\n")
+    assert main(["docs", "--check", "--facts-output", str(stale)]) == 1
+    assert main(["docs", "--facts-output", str(stale), "--output", str(tmp_path / "checks.md")]) == 0
+    assert main(["docs", "--check", "--facts-output", str(stale), "--output", str(tmp_path / "checks.md")]) == 0
