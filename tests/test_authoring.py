@@ -132,3 +132,31 @@ def test_authoring_mistake_is_flagged(tmp_path, name, mutate, by_schema, message
 
 def test_at_least_eleven_mistakes_are_covered():
     assert len(MISTAKES) >= 11
+
+
+def _readme_example() -> str:
+    import textwrap
+
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("<!-- example-check", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    return textwrap.dedent(block)
+
+
+def test_readme_walkthrough_check_is_valid_and_its_mistake_is_reported_as_shown(tmp_path):
+    from keystone_checks.catalog import load_file
+    from keystone_checks.evaluate import Outcome, evaluate
+
+    text = _readme_example()
+    assert text.startswith(SCHEMA_LINE)
+    path = tmp_path / "tmp-free-space.yaml"
+    path.write_text(text)
+    assert validate([path], against=[REPO / "checks"])[1] == []
+    check = load_file(path)[0]
+    roomy = {"avail": 5 * 2**30, "fstype": "tmpfs", "size": 8 * 2**30, "used": 3 * 2**30, "source": "tmpfs", "target": "/tmp"}
+    assert evaluate(check, {"tmp": roomy}, {}).outcome == Outcome.PASS
+    assert evaluate(check, {"tmp": {**roomy, "avail": 2**20}}, {}).outcome == Outcome.FAIL
+    # the mistake the README quotes, at the line it quotes
+    path.write_text(text.replace("      properties:\n        avail:", "        avail:"))
+    problems = [str(p) for p in validate([path], against=[REPO / "checks"])[1]]
+    assert problems == [f"{path}:18: expect.properties.tmp: 'avail' is not a JSON Schema keyword, so it would be ignored "
+                        "and never fail; 'avail' is a field of tmp: put it under 'properties:'"], problems
