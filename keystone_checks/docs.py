@@ -114,6 +114,8 @@ def _type_words(shape: dict) -> str:
 
     kinds = shapes.types_of(shape)
     kinds -= {"number"} if "integer" in kinds else set()
+    if shape.get("enum"):
+        return "one of " + ", ".join("null" if v is None else f"`{v}`" for v in shape["enum"])
     return " or ".join(sorted(kinds)) or "any value"
 
 

@@ -24,7 +24,15 @@ BOOLEAN: dict[str, Any] = {"type": "boolean"}
 def nullable(schema: dict[str, Any]) -> dict[str, Any]:
     """``schema`` or null (the value is unknown or absent on this host)."""
     kind = schema["type"]
-    return {**schema, "type": [kind, "null"] if isinstance(kind, str) else [*kind, "null"]}
+    widened = {**schema, "type": [kind, "null"] if isinstance(kind, str) else [*kind, "null"]}
+    if "enum" in schema:
+        widened["enum"] = [*schema["enum"], None]
+    return widened
+
+
+def one_of(*values: str) -> dict[str, Any]:
+    """A string from a fixed set (the fact's own vocabulary): an expect naming another can never match."""
+    return {"type": "string", "enum": list(values)}
 
 
 def array(items: dict[str, Any]) -> dict[str, Any]:
@@ -41,6 +49,11 @@ def mapping(values: dict[str, Any]) -> dict[str, Any]:
     """An object keyed by names the host decides (e.g. one entry per target), each value ``values``."""
     return {"type": "object", "additionalProperties": values}
 
+
+# network facts: how a connection to a target ended (facts/network.py classify_connect)
+_CONNECT = ("ok", "invalid", "timeout", "refused", "no-route", "unreachable", "unresolved", "failed")
+# zpool health / state words (zpool list health, zpool status state)
+POOL_HEALTH = one_of("ONLINE", "DEGRADED", "FAULTED", "OFFLINE", "REMOVED", "UNAVAIL", "SUSPENDED")
 
 SHAPES: dict[str, dict[str, Any]] = {
     "boot.EspContents": record({
@@ -364,26 +377,26 @@ SHAPES: dict[str, dict[str, Any]] = {
     }),
     "network.Ping": mapping(record({
         "detail": STRING,
-        "status": STRING
+        "status": one_of(*_CONNECT, "no-reply")
     })),
     "network.Resolve": mapping(record({
         "addresses": array(STRING),
         "detail": STRING,
-        "status": STRING
+        "status": one_of("ok", "invalid", "unresolved")
     })),
     "network.SshBanner": mapping(record({
         "banner": nullable(STRING),
         "detail": STRING,
-        "status": STRING
+        "status": one_of(*_CONNECT, "not-ssh")
     })),
     "network.SshLogin": mapping(record({
         "detail": STRING,
-        "status": STRING
+        "status": one_of(*_CONNECT, "host-key-changed", "host-key-unknown", "key-rejected")
     })),
     "network.TcpPort": mapping(record({
         "detail": STRING,
         "port": INTEGER,
-        "status": STRING
+        "status": one_of(*_CONNECT)
     })),
     "nix.BootMenu": record({
         "generation_entries": INTEGER,
@@ -650,7 +663,7 @@ SHAPES: dict[str, dict[str, Any]] = {
             "allocated": INTEGER,
             "altroot": nullable(STRING),
             "free": INTEGER,
-            "health": STRING,
+            "health": POOL_HEALTH,
             "name": STRING,
             "size": INTEGER
         })),
@@ -658,7 +671,7 @@ SHAPES: dict[str, dict[str, Any]] = {
             "allocated": INTEGER,
             "altroot": nullable(STRING),
             "free": INTEGER,
-            "health": STRING,
+            "health": POOL_HEALTH,
             "name": STRING,
             "size": INTEGER
         }))
@@ -674,7 +687,7 @@ SHAPES: dict[str, dict[str, Any]] = {
             "text": nullable(STRING)
         })),
         "scrub_running": BOOLEAN,
-        "state": nullable(STRING),
+        "state": nullable(POOL_HEALTH),
         "status": nullable(STRING),
         "unhealthy_vdevs": array(record({
             "cksum": STRING,
@@ -815,12 +828,18 @@ def expect_problems(schema: Any, shape: dict[str, Any] | None, path: tuple, what
         if key in schema and allowed and kind not in allowed:
             problems.append((path + (key,), f"{where}: '{key}' applies to {kind} values but {what} is "
                                             f"{_described(shape)}, so it would never fail"))
+    vocabulary = shape.get("enum")
     if "const" in schema and allowed and not _fits(schema["const"], allowed):
         problems.append((path + ("const",), f"{where}: const {schema['const']!r} can never match: {what} is {_described(shape)}"))
+    elif "const" in schema and vocabulary and schema["const"] not in vocabulary:
+        problems.append((path + ("const",), f"{where}: const {schema['const']!r} can never match: {what} is one of "
+                                            f"{', '.join(map(repr, vocabulary))}"))
     if isinstance(schema.get("enum"), list) and allowed:
         for i, value in enumerate(schema["enum"]):
-            if not _fits(value, allowed):
-                problems.append((path + ("enum", i), f"{where}: enum value {value!r} can never match: {what} is {_described(shape)}"))
+            if not _fits(value, allowed) or (vocabulary and value not in vocabulary):
+                problems.append((path + ("enum", i), f"{where}: enum value {value!r} can never match: {what} is "
+                                                     + (f"one of {', '.join(map(repr, vocabulary))}" if vocabulary and _fits(value, allowed)
+                                                        else _described(shape))))
 
     object_shape = shape if (not allowed or "object" in allowed) else None
     if isinstance(schema.get("properties"), dict):

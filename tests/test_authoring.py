@@ -103,6 +103,8 @@ MISTAKES = [
      "status has no field 'health'"),
     ("expect with a type the field never has", _set(STATUS + ("properties",), {"found": {"const": "true"}}), False,
      "const 'true' can never match: status.found is boolean"),
+    ("pool state in the wrong case", _set(STATUS + ("properties",), {"state": {"const": "Online"}}), False,
+     "const 'Online' can never match: status.state is one of 'ONLINE'"),
     ("unknown fact", _set(("gather", "status", "fact"), "zfs.PoolState"), False, "unknown fact 'zfs.PoolState'"),
     ("fact argument typo", _set(("gather", "status", "args"), {"pol": "{{ pool }}"}), False, "takes no argument 'pol'"),
     ("guide section typo", _set(("guide", "section"), "Issue: ZFS Pool Not Imprted"), False, "is not a heading of"),

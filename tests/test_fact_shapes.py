@@ -53,7 +53,7 @@ phases: [boot]
 roles: [deployed]
 guide:
   document: troubleshooting-build-and-deploy.md
-  section: 'Issue: anything'
+  section: 'Error: "out of disk space"'
 why: The ESP needs room for the next kernels.
 gather:
   esp:
@@ -88,6 +88,15 @@ def test_validate_flags_expect_against_the_fact_shape(tmp_path, expect, line, me
     problems = _problems(tmp_path, expect)
     assert any(message in p for p in problems), problems
     assert any(p.startswith(f"{tmp_path / 'c.yaml'}:{line}:") and message in p for p in problems), problems
+
+
+def test_const_outside_the_fact_vocabulary_is_flagged(tmp_path):
+    text = CHECK.replace("fact: system.DiskFree", "fact: network.TcpPort").replace("{{path: /boot}}", '{{targets: "{{{{ targets }}}}"}}')
+    path = tmp_path / "c.yaml"
+    path.write_text(text.format(expect="  properties:\n    esp:\n      additionalProperties:\n"
+                                       "        properties: {status: {const: open}}"))
+    problems = [str(p) for p in validate([path])[1]]
+    assert len(problems) == 1 and "const 'open' can never match: esp.*.status is one of 'ok', 'invalid'" in problems[0], problems
 
 
 def test_a_correct_expect_passes(tmp_path):
