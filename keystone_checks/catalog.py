@@ -14,7 +14,7 @@ import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from . import hostdata, shapes, templating, yamlsafe
-from .paths import checks_dir, playbooks_dir
 from .errors import CatalogError, CheckFileError
+from .paths import checks_dir, playbooks_dir
 
 DEFAULT_CHECKS_DIR = checks_dir()
 
@@ -149,7 +149,7 @@ class Check:
 
     @property
     def symptom_patterns(self) -> list[re.Pattern]:
-        return [re.compile(s["regex"], re.I) if isinstance(s, dict) else re.compile(re.escape(s), re.I) for s in self.symptoms]
+        return [re.compile(s["regex"], re.IGNORECASE) if isinstance(s, dict) else re.compile(re.escape(s), re.IGNORECASE) for s in self.symptoms]
 
 
 @lru_cache(maxsize=1)
@@ -181,6 +181,7 @@ def _to_python(node: yaml.Node, path: tuple, lines: _Lines, where: str, problems
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(v, path + (i,), lines, where, problems) for i, v in enumerate(node.value)]
+    assert isinstance(node, yaml.ScalarNode)
     return _scalar(node)
 
 
@@ -228,11 +229,11 @@ def load_file(path: Path, root: Path | None = None) -> tuple[Check | None, list[
         return None, [CheckFileError(f"{where}:1", "a check file must be a YAML mapping (id:, title:, ...)")], lines
 
     for error in sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
-        path = tuple(error.absolute_path)
+        at = tuple(error.absolute_path)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-            path = path + (extra[0],) if extra else path  # point at the offending key's line
-        problems.append(CheckFileError(_loc(where, lines, path), _schema_message(error)))
+            at = at + (extra[0],) if extra else at  # point at the offending key's line
+        problems.append(CheckFileError(_loc(where, lines, at), _schema_message(error)))
     if problems:
         return None, problems, lines
 
@@ -345,7 +346,7 @@ def _semantic_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileE
     return problems
 
 
-@lru_cache(maxsize=None)
+@cache
 def _guide_headings(document: str) -> frozenset[str] | None:
     """The headings of a guide (read the way ``coverage`` reads them); None when it cannot be read."""
     from . import coverage
@@ -464,7 +465,7 @@ def validate(paths: list[Path], against: list[Path] | None = None) -> tuple[list
     return checks, problems
 
 
-def _catalog_problems(checks: list[Check], lines_by_path: dict[str, _Lines], blame: set[str] = frozenset()) -> list[CheckFileError]:
+def _catalog_problems(checks: list[Check], lines_by_path: dict[str, _Lines], blame: set[str] | frozenset[str] = frozenset()) -> list[CheckFileError]:
     """Problems between checks (duplicate ids, unknown or cyclic depends_on); a cycle is reported on a
     file in ``blame`` (the new files) when it runs through one."""
     problems: list[CheckFileError] = []

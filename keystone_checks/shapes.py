@@ -815,8 +815,8 @@ def expect_problems(schema: Any, shape: dict[str, Any] | None, path: tuple, what
                 hint = f"; '{key}' is a field of {what}: put it under 'properties:'"
             elif "properties" in shape:
                 hint = f" (fields of {what}: {', '.join(sorted(shape['properties']))})"
-            problems.append((path + (key,), f"{where}: '{key}' is not a JSON Schema keyword, so it would be "
-                                            f"ignored and never fail{hint}"))
+            problems.append((path + (key,), (f"{where}: '{key}' is not a JSON Schema keyword, so it would be "
+                                            f"ignored and never fail{hint}")))
 
     declared = schema.get("type")
     if allowed and declared is not None:
@@ -826,14 +826,14 @@ def expect_problems(schema: Any, shape: dict[str, Any] | None, path: tuple, what
             problems.append((path + ("type",), f"{where}: type {declared} can never match: {what} is {_described(shape)}"))
     for key, kind in _ONLY_FOR.items():
         if key in schema and allowed and kind not in allowed:
-            problems.append((path + (key,), f"{where}: '{key}' applies to {kind} values but {what} is "
-                                            f"{_described(shape)}, so it would never fail"))
+            problems.append((path + (key,), (f"{where}: '{key}' applies to {kind} values but {what} is "
+                                            f"{_described(shape)}, so it would never fail")))
     vocabulary = shape.get("enum")
     if "const" in schema and allowed and not _fits(schema["const"], allowed):
         problems.append((path + ("const",), f"{where}: const {schema['const']!r} can never match: {what} is {_described(shape)}"))
     elif "const" in schema and vocabulary and schema["const"] not in vocabulary:
-        problems.append((path + ("const",), f"{where}: const {schema['const']!r} can never match: {what} is one of "
-                                            f"{', '.join(map(repr, vocabulary))}"))
+        problems.append((path + ("const",), (f"{where}: const {schema['const']!r} can never match: {what} is one of "
+                                            f"{', '.join(map(repr, vocabulary))}")))
     if isinstance(schema.get("enum"), list) and allowed:
         for i, value in enumerate(schema["enum"]):
             if not _fits(value, allowed) or (vocabulary and value not in vocabulary):

@@ -160,5 +160,5 @@ def test_readme_walkthrough_check_is_valid_and_its_mistake_is_reported_as_shown(
     # the mistake the README quotes, at the line it quotes
     path.write_text(text.replace("      properties:\n        avail:", "        avail:"))
     problems = [str(p) for p in validate([path], against=[REPO / "checks"])[1]]
-    assert problems == [f"{path}:18: expect.properties.tmp: 'avail' is not a JSON Schema keyword, so it would be ignored "
-                        "and never fail; 'avail' is a field of tmp: put it under 'properties:'"], problems
+    assert problems == [(f"{path}:18: expect.properties.tmp: 'avail' is not a JSON Schema keyword, so it would be ignored "
+                        "and never fail; 'avail' is a field of tmp: put it under 'properties:'")], problems

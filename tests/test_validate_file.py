@@ -80,8 +80,8 @@ def test_a_cycle_through_the_new_file_is_reported_on_it(tmp_path):
 def test_guide_section_must_be_a_heading_of_the_guide(tmp_path):
     path = _write(tmp_path, section="Issue: ZFS Pool Not Imprted")
     _, problems = _problems(path)
-    assert problems == [f"{path}:8: guide.section 'Issue: ZFS Pool Not Imprted' is not a heading of "
-                        "troubleshooting-nixos-anywhere-vm-install.md (did you mean 'Issue: ZFS Pool Not Imported'?)"]
+    assert problems == [(f"{path}:8: guide.section 'Issue: ZFS Pool Not Imprted' is not a heading of "
+                        "troubleshooting-nixos-anywhere-vm-install.md (did you mean 'Issue: ZFS Pool Not Imported'?)")]
 
 
 @pytest.mark.parametrize("playbook", ["playbooks/fix/no-such-playbook.py", "playbooks/boot.py", "../etc/passwd",
