@@ -94,7 +94,7 @@ def test_fault_is_caught_and_fixed(lab_host, lab_zfs, fault_name, tmp_path):
     assert _failing(before) == expected, {c: before[c]["message"] for c in _failing(before) ^ expected if c in before}
     row = {"zfs": lab_zfs, "fault": fault_name, "phase": phase, "caught_by": sorted(expected), "fix": "manual"}
 
-    automated = [c for c in expected if CATALOG[c].fix and "steps" in CATALOG[c].fix]
+    automated = [c for c in expected if CATALOG[c].fix and CATALOG[c].fix.steps]
     manual = expected - set(automated)
     fixed_in_order: list[str] = []
     rounds = 0
