@@ -162,3 +162,21 @@ def test_readme_walkthrough_check_is_valid_and_its_mistake_is_reported_as_shown(
     problems = [str(p) for p in validate([path], against=[REPO / "checks"])[1]]
     assert problems == [(f"{path}:18: expect.properties.tmp: 'avail' is not a JSON Schema keyword, so it would be ignored "
                         "and never fail; 'avail' is a field of tmp: put it under 'properties:'")], problems
+
+
+def test_typed_check_parts_survive_the_catalog_cache(tmp_path, monkeypatch):
+    """The catalog cache stores checks as plain data; read back they are the same typed checks."""
+    from keystone_checks.catalog import Fix, Gather, Step, describe_fix, load_catalog
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = {c.id: c for c in load_catalog()}
+    again = {c.id: c for c in load_catalog()}  # from the cache
+    assert list((tmp_path / "cache").rglob("*.json"))
+    assert first == again
+    check = again["crypt-keys-loaded"]
+    assert isinstance(check.gather["crypt"], Gather) and check.gather["crypt"].fact == "zfs.DatasetProperties"
+    assert isinstance(check.fix, Fix) and all(isinstance(s, Step) for s in check.fix.steps)
+    assert check.fix.ops == ["zfs.load_key", "zfs.mount_all"] and check.fix.playbook == "playbooks/fix/load-keys.py"
+    described = describe_fix(check)
+    assert described.kind == "automated" and described.risk == "safe" and "playbooks/fix/load-keys.py" in described.command
+    assert describe_fix(again["target-ping"]).kind == "manual"
