@@ -230,6 +230,8 @@ def load_file(path: Path, root: Path | None = None) -> tuple[Check | None, list[
 
     for error in sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         at = tuple(error.absolute_path)
+        if error.validator == "additionalProperties" and _in_condition(at):
+            continue  # an unknown keyword in expect: reported below against the fact's shape, with a hint
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
             at = at + (extra[0],) if extra else at  # point at the offending key's line
@@ -240,6 +242,11 @@ def load_file(path: Path, root: Path | None = None) -> tuple[Check | None, list[
     problems.extend(_semantic_problems(data, where, lines))
     check = Check(**{k: v for k, v in data.items()}, path=where)
     return (None if problems else check), problems, lines
+
+
+def _in_condition(at: tuple) -> bool:
+    """Whether a path is inside ``expect`` or ``applies_when.schema`` (JSON Schema conditions)."""
+    return at[:1] == ("expect",) or at[:2] == ("applies_when", "schema")
 
 
 def _schema_message(error) -> str:
