@@ -21,7 +21,7 @@ def cmd_validate(args) -> int:
 
     paths = [Path(p) for p in args.paths] or [DEFAULT_CHECKS_DIR]
     # files named on their own join the catalog: their ids, depends_on and cycles are checked against it
-    checks, problems = validate(paths, against=[DEFAULT_CHECKS_DIR] if args.paths else None)
+    checks, problems = validate(paths, against=[DEFAULT_CHECKS_DIR] if args.paths and not args.alone else None)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
@@ -240,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(KEYSTONE_CHECKS_DIR or checks/): a duplicate id is blamed on the named file, "
                                    "depends_on may name catalog checks.")
     p.add_argument("paths", nargs="*", help="check files or directories")
+    p.add_argument("--alone", action="store_true",
+                   help="judge the named files as a catalog of their own (not against checks/)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("list", help="list checks")

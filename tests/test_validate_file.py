@@ -105,3 +105,7 @@ def test_cli_validate_file_uses_the_catalog(tmp_path, capsys):
     assert f"{path}:1: duplicate id 'pool-healthy'" in capsys.readouterr().err
     assert main(["validate", str(_write(tmp_path))]) == 0
     assert main(["validate"]) == 0  # the catalog alone is still clean
+    other = tmp_path / "other"
+    other.mkdir()
+    alone = _write(other, id="pool-healthy", depends_on="")
+    assert main(["validate", "--alone", str(alone)]) == 0  # a catalog of its own: no duplicate
