@@ -8,12 +8,13 @@ that does not exist, ``expect`` that is not a valid JSON Schema, unknown or cycl
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import json
 import os
 import re
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import asdict, dataclass, field
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,15 +23,96 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from . import hostdata, templating, yamlsafe
-from .paths import checks_dir
+from . import hostdata, shapes, templating, yamlsafe
 from .errors import CatalogError, CheckFileError
+from .paths import checks_dir, playbooks_dir
 
 DEFAULT_CHECKS_DIR = checks_dir()
 
 # Placeholder host data used to validate templates and expect schemas at load time.
 _SAMPLE_CONTEXT = {k.name: (k.default if k.default is not None else k.types[0]()) for k in hostdata.KEYS.values()}
 _SAMPLE_CONTEXT.update(role="installer", disk="/dev/vda", host="example")
+
+
+@dataclass(frozen=True)
+class Gather:
+    """One named value a check gathers: ``fact`` (``module.ClassName`` under keystone_checks.facts)
+    called with ``args`` (templates over host data)."""
+
+    fact: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, spec: Gather | dict[str, Any]) -> Gather:
+        return spec if isinstance(spec, Gather) else cls(fact=spec["fact"], args=dict(spec.get("args") or {}))
+
+
+@dataclass(frozen=True)
+class Step:
+    """One operation of an automated fix: ``op`` (``module.function`` or ``pyinfra:module.function``)."""
+
+    op: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, spec: Step | dict[str, Any]) -> Step:
+        return spec if isinstance(spec, Step) else cls(op=spec["op"], args=dict(spec.get("args") or {}))
+
+
+@dataclass(frozen=True)
+class Fix:
+    """How a failing check is fixed: automated ``steps`` with a ``risk``, or ``manual`` text."""
+
+    risk: str | None = None
+    summary: str = ""
+    steps: tuple[Step, ...] = ()
+    manual: str | None = None
+    playbook: str | None = None
+
+    @classmethod
+    def of(cls, spec: Fix | dict[str, Any] | None) -> Fix | None:
+        if spec is None or isinstance(spec, Fix):
+            return spec
+        return cls(risk=spec.get("risk"), summary=spec.get("summary", ""),
+                   steps=tuple(Step.of(s) for s in spec.get("steps", ())),
+                   manual=spec.get("manual"), playbook=spec.get("playbook"))
+
+    @property
+    def is_manual(self) -> bool:
+        return self.manual is not None
+
+    @property
+    def ops(self) -> list[str]:
+        return [step.op for step in self.steps]
+
+
+@dataclass(frozen=True)
+class FixDescription:
+    """What an operator reads about a check's fix, the same in ``show``, docs, diagnose, coverage and
+    reports: ``kind`` is "none", "manual" or "automated"."""
+
+    kind: str
+    text: str                      # manual text (whitespace folded), or the summary; "" when none
+    risk: str | None = None
+    ops: tuple[str, ...] = ()
+    steps: tuple[Step, ...] = ()
+    playbook: str | None = None
+    command: str | None = None     # how to run it: the fix playbook, else `keystone-checks run --fix`
+
+
+def describe_fix(check: Check) -> FixDescription:
+    """The one description of ``check``'s fix (summary, risk, steps, the command that runs it)."""
+    fix = check.fix
+    if fix is None:
+        return FixDescription("none", f"no automatic fix; see the guide section and `keystone-checks show {check.id}`")
+    if fix.is_manual:
+        return FixDescription("manual", " ".join((fix.manual or "").split()))
+    if fix.playbook:
+        command = f"pyinfra INVENTORY {fix.playbook} --dry   # then: pyinfra -y INVENTORY {fix.playbook}"
+    else:
+        command = f"keystone-checks run {check.phases[0]} -i INVENTORY --fix --dry   # then without --dry"
+    return FixDescription("automated", fix.summary, risk=fix.risk, ops=tuple(fix.ops), steps=fix.steps,
+                          playbook=fix.playbook, command=command)
 
 
 @dataclass
@@ -42,20 +124,33 @@ class Check:
     roles: list[str]
     guide: dict[str, str]
     why: str
-    gather: dict[str, dict[str, Any]]
+    gather: dict[str, Gather]
     expect: dict[str, Any]
     symptoms: list[Any] = field(default_factory=list)
     depends_on: list[str] = field(default_factory=list)
     requires_data: list[str] = field(default_factory=list)
     applies_when: dict[str, Any] | None = None
-    fix: dict[str, Any] | None = None
+    fix: Fix | None = None
     prevention: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)  # extra selection tags; selection.tags_of adds the domain
     path: str = ""
 
+    def __post_init__(self) -> None:
+        # built from YAML (plain dicts) or by code and tests (dicts or the typed parts)
+        self.gather = {name: Gather.of(spec) for name, spec in (self.gather or {}).items()}
+        self.fix = Fix.of(self.fix)
+
+    def to_data(self) -> dict[str, Any]:
+        """The check as plain data again (the catalog cache stores this)."""
+        data = asdict(self)
+        data["gather"] = {name: asdict(g) for name, g in self.gather.items()}
+        if self.fix is not None:
+            data["fix"] = {k: v for k, v in asdict(self.fix).items() if v not in (None, "", ())}
+        return data
+
     @property
     def symptom_patterns(self) -> list[re.Pattern]:
-        return [re.compile(s["regex"], re.I) if isinstance(s, dict) else re.compile(re.escape(s), re.I) for s in self.symptoms]
+        return [re.compile(s["regex"], re.IGNORECASE) if isinstance(s, dict) else re.compile(re.escape(s), re.IGNORECASE) for s in self.symptoms]
 
 
 @lru_cache(maxsize=1)
@@ -87,6 +182,7 @@ def _to_python(node: yaml.Node, path: tuple, lines: _Lines, where: str, problems
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(v, path + (i,), lines, where, problems) for i, v in enumerate(node.value)]
+    assert isinstance(node, yaml.ScalarNode)
     return _scalar(node)
 
 
@@ -134,17 +230,24 @@ def load_file(path: Path, root: Path | None = None) -> tuple[Check | None, list[
         return None, [CheckFileError(f"{where}:1", "a check file must be a YAML mapping (id:, title:, ...)")], lines
 
     for error in sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
-        path = tuple(error.absolute_path)
+        at = tuple(error.absolute_path)
+        if error.validator == "additionalProperties" and _in_condition(at):
+            continue  # an unknown keyword in expect: reported below against the fact's shape, with a hint
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-            path = path + (extra[0],) if extra else path  # point at the offending key's line
-        problems.append(CheckFileError(_loc(where, lines, path), _schema_message(error)))
+            at = at + (extra[0],) if extra else at  # point at the offending key's line
+        problems.append(CheckFileError(_loc(where, lines, at), _schema_message(error)))
     if problems:
         return None, problems, lines
 
     problems.extend(_semantic_problems(data, where, lines))
     check = Check(**{k: v for k, v in data.items()}, path=where)
     return (None if problems else check), problems, lines
+
+
+def _in_condition(at: tuple) -> bool:
+    """Whether a path is inside ``expect`` or ``applies_when.schema`` (JSON Schema conditions)."""
+    return at[:1] == ("expect",) or at[:2] == ("applies_when", "schema")
 
 
 def _schema_message(error) -> str:
@@ -188,6 +291,19 @@ def _semantic_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileE
             continue
         _check_call(getattr(op, "_inner", op), step.get("args", {}), ("fix", "steps", i, "args"), f"fix.steps[{i}]: operation {step['op']}", add)
 
+    guide = data.get("guide", {})
+    known_sections = _guide_headings(guide.get("document", ""))
+    if known_sections is not None and guide.get("section") not in known_sections:
+        close = difflib.get_close_matches(guide["section"], sorted(known_sections), n=1, cutoff=0.6)
+        add(("guide", "section"), f"guide.section {guide['section']!r} is not a heading of {guide['document']}"
+                                  + (f" (did you mean {close[0]!r}?)" if close else " (copy the heading text without the #'s)"))
+
+    playbook = (data.get("fix") or {}).get("playbook")
+    if playbook and not _playbook_exists(playbook):
+        add(("fix", "playbook"), f"fix.playbook: {playbook!r} does not exist (a fix playbook is named from the "
+                                 f"repository root, e.g. playbooks/fix/load-keys.py; existing: "
+                                 f"{', '.join(_fix_playbooks()) or 'none'})")
+
     for i, key in enumerate(data.get("requires_data") or []):
         if key not in _SAMPLE_CONTEXT:
             add(("requires_data", i), f"requires_data: unknown host data key '{key}' (known keys: see keystone_checks/hostdata.py)")
@@ -220,7 +336,45 @@ def _semantic_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileE
     except SchemaError as exc:
         path = ("expect",) + tuple(exc.path)
         add(path, f"{'.'.join(map(str, path))}: expect is not a valid JSON Schema: {exc.message}")
+    else:
+        # JSON Schema ignores what it does not know: compare expect with what the facts return
+        facts = {name: spec["fact"] for name, spec in data.get("gather", {}).items()}
+        for path, message in shapes.expect_problems(rendered, shapes.gathered_shape(facts), ("expect",), shapes.GATHERED):
+            add(path, message)
+        rule = data.get("applies_when")
+        if rule and rule["gather"] in facts:
+            try:
+                schema = templating.render(rule["schema"], _SAMPLE_CONTEXT)
+            except templating.TemplateProblem:
+                schema = None  # reported with the other template problems
+            fact = facts[rule["gather"]]
+            for path, message in shapes.expect_problems(schema, shapes.SHAPES.get(fact), ("applies_when", "schema"),
+                                                        f"{rule['gather']} ({fact})"):
+                add(path, message)
     return problems
+
+
+@cache
+def _guide_headings(document: str) -> frozenset[str] | None:
+    """The headings of a guide (read the way ``coverage`` reads them); None when it cannot be read."""
+    from . import coverage
+
+    try:
+        return frozenset(coverage.headings(coverage.guide_text(document)))
+    except (OSError, ValueError):
+        return None  # the schema already limits document to the shipped guides
+
+
+def _playbook_exists(name: str) -> bool:
+    relative = Path(name)
+    if relative.is_absolute() or ".." in relative.parts or relative.parts[:2] != ("playbooks", "fix"):
+        return False
+    return (playbooks_dir().parent / relative).is_file()
+
+
+def _fix_playbooks() -> list[str]:
+    directory = playbooks_dir() / "fix"
+    return sorted(f"playbooks/fix/{p.name}" for p in directory.glob("*.py")) if directory.is_dir() else []
 
 
 def _applies_when_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileError]:
@@ -275,8 +429,13 @@ def check_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def validate(paths: list[Path]) -> tuple[list[Check], list[CheckFileError]]:
-    """Load every check file under ``paths``; return the good checks and every problem found."""
+def validate(paths: list[Path], against: list[Path] | None = None) -> tuple[list[Check], list[CheckFileError]]:
+    """Load every check file under ``paths``; return the good checks and every problem found.
+
+    ``against``: the catalog the files join (e.g. the checks/ directory for a new file). Its checks
+    take part in the id, ``depends_on`` and cycle checks, first, so a duplicate id is blamed on the
+    new file; problems of the catalog's own files are not reported (validate the catalog for those).
+    """
     root = Path.cwd()
     checks: list[Check] = []
     problems: list[CheckFileError] = []
@@ -297,11 +456,26 @@ def validate(paths: list[Path]) -> tuple[list[Check], list[CheckFileError]]:
         if check:
             checks.append(check)
             lines_by_path[check.path] = lines
-    problems.extend(_catalog_problems(checks, lines_by_path))
+    if against is None:
+        problems.extend(_catalog_problems(checks, lines_by_path))
+        return checks, problems
+    mine = {f.resolve() for f in files}
+    known: list[Check] = []
+    for path in check_files([p for p in against if p.exists()]):
+        if path.resolve() not in mine:
+            check, _, lines = load_file(path, root)
+            if check:
+                known.append(check)
+                lines_by_path.setdefault(check.path, lines)
+    new_paths = {c.path for c in checks}
+    problems.extend(p for p in _catalog_problems(known + checks, lines_by_path, new_paths)
+                    if p.location.partition(":")[0] in new_paths)
     return checks, problems
 
 
-def _catalog_problems(checks: list[Check], lines_by_path: dict[str, _Lines]) -> list[CheckFileError]:
+def _catalog_problems(checks: list[Check], lines_by_path: dict[str, _Lines], blame: set[str] | frozenset[str] = frozenset()) -> list[CheckFileError]:
+    """Problems between checks (duplicate ids, unknown or cyclic depends_on); a cycle is reported on a
+    file in ``blame`` (the new files) when it runs through one."""
     problems: list[CheckFileError] = []
     by_id: dict[str, Check] = {}
     for check in checks:
@@ -317,7 +491,7 @@ def _catalog_problems(checks: list[Check], lines_by_path: dict[str, _Lines]) -> 
                 problems.append(CheckFileError(_loc(check.path, lines_by_path[check.path], ("depends_on", i)),
                                                f"depends_on: unknown check id '{dep}'"))
     for cycle in _cycles(by_id):
-        first = by_id[cycle[0]]
+        first = next((by_id[c] for c in cycle if by_id[c].path in blame), by_id[cycle[0]])
         problems.append(CheckFileError(_loc(first.path, lines_by_path[first.path], ("depends_on",)),
                                        "depends_on cycle: " + " -> ".join(cycle + [cycle[0]])))
     return problems
@@ -374,7 +548,8 @@ def _catalog_key(paths: list[Path]) -> str | None:
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parent
     try:
-        for source in sorted(package.rglob("*.py")) + sorted(package.glob("schema/*.json")):
+        # the guides too: validation checks each guide.section against their headings
+        for source in sorted(package.rglob("*.py")) + sorted(package.glob("schema/*.json")) + sorted(package.glob("data/guides/*.md")):
             digest.update(str(source.relative_to(package)).encode() + b"\0" + source.read_bytes())
         files = check_files(paths)
         if not files or not all(p.exists() for p in paths):
@@ -395,13 +570,11 @@ def _read_cache(key: str) -> list[Check] | None:
 
 
 def _write_cache(key: str, checks: list[Check]) -> None:
-    from dataclasses import asdict
-
     try:
         directory = _cache_dir()
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f".{key}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps([asdict(c) for c in checks]))
+        tmp.write_text(json.dumps([c.to_data() for c in checks]))
         os.replace(tmp, directory / f"{key}.json")
     except OSError:
         pass  # a read-only home only costs speed

@@ -20,7 +20,8 @@ def cmd_validate(args) -> int:
     from .catalog import DEFAULT_CHECKS_DIR, validate
 
     paths = [Path(p) for p in args.paths] or [DEFAULT_CHECKS_DIR]
-    checks, problems = validate(paths)
+    # files named on their own join the catalog: their ids, depends_on and cycles are checked against it
+    checks, problems = validate(paths, against=[DEFAULT_CHECKS_DIR] if args.paths and not args.alone else None)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
@@ -94,7 +95,7 @@ def cmd_show(args) -> int:
     print(f"  guide:    {check.guide['document']} > {check.guide['section']}" + (f" > {check.guide['cause']}" if check.guide.get("cause") else ""))
     print(f"  why:      {check.why}")
     for name, spec in check.gather.items():
-        print(f"  looks at: {name} = {spec['fact']}({json.dumps(spec.get('args', {}))})")
+        print(f"  looks at: {name} = {spec.fact}({json.dumps(spec.args)})")
     print(f"  expects:  {json.dumps(check.expect)}")
     if check.depends_on:
         print(f"  after:    {', '.join(check.depends_on)}")
@@ -103,13 +104,14 @@ def cmd_show(args) -> int:
     if check.applies_when:
         print(f"  applies:  when {check.applies_when['description']} "
               f"({check.applies_when['gather']}: {json.dumps(check.applies_when['schema'])})")
-    if check.fix:
-        if "manual" in check.fix:
-            print(f"  fix (manual): {check.fix['manual']}")
-        else:
-            print(f"  fix ({check.fix['risk']}): " + " -> ".join(f"{s['op']}({json.dumps(s.get('args', {}))})" for s in check.fix["steps"]))
-            if check.fix.get("playbook"):
-                print(f"  fix playbook: pyinfra INVENTORY {check.fix['playbook']} --dry   (then without --dry)")
+    from .catalog import describe_fix
+
+    fix = describe_fix(check)
+    if fix.kind == "manual":
+        print(f"  fix (manual): {fix.text}")
+    elif fix.kind == "automated":
+        print(f"  fix ({fix.risk}): " + " -> ".join(f"{s.op}({json.dumps(s.args)})" for s in fix.steps))
+        print(f"  fix runs: {fix.command}")
     for item in check.prevention:
         print(f"  prevent:  {item}")
     return 0
@@ -132,19 +134,31 @@ def cmd_docs(args) -> int:
     from . import docs
 
     checks = _catalog(args)
-    text = docs.render(checks)
-    path = Path(args.output) if args.output else docs.DEFAULT_PATH
+    outputs = [(Path(args.output) if args.output else docs.DEFAULT_PATH, docs.render(checks), f"{len(checks)} checks")]
+    # --output alone names the catalog page only; the fact reference goes where --facts-output says
+    facts_path = Path(args.facts_output) if args.facts_output else None if args.output else docs.DEFAULT_FACTS_PATH
+    if facts_path is not None:
+        from .facts import FACTS
+
+        try:
+            outputs.append((facts_path, docs.render_facts(), f"{len(FACTS)} facts"))
+        except FileNotFoundError as exc:
+            raise KeystoneChecksError(f"cannot generate the fact reference: {exc} (or pass --output alone)") from None
     if args.check:
-        current = path.read_text(encoding="utf-8") if path.exists() else ""
-        if current != text:
+        stale = [path for path, text, _ in outputs
+                 if (path.read_text(encoding="utf-8") if path.exists() else "") != text]
+        for path in stale:
             print(f"{path} is stale: regenerate it with `keystone-checks docs` and commit it", file=sys.stderr)
+        if stale:
             return 1
-        print(f"ok: {path} is up to date ({len(checks)} checks)")
+        for path, _, what in outputs:
+            print(f"ok: {path} is up to date ({what})")
         return 0
     from .report import write_atomic
 
-    write_atomic(path, text)
-    print(f"wrote {path} ({len(checks)} checks)")
+    for path, text, what in outputs:
+        write_atomic(path, text)
+        print(f"wrote {path} ({what})")
     return 0
 
 
@@ -305,8 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"keystone-checks {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("validate", help="validate check files (default: the catalog)")
+    p = sub.add_parser("validate", help="validate check files (default: the catalog)",
+                       description="Validate check files. Files named here are checked against the whole catalog "
+                                   "(KEYSTONE_CHECKS_DIR or checks/): a duplicate id is blamed on the named file, "
+                                   "depends_on may name catalog checks.")
     p.add_argument("paths", nargs="*", help="check files or directories")
+    p.add_argument("--alone", action="store_true",
+                   help="judge the named files as a catalog of their own (not against checks/)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("list", help="list checks")
@@ -326,9 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the coverage report")
     p.set_defaults(func=cmd_coverage)
 
-    p = sub.add_parser("docs", help="generate docs/checks.md from the catalog (--check: exit 1 when stale)")
-    p.add_argument("--check", action="store_true", help="do not write; exit 1 if the file differs from the catalog")
-    p.add_argument("--output", help="default: docs/checks.md")
+    p = sub.add_parser("docs", help="generate docs/checks.md (the catalog) and docs/facts.md (the fact reference); "
+                                     "--check: exit 1 when stale")
+    p.add_argument("--check", action="store_true", help="do not write; exit 1 if a file differs from what it is generated from")
+    p.add_argument("--output", help="the catalog page (default: docs/checks.md; given alone, the fact reference is skipped)")
+    p.add_argument("--facts-output", help="the fact reference (default: docs/facts.md)")
     p.add_argument("--catalog", "--checks", dest="catalog", help="catalog directory")
     p.set_defaults(func=cmd_docs)
 

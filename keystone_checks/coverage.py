@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from . import yamlsafe
-from .catalog import DEFAULT_CHECKS_DIR, Check, validate
+from .catalog import DEFAULT_CHECKS_DIR, Check, describe_fix, validate
 from .errors import KeystoneChecksError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -114,13 +114,13 @@ def fix_playbooks(directory: Path = PLAYBOOKS_FIX) -> dict[str, list[str]]:
 
 
 def fixes_of(check: Check, playbooks: dict[str, list[str]]) -> list[str]:
-    if not check.fix:
+    fix = describe_fix(check)
+    if fix.kind == "none":
         return []
-    if "manual" in check.fix:
+    if fix.kind == "manual":
         return ["manual"]
-    named = [step["op"] for step in check.fix.get("steps", [])]
-    extra = [check.fix["playbook"]] if check.fix.get("playbook") else []
-    return named + sorted(set(extra + playbooks.get(check.id, [])))
+    extra = [fix.playbook] if fix.playbook else []
+    return list(fix.ops) + sorted(set(extra + playbooks.get(check.id, [])))
 
 
 def compute(checks: list[Check], entries: list[Entry], seeds: Path | None = None) -> tuple[list[Entry], list[str]]:

@@ -281,18 +281,12 @@ class Match:
 
 def fix_of(check) -> dict[str, Any]:
     """What to run (or do) about a check: the fix playbook, the run command, or the manual text."""
-    fix = check.fix or {}
-    if not fix:
-        return {"manual": f"no automatic fix; see the guide section and `keystone-checks show {check.id}`"}
-    if "manual" in fix:
-        return {"manual": " ".join(fix["manual"].split())}
-    phase = check.phases[0]
-    if fix.get("playbook"):
-        command = f"pyinfra INVENTORY {fix['playbook']} --dry   # then: pyinfra -y INVENTORY {fix['playbook']}"
-    else:
-        command = f"keystone-checks run {phase} -i INVENTORY --fix --dry   # then without --dry"
-    return {"risk": fix.get("risk"), "summary": fix.get("summary", ""), "command": command,
-            "steps": [s["op"] for s in fix.get("steps", [])]}
+    from .catalog import describe_fix
+
+    fix = describe_fix(check)
+    if fix.kind != "automated":
+        return {"manual": fix.text}
+    return {"risk": fix.risk, "summary": fix.text, "command": fix.command, "steps": list(fix.ops)}
 
 
 def _regex_words(pattern: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .catalog import describe_fix
 from .plan import PHASES
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "docs" / "checks.md"
@@ -35,19 +36,15 @@ def _expectations(schema, path: str = "") -> list[str]:
 
 
 def _fix_lines(check) -> list[str]:
-    fix = check.fix
-    if not fix:
+    fix = describe_fix(check)
+    if fix.kind == "none":
         return ["- **Fix:** none automated; see the guide section."]
-    if "manual" in fix:
-        return [f"- **Fix (manual):** {' '.join(fix['manual'].split())}"]
-    lines = [f"- **Fix ({fix['risk']}):** {fix.get('summary', '')}".rstrip()]
-    for step in fix["steps"]:
-        args = json.dumps(step.get("args", {}), sort_keys=True)
-        lines.append(f"  - `{step['op']}` {args}")
-    if fix.get("playbook"):
-        lines.append(f"  - playbook: `pyinfra INVENTORY {fix['playbook']} --dry` (then without `--dry`)")
-    else:
-        lines.append(f"  - run: `keystone-checks run {check.phases[0]} -i INVENTORY --fix --dry` (then without `--dry`)")
+    if fix.kind == "manual":
+        return [f"- **Fix (manual):** {fix.text}"]
+    lines = [f"- **Fix ({fix.risk}):** {fix.text}".rstrip()]
+    for step in fix.steps:
+        lines.append(f"  - `{step.op}` {json.dumps(step.args, sort_keys=True)}")
+    lines.append(f"  - {'playbook' if fix.playbook else 'run'}: `{fix.command}`")
     return lines
 
 
@@ -87,7 +84,7 @@ def render(checks) -> str:
                 if c.guide.get("cause"):
                     out.append(f"- **Cause (guide):** {c.guide['cause']}")
                 out.append(f"- **Why:** {' '.join(c.why.split())}")
-                looks = ", ".join(f"{name} = `{spec['fact']}`" for name, spec in c.gather.items())
+                looks = ", ".join(f"{name} = `{spec.fact}`" for name, spec in c.gather.items())
                 out.append(f"- **Looks at:** {looks}")
                 expected = _expectations(c.expect) or [f"`{json.dumps(c.expect, sort_keys=True)}`"]
                 out.append("- **Expected:** " + "; ".join(expected))
@@ -103,3 +100,120 @@ def render(checks) -> str:
                 out += _fix_lines(c)
                 out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+# -- the fact reference (docs/facts.md) ----------------------------------------------------------
+
+DEFAULT_FACTS_PATH = DEFAULT_PATH.parent / "facts.md"
+FACT_FIXTURES = DEFAULT_PATH.parent.parent / "tests" / "fixtures" / "facts"
+_EXAMPLE_LIMIT = 1800  # characters of example JSON: enough to show the structure, not a page
+
+
+def _type_words(shape: dict) -> str:
+    from . import shapes
+
+    kinds = shapes.types_of(shape)
+    kinds -= {"number"} if "integer" in kinds else set()
+    if shape.get("enum"):
+        return "one of " + ", ".join("null" if v is None else f"`{v}`" for v in shape["enum"])
+    return " or ".join(sorted(kinds)) or "any value"
+
+
+def _field_rows(shape: dict, path: str = "") -> list[tuple[str, str]]:
+    """(field path, type) for every field of a shape; ``a.b`` is ``properties: {a: {properties: {b:``,
+    ``a[]`` an array's items, ``a.*`` the values of a map keyed by names the host decides."""
+    rows: list[tuple[str, str]] = []
+    if path:
+        rows.append((path, _type_words(shape)))
+    for name, sub in shape.get("properties", {}).items():
+        rows += _field_rows(sub, f"{path}.{name}" if path else name)
+    if isinstance(shape.get("additionalProperties"), dict):
+        rows += _field_rows(shape["additionalProperties"], f"{path}.*" if path else "*")
+    if isinstance(shape.get("items"), dict):
+        rows += _field_rows(shape["items"], f"{path}[]" if path else "[]")
+    return rows
+
+
+def _fact_examples(name: str) -> list[dict]:
+    import yaml
+
+    cases = []
+    for path in sorted((FACT_FIXTURES / name).glob("*.yaml")):
+        case = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if isinstance(case, dict) and "fact" in case:
+            cases.append({**case, "_file": path.name})
+    return cases
+
+
+def _example(cases: list[dict]) -> dict | None:
+    """The fullest example that still reads at a glance: the longest value under the limit, else the shortest."""
+    if not cases:
+        return None
+    sized = sorted(cases, key=lambda c: (len(json.dumps(c["fact"])), c["_file"]))
+    fitting = [c for c in sized if len(json.dumps(c["fact"], indent=2)) <= _EXAMPLE_LIMIT]
+    return fitting[-1] if fitting else sized[0]
+
+
+def _signature(fact_class) -> str:
+    import inspect
+
+    params = [p for p in inspect.signature(fact_class().command).parameters.values()]
+    shown = [p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in params]
+    return ", ".join(shown) or "no arguments"
+
+
+def render_facts() -> str:
+    """docs/facts.md: every fact, what it looks at, its arguments, the shape of its value and an
+    example from its fixtures (so the reference cannot drift from what the facts really return)."""
+    from .facts import FACTS
+    from .shapes import SHAPES
+
+    if not FACT_FIXTURES.is_dir():
+        raise FileNotFoundError(f"{FACT_FIXTURES}: the fact reference is generated from a source checkout's fixtures")
+    out = ["# Fact reference", "",
+           ("<!-- Generated by `keystone-checks docs` from keystone_checks/facts, keystone_checks/shapes.py and "
+           "tests/fixtures/facts. Do not edit: CI runs `keystone-checks docs --check`. -->"), "",
+           (f"{len(FACTS)} facts. A check gathers values under names of its choosing (`gather: {{NAME: {{fact: ..., args: ...}}}}`); "
+           "its `expect` is a JSON Schema over `{NAME: value}`. Field `a.b` below is written "
+           "`properties: {a: {properties: {b: ...}}}` in `expect`; `a[]` is an array's items (`items:` / `contains:`); "
+           "`a.*` is each value of a map keyed by names the host decides (`additionalProperties:`). "
+           "`keystone-checks validate` reports fields, keywords and types an `expect` uses that the fact does not have."), ""]
+    for name in sorted(FACTS):
+        out.append(f"- [`{name}`](#{name.replace('.', '').lower()})")
+    out.append("")
+    for name in sorted(FACTS):
+        fact_class = FACTS[name]
+        doc = inspect_doc(fact_class)
+        out += [f"## `{name}`", "", doc, "", f"- **Arguments:** {_signature(fact_class)}"]
+        if fact_class.requires:
+            out.append(f"- **Needs on the host:** `{fact_class.requires}` (missing: the check is an error)")
+        cases = _fact_examples(name)
+        example = _example(cases)
+        if example is not None:
+            command = str(fact_class().command(**example.get("args", {})))
+            if len(command) > 400:
+                command = command[:400] + " ..."
+            arguments = json.dumps(example.get("args", {}), sort_keys=True)
+            out += [f"- **Command** (for the example's arguments {arguments}):", "", "  ```sh", f"  {command}", "  ```"]
+        shape = SHAPES.get(name)
+        if shape is None:
+            out += ["", "**No shape declared** (keystone_checks/shapes.py): `validate` cannot check `expect` against it.", ""]
+            continue
+        rows = _field_rows(shape)
+        out += ["", f"Value: {_type_words(shape)}" + ("; fields:" if rows else ""), ""]
+        if rows:
+            out += ["| field | type |", "| --- | --- |"] + [f"| `{path}` | {kind} |" for path, kind in rows]
+        if example is not None:
+            out += ["", f"Example (tests/fixtures/facts/{name}/{example['_file']}):", "", "```json",
+                    json.dumps(example["fact"], indent=2, sort_keys=True), "```"]
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def inspect_doc(fact_class) -> str:
+    """The fact docstring's text without its ``Example:`` paragraph (the example comes from fixtures)."""
+    import inspect
+
+    doc = inspect.getdoc(fact_class) or "(no description)"
+    paragraphs = [p for p in doc.split("\n\n") if not p.lstrip().startswith(("Example:", "Examples:", "Example::"))]
+    return "\n\n".join(paragraphs).strip()

@@ -24,7 +24,7 @@ from pyinfra.api.exceptions import NestedOperationError
 from pyinfra.operations import python as python_ops
 
 from . import hostdata, templating, waivers
-from .catalog import Check
+from .catalog import Check, Step
 from .evaluate import CheckResult, Outcome
 from .hostrun import blocking_dependencies, look
 from .operations import resolve_operation
@@ -52,16 +52,18 @@ class HostFixes:
     # -- one check ----------------------------------------------------------------------------
 
     def _fix(self, check: Check, result: CheckResult, now: bool) -> None:
-        if "manual" in check.fix:
+        fix = check.fix
+        assert fix is not None  # only checks with a fix are queued
+        if fix.manual is not None:
             # the text names this host's pool, datasets and paths (host-data templates)
             try:
-                text = str(templating.render(check.fix["manual"], self.context))
+                text = str(templating.render(fix.manual, self.context))
             except templating.TemplateProblem:
-                text = check.fix["manual"]
+                text = fix.manual
             result.fix = {"manual": text.strip()}
             return
-        risk = check.fix["risk"]
-        refusal = refusal_for(risk, self.context, check.fix.get("steps", ()))
+        risk = fix.risk or "safe"
+        refusal = refusal_for(risk, self.context, fix.steps)
         if now and risk != "safe":
             # Only fixes the operator could see in the plan may disrupt or destroy anything.
             refusal = (f"{risk} fix not run: it was not in the plan shown before this run (the check could "
@@ -70,14 +72,14 @@ class HostFixes:
             result.fix = {"risk": risk, "refused": refusal}
             return
         commands: list[str] = []
-        result.fix = {"risk": risk, "summary": check.fix.get("summary", ""), "commands": commands}
+        result.fix = {"risk": risk, "summary": fix.summary, "commands": commands}
         try:
-            for step in check.fix["steps"]:
-                op = resolve_operation(step["op"])
-                args = templating.render(step.get("args", {}), self.context)
+            for step in fix.steps:
+                op = resolve_operation(step.op)
+                args = templating.render(step.args, self.context)
                 # _timeout: a fix command that never returns fails this host's fix (pyinfra stops
                 # reading it) instead of holding every later operation of every host
-                meta = op(**args, name=f"fix {check.id}: {step['op']}", _timeout=fix_timeout(self.context))  # runs at once when `now`
+                meta = op(**args, name=f"fix {check.id}: {step.op}", _timeout=fix_timeout(self.context))  # runs at once when `now`
                 commands.extend(_ran_commands(meta) if now else _planned_commands(self.state, self.host, meta))
         except NestedOperationError:
             result.outcome = Outcome.FIX_FAILED
@@ -191,7 +193,7 @@ def forces_import(steps) -> bool:
     """Whether any step's operation always runs ``zpool import -f`` (its ``forces_import`` attribute)."""
     for step in steps or ():
         try:
-            op = resolve_operation(str(step.get("op", "")))
+            op = resolve_operation(step.op if isinstance(step, Step) else str(step.get("op", "")))
         except LookupError:
             continue  # reported when the fix is queued
         if getattr(op, "forces_import", False):

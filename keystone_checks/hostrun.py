@@ -91,7 +91,7 @@ def parse_outputs(checks: list[Check], plan: HostPlan, outputs: list[ProbeOutput
     fact_of: dict[int, str] = {}
     for check in checks:
         for gather_name, index in plan.probe_index.get(check.id, {}).items():
-            fact_of[index] = check.gather[gather_name]["fact"]
+            fact_of[index] = check.gather[gather_name].fact
     parsed: dict[int, tuple[Any, str | None]] = {}
     for index, fact_name in fact_of.items():
         fact = FACTS[fact_name]()

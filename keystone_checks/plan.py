@@ -88,9 +88,9 @@ def plan_host(checks: list[Check], roles: list[str], context: dict[str, Any]) ->
         indexes: dict[str, int] = {}
         try:
             for gather_name, spec in check.gather.items():
-                args = templating.render(spec.get("args", {}), context)
-                fact = FACTS[spec["fact"]]()
-                key = probe_key(spec["fact"], args)
+                args = templating.render(spec.args, context)
+                fact = FACTS[spec.fact]()
+                key = probe_key(spec.fact, args)
                 if key not in keys:
                     keys[key] = len(plan.probes)
                     plan.probes.append(Probe(key=key, command=str(fact.command(**args)),

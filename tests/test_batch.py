@@ -191,7 +191,7 @@ def test_a_truncated_probe_is_an_error_never_parsed():
     from keystone_checks.hostrun import parse_outputs
     from keystone_checks.plan import plan_host
 
-    check = next(c for c in load_catalog() if c.gather.get("status", {}).get("fact") == "zfs.PoolStatus")
+    check = next(c for c in load_catalog() if "status" in c.gather and c.gather["status"].fact == "zfs.PoolStatus")
     from keystone_checks.hostdata import KEYS
 
     context = {k.name: k.default for k in KEYS.values() if k.default is not None} | {"pool": "rpool", "host": "h"}

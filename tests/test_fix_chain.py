@@ -15,7 +15,7 @@ from kc_helpers import read_report, run_pyinfra, write_inventory
 def _check(tmp_path, check_id, path, depends_on=(), fix=None):
     data = {
         "id": check_id, "title": f"{check_id} file exists", "severity": "critical", "phases": ["sweep"],
-        "roles": ["deployed"], "guide": {"document": "troubleshooting-build-and-deploy.md", "section": "test"},
+        "roles": ["deployed"], "guide": {"document": "troubleshooting-build-and-deploy.md", "section": "Slow deployment"},
         "why": "test chain", "depends_on": list(depends_on),
         "gather": {"f": {"fact": "files.PathInfo", "args": {"path": str(path)}}},
         "expect": {"properties": {"f": {"properties": {"exists": {"const": True, "description": f"{path} exists"}}}}},

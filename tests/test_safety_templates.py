@@ -47,7 +47,7 @@ why: Template injection test.
 gather:
   marker: {fact: files.PathInfo, args: {path: @gather@}}
 expect:
-  properties: {marker: {properties: {exists: {const: true}, path: {not: {const: @expect@}}}}}
+  properties: {marker: {properties: {exists: {const: true}, type: {not: {const: @expect@}}}}}
 fix:
   risk: safe
   steps:

@@ -55,7 +55,7 @@ def test_keystone_host_healthy_with_the_credstore_closed():
 def test_keystone_host_with_the_credstore_open_in_stage2_fails():
     result = outcome("credstore-closed-in-stage2", unlock=KEYSTONE, credstore=OPEN)
     assert result.outcome == Outcome.FAIL and "closed and unmounted" in result.message
-    assert CATALOG["credstore-closed-in-stage2"].fix["steps"][0]["op"] == "luks.close_mapping"
+    assert CATALOG["credstore-closed-in-stage2"].fix.steps[0].op == "luks.close_mapping"
 
 
 def test_a_failed_initrd_step_is_named_with_its_message():
@@ -101,9 +101,9 @@ def test_no_deployed_fix_opens_the_credstore_and_leaves_it_open():
     """Every deployed check's fix steps: none of them opens the credstore (luks.open_mapping,
     zfs.mount_credstore); the one that has to (unlock_load_key) closes it in the same command."""
     for check in CATALOG.values():
-        if "deployed" not in check.roles or not check.fix or "steps" not in check.fix:
+        if "deployed" not in check.roles or not check.fix or not check.fix.steps:
             continue
-        ops = [s["op"] for s in check.fix["steps"]]
+        ops = check.fix.ops
         assert "luks.open_mapping" not in ops and "zfs.mount_credstore" not in ops, (check.id, ops)
 
 

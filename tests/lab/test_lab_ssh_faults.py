@@ -50,7 +50,7 @@ def test_ssh_fault_is_caught_from_the_controller(lab_host, fault_name, tmp_path)
     results = {r["check"]: r for r in entry["results"]}
     failing = {c for c, r in results.items() if r["outcome"] in ("fail", "error") and r["severity"] != "info"}
     assert failing == CAUGHT_BY[fault_name], {c: results[c]["message"] for c in failing | CAUGHT_BY[fault_name]}
-    manual = {c.id: (c.fix or {}).get("manual") for c in load_catalog()}
+    manual = {c.id: c.fix.manual if c.fix else None for c in load_catalog()}
     for check_id in CAUGHT_BY[fault_name]:
         assert manual[check_id], "the remedy is the console: the check says how"
     if os.environ.get("KC_MATRIX_OUT"):  # a row of docs/lab-matrix.md, like the host-side faults

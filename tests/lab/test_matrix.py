@@ -66,7 +66,7 @@ def _consent(host, automated) -> list[str]:
     data = []
     if host.state == "installer":
         data += ["allow_destructive=true", f"destructive_device={host.name}:{host.data['disk']}"]
-    if any(forces_import(CATALOG[c].fix["steps"]) for c in automated):
+    if any(forces_import(CATALOG[c].fix.steps) for c in automated):
         data.append("allow_force_import=true")
     return [arg for item in data for arg in ("--data", item)]
 
@@ -94,7 +94,7 @@ def test_fault_is_caught_and_fixed(lab_host, lab_zfs, fault_name, tmp_path):
     assert _failing(before) == expected, {c: before[c]["message"] for c in _failing(before) ^ expected if c in before}
     row = {"zfs": lab_zfs, "fault": fault_name, "phase": phase, "caught_by": sorted(expected), "fix": "manual"}
 
-    automated = [c for c in expected if CATALOG[c].fix and "steps" in CATALOG[c].fix]
+    automated = [c for c in expected if CATALOG[c].fix and CATALOG[c].fix.steps]
     manual = expected - set(automated)
     fixed_in_order: list[str] = []
     rounds = 0
@@ -123,7 +123,7 @@ def test_fault_is_caught_and_fixed(lab_host, lab_zfs, fault_name, tmp_path):
                         f"{ {c: after[c]['message'] for c in _failing(after) - manual} }")
     if automated:
         # Every check fixed, in order: the fault's own, those a fix unblocked, later rounds'.
-        row["fix"] = "; ".join(f"{c}: " + " -> ".join(s["op"] for s in CATALOG[c].fix["steps"]) for c in fixed_in_order)
+        row["fix"] = "; ".join(f"{c}: " + " -> ".join(CATALOG[c].fix.ops) for c in fixed_in_order)
         row["rounds"] = rounds
     assert host.checksum() == host.expected_checksum, "data written before the fault changed"
     if os.environ.get("KC_MATRIX_OUT"):
