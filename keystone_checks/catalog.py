@@ -132,6 +132,7 @@ class Check:
     applies_when: dict[str, Any] | None = None
     fix: Fix | None = None
     prevention: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)  # extra selection tags; selection.tags_of adds the domain
     path: str = ""
 
     def __post_init__(self) -> None:

@@ -34,22 +34,49 @@ def cmd_validate(args) -> int:
 def _catalog(args):
     from .catalog import DEFAULT_CHECKS_DIR, validate
 
-    checks, problems = validate([Path(args.checks)] if getattr(args, "checks", None) else [DEFAULT_CHECKS_DIR])
+    checks, problems = validate([Path(args.catalog)] if getattr(args, "catalog", None) else [DEFAULT_CHECKS_DIR])
     if problems:
         raise KeystoneChecksError("the check catalog is broken; run `keystone-checks validate`:\n" + "\n".join(map(str, problems)))
     return checks
 
 
+def _check_phase_role(phase: str | None, role: str | None) -> None:
+    """A phase or role name that does not exist is a usage error naming the valid ones, not an empty list."""
+    from .plan import PHASES
+
+    if phase and phase not in PHASES:
+        raise KeystoneChecksError(f"unknown phase {phase!r}; valid phases: {', '.join(PHASES)}")
+    if role and role not in hostdata.ROLES:
+        raise KeystoneChecksError(f"unknown role {role!r}; valid roles: {', '.join(hostdata.ROLES)}")
+
+
+def _selection(args):
+    from .selection import Selection
+
+    return Selection.from_values(",".join(args.checks), ",".join(args.tags), args.severity)
+
+
 def cmd_list(args) -> int:
-    checks = [c for c in _catalog(args)
-              if (not args.phase or args.phase in c.phases) and (not args.role or args.role in c.roles)]
+    from . import selection as sel
+    from .plan import checks_for_phase
+
+    _check_phase_role(args.phase, args.role)
+    catalog = _catalog(args)
+    candidates = checks_for_phase(catalog, args.phase) if args.phase else catalog
+    chosen = _selection(args)
+    if args.phase and not chosen:
+        candidates = [c for c in candidates if args.phase in c.phases]  # without a selection: the phase's own
+    listed, gates = sel.narrow(chosen, candidates, catalog, what="list")
+    checks = [c for c in listed if not args.role or args.role in c.roles]
     if args.json:
         print(json.dumps([{"id": c.id, "title": c.title, "severity": c.severity, "phases": c.phases,
-                           "roles": c.roles, "guide": c.guide} for c in checks], indent=2))
+                           "roles": c.roles, "tags": sel.tags_of(c), "guide": c.guide,
+                           **({"gate_for": sorted(gates[c.id])} if c.id in gates else {})} for c in checks], indent=2))
         return 0
     for c in checks:
-        print(f"{c.id:<40} {c.severity:<8} {','.join(c.roles):<28} {c.title}")
-    print(f"{len(checks)} check(s)")
+        gate = f"  (gate for {', '.join(sorted(gates[c.id]))})" if c.id in gates else ""
+        print(f"{c.id:<40} {c.severity:<8} {','.join(c.roles):<28} {c.title}{gate}")
+    print(f"{len(checks)} check(s)" + (f", {len(gates)} of them gate(s) the selection depends on" if gates else ""))
     return 0
 
 
@@ -62,6 +89,9 @@ def cmd_show(args) -> int:
         raise KeystoneChecksError(f"no check with id '{args.id}'{hint}")
     print(f"{check.id}: {check.title}")
     print(f"  severity: {check.severity}   phases: {', '.join(check.phases)}   roles: {', '.join(check.roles)}")
+    from .selection import tags_of
+
+    print(f"  tags:     {', '.join(tags_of(check)) or '-'}   (select with --tags)")
     print(f"  guide:    {check.guide['document']} > {check.guide['section']}" + (f" > {check.guide['cause']}" if check.guide.get("cause") else ""))
     print(f"  why:      {check.why}")
     for name, spec in check.gather.items():
@@ -172,14 +202,20 @@ def cmd_run(args) -> int:
     specs = _report_specs(args)
     if not any(name == "console" for name, _ in specs) and not any(path in (None, "-") for _, path in specs):
         specs.insert(0, ("console", None))  # the operator at a terminal always sees the table
+    data = _data_pairs(args.data)
+    waivers_path = _run_selection(args, data, apirun)
     options = apirun.RunOptions(target=args.target, inventory=args.inventory,
                                 limit=_limit_patterns(args),
-                                fix=args.fix, dry=args.dry, data=_data_pairs(args.data),
+                                fix=args.fix, dry=args.dry, data=data,
                                 connect_timeout=args.connect_timeout)
     import logging
 
     logging.getLogger("pyinfra").setLevel(logging.CRITICAL)  # reasons are in the report, not in pyinfra's log lines
     result = apirun.run(options)
+    if waivers_path:
+        from . import runner, waivers
+
+        waivers.annotate_report(result, waivers_path, [c.id for c in runner.catalog()], stream=sys.stderr)
     files = []
     ok = True
     for name, path in specs:
@@ -196,6 +232,45 @@ def cmd_run(args) -> int:
             files.append((name, path))
     ok &= emit_reports(result, files)
     return result["summary"]["exit_code"] if ok else EXIT_UNKNOWN
+
+
+def _run_selection(args, data: dict, apirun) -> str:
+    """Check ``run``'s selection, roles, waivers and --dry up front (a usage error exits 3 before any
+    host is contacted), then hand them to the engine as host data for every host. Returns the waivers
+    file ('' for none)."""
+    from . import runner, selection as sel, waivers
+    from .plan import checks_for_phase
+
+    target = apirun.resolve_target(args.target)
+    if args.dry and not args.fix and not target.force_fix:
+        raise KeystoneChecksError("--dry lists the fix commands without running them: give --fix --dry "
+                                  "(a check-only run changes nothing already)")
+    if args.role:
+        roles = [r.strip() for item in args.role for r in item.split(",") if r.strip()]
+        for role in roles:
+            _check_phase_role(None, role)
+        data["role"] = roles
+    if "role" in data:
+        problem = hostdata.check_value(hostdata.KEYS["role"], data["role"]) \
+            if isinstance(data["role"], (str, list)) else f"expected a role name or a list, got {data['role']!r}"
+        if problem:
+            raise KeystoneChecksError(f"role: {problem}")
+    chosen = _selection(args)
+    catalog = runner.catalog()
+    if chosen:
+        if target.check_ids is None:
+            candidates = checks_for_phase(catalog, target.phase)
+        else:
+            candidates = sel.narrow(sel.Selection(checks=list(target.check_ids)), catalog, catalog)[0]
+        sel.narrow(chosen, candidates, catalog, what=f"run {args.target}")
+        data.update(checks=chosen.checks, tags=chosen.tags, severity=chosen.severity)
+    path = args.waivers or data.get("waivers") or ""
+    if path:
+        loaded = waivers.load_cached(str(path), [c.id for c in catalog])
+        data["waivers"] = str(path)
+        for line in waivers.expired_lines(loaded):
+            print(f"keystone-checks: {line}", file=sys.stderr)
+    return str(path)
 
 
 def cmd_merge(args) -> int:
@@ -230,6 +305,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_UNKNOWN, f"{self.prog}: error: {message}\n")
 
 
+def _selection_arguments(p) -> None:
+    p.add_argument("--checks", metavar="ID,ID", action="append", default=[],
+                   help="only these check ids (repeatable or comma-separated); what they depend on runs as gates")
+    p.add_argument("--tags", metavar="T,T", action="append", default=[],
+                   help="only checks with one of these tags (their domain: zfs, luks, ...; or a tags: entry)")
+    p.add_argument("--severity", choices=("critical", "warning", "info"),
+                   help="only checks of at least this severity (warning: warning and critical)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="keystone-checks", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"keystone-checks {__version__}")
@@ -245,15 +329,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("list", help="list checks")
-    p.add_argument("--phase")
-    p.add_argument("--role")
+    p.add_argument("--phase", help="one of the phases (an unknown one is an error)")
+    p.add_argument("--role", help="controller, installer or deployed")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--checks", help="catalog directory (default: the repository's checks/)")
+    _selection_arguments(p)
+    p.add_argument("--catalog", help="catalog directory (default: the repository's checks/)")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("show", help="show one check: what it looks at, expects, and the fix")
     p.add_argument("id")
-    p.add_argument("--checks")
+    p.add_argument("--catalog", "--checks", dest="catalog", help="catalog directory")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("coverage", help="which guide sections have checks (keystone_checks/coverage.py)")
@@ -265,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="do not write; exit 1 if a file differs from what it is generated from")
     p.add_argument("--output", help="the catalog page (default: docs/checks.md; given alone, the fact reference is skipped)")
     p.add_argument("--facts-output", help="the fact reference (default: docs/facts.md)")
-    p.add_argument("--checks")
+    p.add_argument("--catalog", "--checks", dest="catalog", help="catalog directory")
     p.set_defaults(func=cmd_docs)
 
     p = sub.add_parser("diagnose", help="rank the checks whose symptoms explain an error message or pasted log",
@@ -282,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-i", "--inventory", help="with --host: confirm the candidate causes on that host (read-only)")
     p.add_argument("--host", help="with -i: the one host to run the candidate checks on")
     p.add_argument("--connect-timeout", type=int, default=10, help="with --host: seconds (default 10)")
-    p.add_argument("--checks")
+    p.add_argument("--catalog", "--checks", dest="catalog", help="catalog directory")
     p.set_defaults(func=cmd_diagnose)
 
     p = sub.add_parser("run", help="run a phase or playbook through pyinfra's API; exit with the Nagios code",
@@ -293,8 +378,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-i", "--inventory", required=True, help="pyinfra inventory file (or @local, host list)")
     p.add_argument("--limit", action="append", default=[], help="host names, globs or groups (repeatable, comma-separated)")
     p.add_argument("--fix", action="store_true", help="queue and run the fixes of failing checks")
-    p.add_argument("--dry", action="store_true", help="with --fix: list the fix commands, run nothing")
+    p.add_argument("--dry", action="store_true", help="with --fix: list the fix commands, run nothing "
+                                                      "(without --fix: an error, except for a fix playbook)")
     p.add_argument("--data", action="append", default=[], metavar="KEY=VALUE", help="host data for every host")
+    p.add_argument("--role", action="append", default=[], metavar="ROLE",
+                   help="role of every host (repeatable or comma-separated: --role installer --role controller); "
+                        "same as --data role=installer,controller")
+    _selection_arguments(p)
+    p.add_argument("--waivers", metavar="FILE", help="waivers file: YAML list of {check, hosts, reason, expires}; "
+                                                     "a covered failure is reported 'waived' (README: Waivers)")
     p.add_argument("--report", action="append", default=[], metavar="FORMAT[:PATH]",
                    help="console, json, junit, prometheus, nagios, html; no PATH or '-': stdout; PATH: a regular file, replaced atomically (repeatable)")
     p.add_argument("--connect-timeout", type=int, default=10, help="seconds (default 10)")

@@ -27,6 +27,9 @@ class Outcome(str, Enum):
     FIXED = "fixed"
     FIX_FAILED = "fix-failed"
     WOULD_FIX = "would-fix"
+    # failed, but a waiver the operator wrote (reason, expiry) covers it: shown, never a pass, and
+    # not counted toward the exit status (keystone_checks/waivers.py)
+    WAIVED = "waived"
 
     def __str__(self) -> str:
         return self.value
@@ -48,6 +51,10 @@ class CheckResult:
     role_skipped: bool = False  # skipped because the check is not for this host's role (not reported)
     not_applicable: bool = False  # skipped because host data it requires is empty (reported, gates nothing)
     blocked_by: list[str] = field(default_factory=list)  # skipped because these dependencies did not pass
+    # ran only as a gate: a selected check (--checks/--tags/--severity) depends on it (selection.py)
+    gate_for: list[str] = field(default_factory=list)
+    # the waiver matching this check on this host: {reason, expires, hosts, source, expired}
+    waiver: dict[str, Any] | None = None
 
     @property
     def gates_nothing(self) -> bool:
@@ -58,6 +65,9 @@ class CheckResult:
         data = asdict(self)
         data.pop("role_skipped")
         data.pop("not_applicable")
+        for optional in ("gate_for", "waiver"):  # only where they apply: reports stay as they were otherwise
+            if not data[optional]:
+                data.pop(optional)
         data["outcome"] = str(self.outcome)
         duration = self.duration_ms if isinstance(self.duration_ms, (int, float)) else 0.0
         data["duration_ms"] = duration if math.isfinite(duration) and duration >= 0 else 0.0  # JSON has no NaN

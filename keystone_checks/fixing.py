@@ -23,7 +23,7 @@ from typing import Any
 from pyinfra.api.exceptions import NestedOperationError
 from pyinfra.operations import python as python_ops
 
-from . import hostdata, templating
+from . import hostdata, templating, waivers
 from .catalog import Check, Step
 from .evaluate import CheckResult, Outcome
 from .hostrun import blocking_dependencies, look
@@ -124,8 +124,11 @@ class HostFixes:
             fresh = look(self.host, order_by_dependencies(ready), self.roles, self.context, self.results)
             for check in ready:
                 result = self.results[check.id]
+                gate_for = result.gate_for  # the selection's bookkeeping survives the re-evaluation
                 vars(result).update(vars(fresh[check.id]))
+                result.gate_for = gate_for
                 result.message = f"evaluated after the fix of {fixed_id}: {result.message}"
+            waivers.apply_context([self.results[c.id] for c in ready], self.host.name, self.context)
             for check in ready:
                 result = self.results[check.id]
                 if result.outcome == Outcome.FAIL and check.fix:

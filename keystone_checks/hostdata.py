@@ -36,7 +36,8 @@ _G = 1000**3
 KEYS: dict[str, HostKey] = {
     k.name: k
     for k in (
-        HostKey("role", (str, list), None, "installer | deployed | controller (or a list of them)", True),
+        HostKey("role", (str, list), None, "installer | deployed | controller, or several: a list, or one string "
+                                            "separated by ',' (--data role=installer,controller)", True, "roles"),
         HostKey("disk", (str,), None, "target disk device (/dev/vda, /dev/disk/by-id/...)", True, "path"),
         HostKey("disks", (list,), [], "every disk of a multi-disk layout (keystone.os.storage.devices), e.g. "
                                      "['/dev/disk/by-id/a', '/dev/disk/by-id/b']; [] = single disk (`disk`)", kind="path"),
@@ -80,6 +81,14 @@ KEYS: dict[str, HostKey] = {
         HostKey("fix_timeout", (int,), 900, "seconds one fix command may run on the host before pyinfra stops "
                 "waiting for it (the fix is then fix-failed; the other hosts' operations go on)", limits=(1, 86400)),
         HostKey("report", (str,), "", "JSON report path (default reports/<phase>-<time>.json)"),
+        HostKey("checks", (str, list), [], "run only these check ids (and, as gates, what they depend on): a list or "
+                "'id,id'; [] = every check of the phase", kind="check-ids"),
+        HostKey("tags", (str, list), [], "run only checks carrying one of these tags (their domain, e.g. zfs, luks, or a "
+                "`tags:` entry): a list or 'tag,tag'; [] = no tag filter", kind="tags"),
+        HostKey("severity", (str,), "", "run only checks of at least this severity: critical, warning or info "
+                "('' = all)", kind="severity"),
+        HostKey("waivers", (str,), "", "controller-side waivers file (YAML list of {check, hosts, reason, expires}); "
+                "'' = none"),
         HostKey("reports", (str,), "", "extra reports FORMAT:PATH[,...] (junit, prometheus, nagios, html, console)"),
         HostKey("luks_passphrase_file", (str,), "", "controller-side file holding the credstore passphrase"),
         HostKey("luks_passphrase_env", (str,), "", "controller-side environment variable holding it"),
@@ -149,7 +158,7 @@ def roles_of(host_name: str, context: dict[str, Any]) -> list[str]:
     role = context.get("role")
     if role is None:
         raise HostDataError(host_name, "role", "missing; set it to one of " + ", ".join(ROLES))
-    roles = [role] if isinstance(role, str) else list(role)
+    roles = split_names(role)
     unknown = [r for r in roles if r not in ROLES]
     if unknown or not roles:
         raise HostDataError(host_name, "role", f"{role!r} is not one of {', '.join(ROLES)}")
@@ -194,7 +203,26 @@ GRAMMARS = {
     "optional-path": "\"\" (not used) or an absolute, normalised path (no '.', '..', '//' or trailing '/')",
     "consent": "HOST:DEVICE naming an inventory host and its disk (several separated by ','), "
                "e.g. server1:/dev/disk/by-id/nvme-X",
+    "roles": "one or more of controller, installer, deployed (a list, or separated by ',')",
+    "check-ids": "check ids (kebab-case, as `keystone-checks list` shows them), a list or separated by ','; "
+                 "at most 256 of them",
+    "tags": "tags (lowercase letters, digits and '-'), a list or separated by ','; at most 256 of them",
+    "severity": "one of critical, warning, info ('' = every severity)",
 }
+
+SEVERITIES = ("critical", "warning", "info")  # most severe first; --severity S keeps S and above
+MAX_NAMES = 256  # entries of one name list (roles, checks, tags): a selection, not a data dump
+_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")  # check ids (check.schema.json) and tags
+
+
+def split_names(value: Any) -> list[str]:
+    """A name list from host data: a list as it is, a string split at ',' (blanks dropped).
+
+    **Example:** ``split_names("installer, controller") == ["installer", "controller"]``
+    """
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return list(value or [])
 
 
 def check_value(key: HostKey, value: Any) -> str | None:
@@ -203,6 +231,8 @@ def check_value(key: HostKey, value: Any) -> str | None:
         return None
     if isinstance(value, (int, float)):
         return _check_number(key, value)
+    if key.kind in _NAME_KINDS and isinstance(value, (str, list)):
+        return _names_problem(key.kind, value)
     if isinstance(value, list):
         problems = (check_value(HostKey(key.name, (str,), None, "", kind=key.kind), v) for v in value if isinstance(v, str))
         return next((p for p in problems if p), None)
@@ -312,6 +342,31 @@ def consented_device(value: str, host_name: str) -> str | None:
             return device
     return None
 
+
+def _names_problem(kind: str, value: Any) -> str | None:
+    """What is wrong with a roles / check ids / tags / severity value, or None (catalog membership of
+    check ids and tags is judged where the catalog is known: keystone_checks/selection.py)."""
+    if isinstance(value, str) and (len(value) > MAX_TEXT or _CONTROL.search(value)):
+        return f"{_shown(value)} is not valid; expected {GRAMMARS[kind]}"
+    names = split_names(value)
+    if kind == "severity":
+        return None if value == "" or value in SEVERITIES else \
+            f"{_shown(value)} is not a severity; expected {GRAMMARS[kind]}"
+    if len(names) > MAX_NAMES:
+        return f"names {len(names)} entries; at most {MAX_NAMES} are accepted"
+    for name in names:
+        if not isinstance(name, str):
+            return f"{_shown(name)} is not a name; expected {GRAMMARS[kind]}"
+        if kind == "roles" and name not in ROLES:
+            return f"{_shown(name)} is not one of {', '.join(ROLES)} (several: a list, or separated by ',')"
+        if kind != "roles" and not _NAME.fullmatch(name):
+            return f"{_shown(name)} is not valid; expected {GRAMMARS[kind]}"
+    if kind == "roles" and not names:
+        return f"names no role; expected {GRAMMARS[kind]}"
+    return None
+
+
+_NAME_KINDS = ("roles", "check-ids", "tags", "severity")
 
 _GRAMMAR_CHECKS = {"pool": pool_problem, "dataset": dataset_problem, "mapping": mapping_problem,
                    "path": path_problem, "optional-path": path_problem, "consent": consent_problem}

@@ -15,7 +15,8 @@ from .catalog import Check, load_catalog
 from .facts import FACTS
 from .facts.batch import Probe
 
-PHASES = ("preflight", "configuration", "network", "deployment", "boot", "zfs", "performance", "next-boot", "recovery", "sweep")
+PHASES = ("preflight", "configuration", "network", "deployment", "boot", "zfs", "performance", "next-boot",
+          "before-reboot", "recovery", "sweep")
 
 
 @dataclass

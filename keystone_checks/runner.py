@@ -19,7 +19,7 @@ from typing import Any
 from pyinfra import logger
 from pyinfra.api.state import StateStage
 
-from . import connect_errors, hostdata, nodelay, report
+from . import connect_errors, hostdata, nodelay, report, selection, waivers
 from .catalog import Check, load_catalog
 from .errors import CatalogError, KeystoneChecksError
 from .evaluate import Outcome
@@ -56,6 +56,7 @@ class Recorder:
         self.report_path: str = ""
         self.extra_reports: str = ""  # --data reports=junit:PATH,prometheus:PATH,...
         self.fix_requested = False
+        self.waivers_path: str = ""  # --data waivers=PATH: the report lists its expired entries
         atexit.register(self.finish)
 
     def add(self, host_report: report.HostReport) -> None:
@@ -83,6 +84,8 @@ class Recorder:
                     r.message = f"fix operation did not complete (see pyinfra's output): {r.message}"
         data = report.build(self.phase, list(self.hosts.values()), self.started, time.time(),
                             dry_run=self.fix_requested and not executed, fix_requested=self.fix_requested)
+        if self.waivers_path:
+            waivers.annotate_report(data, self.waivers_path, [c.id for c in catalog()], stream=sys.stdout)
         from .reports import console, emit_reports, parse_spec
 
         specs = [("json", str(self.report_path or report.default_path(self.phase, self.started)))]
@@ -150,6 +153,8 @@ def _run(phase: str, select, force_fix: bool) -> None:
         if context.get("reports"):
             recorder.extra_reports = context["reports"]
         recorder.fix_requested |= bool(context.get("fix"))
+        if context.get("waivers"):
+            recorder.waivers_path = context["waivers"]
 
     recorder.add(check_host(host, state, lambda: select(catalog()), force_fix, record_settings))
 
@@ -167,7 +172,7 @@ def check_host(host, state, checks, force_fix: bool = False, on_context=None) ->
     try:
         nodelay.enable(host)
         if on_context:  # where the report goes is known even when the rest of the host data is bad
-            on_context({k: host.data.get(k) for k in ("report", "reports") if isinstance(host.data.get(k), str)})
+            on_context({k: host.data.get(k) for k in ("report", "reports", "waivers") if isinstance(host.data.get(k), str)})
         context = hostdata.resolve(host.name, host.data)
         host_report.roles = hostdata.roles_of(host.name, context)
         if force_fix:
@@ -175,7 +180,12 @@ def check_host(host, state, checks, force_fix: bool = False, on_context=None) ->
         if on_context:
             on_context(context)
         selected = checks() if callable(checks) else checks
+        # --checks/--tags/--severity (host data): the selected checks plus their dependencies as gates
+        selected, gates = selection.narrow(selection.from_context(context), selected, catalog(),
+                                           what="host data checks/tags/severity")
         results = look(host, selected, host_report.roles, context)
+        selection.mark_gates(results.values(), gates)
+        waivers.apply_context(results.values(), host.name, context)  # before fixes: a waived failure is not repaired
         if context.get("fix"):
             HostFixes(host, state, selected, results, context, host_report.roles).queue()
         host_report.results = list(results.values())

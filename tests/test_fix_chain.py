@@ -70,3 +70,25 @@ def test_one_fix_run_repairs_the_whole_chain(tmp_path):
     planned = run("dry2", "--dry", "--data", "fix=true")["chain-e"]
     assert planned["outcome"] == "would-fix" and planned["fix"]["commands"]
     assert run("fix2", "--data", "fix=true")["chain-e"]["outcome"] == "fixed"
+
+
+def test_a_waived_check_a_fix_unblocks_is_waived_not_fixed(tmp_path):
+    """The checks a fix unblocks are judged like the first look: a live waiver makes a failure
+    `waived` (its fix does not run) and a gate keeps its `gate_for`."""
+    (tmp_path / "checks").mkdir()
+    a, b = tmp_path / "a", tmp_path / "b"
+    _check(tmp_path, "chain-a", a, fix=_touch(a))
+    _check(tmp_path, "chain-b", b, depends_on=["chain-a"], fix=_touch(b))
+    waivers = tmp_path / "waivers.yaml"
+    waivers.write_text("- check: chain-b\n  reason: b is made by another team\n  expires: 2999-01-01\n")
+    inventory = write_inventory(tmp_path / "inv.py", {"@local": {"role": "deployed"}})
+    report = tmp_path / "fix.json"
+    done = run_pyinfra(inventory, "sweep.py", "--data", "fix=true", "--data", "checks=chain-b",
+                       "--data", f"waivers={waivers}", "--data", f"report={report}",
+                       env={"KEYSTONE_CHECKS_DIR": str(tmp_path / "checks")})
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr[-3000:]
+    results = {r["check"]: r for r in read_report(report)["hosts"][0]["results"]}
+    assert results["chain-a"]["outcome"] == "fixed" and results["chain-a"]["gate_for"] == ["chain-b"]
+    assert results["chain-b"]["outcome"] == "waived", results["chain-b"]
+    assert "b is made by another team" in results["chain-b"]["message"]
+    assert a.exists() and not b.exists(), "a waived failure is not fixed"

@@ -20,7 +20,7 @@ from keystone_checks.facts import FACTS
 from kc_helpers import Sshd, read_report, run_pyinfra, write_inventory
 
 SAFETY_CHECKS = Path(__file__).parent / "fixtures" / "safety" / "checks"
-NOT_SHELL = {"role", "report", "luks_passphrase_file", "luks_passphrase_env", "destructive_device"}
+NOT_SHELL = {"role", "report", "waivers", "luks_passphrase_file", "luks_passphrase_env", "destructive_device"}
 # pyinfra's own connector data: a hostile value here only breaks the login (the fact that puts it in a
 # command, ssh.SshdAuthorizedKeys, gets every payload in test_every_fact_command_quotes_every_argument).
 CONNECTION = {"ssh_user"}
