@@ -142,10 +142,29 @@ def check_prometheus(report: dict, text: str) -> dict:
     return families
 
 
-def check_nagios(report: dict, line: str) -> dict[str, str]:
-    """One plugin status line whose counts and perfdata agree with the report. Returns the perfdata."""
-    assert line.count("\n") == 1 and line.endswith("\n")
-    status, perf = line.rstrip("\n").split(" | ")
+def nagios_long_output(report: dict) -> int:
+    """How many long-output lines (after the status line) the Nagios writer gives: one per failing
+    result, at most 50, plus one "... N more" line."""
+    failing = sum(r["outcome"] in FAILING for _, r in results(report))
+    return min(failing, 50) + (failing > 50)
+
+
+def check_nagios(report: dict, text: str) -> dict[str, str]:
+    """One plugin status line whose counts and perfdata agree with the report, then one long-output
+    line per failing check (host:check, its fix). Returns the perfdata."""
+    assert text.endswith("\n")
+    line, *long_output = text.rstrip("\n").split("\n")
+    assert len(long_output) == nagios_long_output(report), long_output
+    failing = {f"{host}:{r['check']}": r for host, r in results(report) if r["outcome"] in FAILING}
+    for extra in long_output[:50]:
+        name = extra.split(" (", 1)[0]
+        assert name in failing, extra
+        remedy = failing[name].get("remedy")
+        if remedy:
+            assert f"fix ({remedy['risk']})" in extra and "|" not in extra, extra
+            if remedy["dry"]:
+                assert remedy["dry"][0].replace("|", "/") in extra
+    status, perf = line.split(" | ")
     every = [r for _, r in results(report)]
     critical = sum(r["outcome"] in FAILING and r["severity"] == "critical" for r in every)
     warning = sum(r["outcome"] in FAILING and r["severity"] == "warning" for r in every)
