@@ -57,6 +57,12 @@ def severity_rank(severity: Any) -> int:
     return SEVERITY_ORDER.index(text) if text in SEVERITY_ORDER else len(SEVERITY_ORDER)
 
 
+def worst_first(outcome: Any, severity: Any) -> tuple[int, int]:
+    """Sort key of a finding for "what needs attention first": a critical check before a warning
+    one, then by outcome (a fix that failed before a plain failure, before one not evaluated)."""
+    return severity_rank(severity), outcome_rank(outcome)
+
+
 @dataclass
 class CheckResult:
     check: str

@@ -298,4 +298,81 @@ def check_html(report: dict, page: Path, tmp_path: Path) -> tuple[str, dict]:
         assert "evidence" in opened
     if (r.get("guide") or {}).get("section"):
         assert shown(r["guide"]["section"])
+    if r.get("remedy"):
+        assert shown(f"fix ({r['remedy']['risk']})") and shown(r["remedy"]["summary"]), opened[:2000]
+        for command in r["remedy"]["dry"]:
+            assert shown(command), (command, opened[:2000])
+    check_failing_first(report, page, tmp_path)
+    check_panel_closes(page, tmp_path, host, r["check"])
     return host, r
+
+
+def failing_order(report: dict) -> list[str]:
+    """Check ids failing (or in error) on any host, in the order the failing list must give them:
+    worst first (severity, then outcome), then most hosts, then id."""
+    from keystone_checks.evaluate import is_failing, outcome_rank, worst_first
+
+    worst: dict[str, tuple] = {}
+    count: Counter = Counter()
+    for _, r in results(report):
+        if is_failing(r["outcome"]) or r["outcome"] == "error":
+            count[r["check"]] += 1
+            key = worst_first(r["outcome"], r["severity"])
+            if r["check"] not in worst or outcome_rank(r["outcome"]) < outcome_rank(worst[r["check"]][1]):
+                worst[r["check"]] = (key, r["outcome"])
+    return sorted(worst, key=lambda c: (*worst[c][0], -count[c], c))
+
+
+class _Sections(HTMLParser):
+    """The page's sections in order and the failing list's check ids."""
+
+    def __init__(self):
+        super().__init__()
+        self.sections: list[str] = []
+        self.failing: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "section":
+            self.sections.append(a.get("id", ""))
+        elif tag == "li" and "failing" in (a.get("class") or "").split():
+            self.failing.append(a["data-check"])
+
+
+def check_failing_first(report: dict, page: Path, tmp_path: Path) -> list[str]:
+    """As Chromium builds it: the first section is "what is failing", one entry per failing check,
+    worst first. Returns the ids in page order."""
+    done = _chromium(["--dump-dom", page.as_uri()], tmp_path)
+    parsed = _Sections()
+    parsed.feed(done.stdout)
+    assert parsed.sections[:1] == ["failing"], parsed.sections
+    assert parsed.failing == failing_order(report), parsed.failing[:20]
+    return parsed.failing
+
+
+# Appended to a copy of the page (test only): after the page's own script opened the deep-linked
+# cell, press its close button, reopen it and press Esc; the results land in body attributes.
+_CLOSE_PROBE = """<script>(function(){
+function openCount(){return document.querySelectorAll('td.cell details[open]').length;}
+var b=document.body; b.setAttribute('data-open-at-load', openCount());
+var d=document.querySelector('td.cell details[open]');
+if(d){d.querySelector('button.close').click();}
+b.setAttribute('data-open-after-button', openCount());
+if(d){d.open=true;}
+b.setAttribute('data-open-reopened', openCount());
+document.dispatchEvent(new KeyboardEvent('keydown',{key:'Escape',bubbles:true}));
+b.setAttribute('data-open-after-esc', openCount());
+})();</script>"""
+
+
+def check_panel_closes(page: Path, tmp_path: Path, host: str, check: str) -> None:
+    """In a real Chromium: the deep link opens the cell's panel; its close button closes it; Esc
+    closes a reopened one."""
+    probe = tmp_path / "close-probe.html"
+    probe.write_text(page.read_text().replace("</body>", _CLOSE_PROBE + "</body>"))
+    done = _chromium(["--dump-dom", probe.as_uri() + "#open=" + quote(f"{host}/{check}")], tmp_path)
+    body = re.search(r"<body([^>]*)>", done.stdout)
+    assert body, done.stdout[:500]
+    attrs = dict(re.findall(r'(data-open-[a-z-]+)="(\d+)"', body.group(1)))
+    assert attrs == {"data-open-at-load": "1", "data-open-after-button": "0", "data-open-reopened": "1",
+                     "data-open-after-esc": "0"}, attrs

@@ -9,6 +9,7 @@ A plain module imported by name, like kc_helpers.py.
 from __future__ import annotations
 
 import random
+import time
 from types import SimpleNamespace
 
 from keystone_checks import report
@@ -84,4 +85,5 @@ def fleet(hosts: int, checks_count: int, seed: int = 7, names: list[str] | None 
                 r = result_for(check, Outcome.PASS, "ok")
             results.append(r)
         host_reports.append(report.HostReport(name, roles=["deployed"], results=results, duration_s=0.4))
-    return report.build("sweep", host_reports, 1_780_000_000.0, 1_780_000_003.5, dry_run=False, fix_requested=False)
+    now = time.time()
+    return report.build("sweep", host_reports, now - 3.5, now, dry_run=False, fix_requested=False)

@@ -12,7 +12,7 @@ import shutil
 import textwrap
 from typing import Any
 
-from ..evaluate import is_failing, outcome_rank, severity_rank
+from ..evaluate import is_failing, outcome_rank, severity_rank, worst_first
 from ..remedy import guide_link
 from . import Options
 from .safe_text import one_line, scrub
@@ -166,7 +166,7 @@ def _rollup(report: dict[str, Any], paint) -> list[str]:
         return []
     checked = sum(1 for h in report["hosts"] if h["status"] == "ok")
     out = ["", "failing by check (worst first):" if by_check else "failing by check: none"]
-    ordered = sorted(by_check.items(), key=lambda kv: (outcome_rank(kv[1]["worst"]), severity_rank(kv[1]["severity"]),
+    ordered = sorted(by_check.items(), key=lambda kv: (*worst_first(kv[1]["worst"], kv[1]["severity"]),
                                                        -len(kv[1]["hosts"]), kv[0]))
     id_width = min(max((len(c) for c in by_check), default=0), 40)
     for check_id, entry in ordered:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..evaluate import is_failing, outcome_rank, severity_rank
+from ..evaluate import is_failing, worst_first
 from . import Options
 from .safe_text import one_line, scrub
 
@@ -50,7 +50,7 @@ def write(report: dict[str, Any], options: Options = Options()) -> str:
 
 def _long_output(report: dict[str, Any]) -> list[str]:
     failing = sorted(((h["name"], r) for h in report["hosts"] for r in h["results"] if is_failing(r["outcome"])),
-                     key=lambda hr: (severity_rank(hr[1]["severity"]), outcome_rank(hr[1]["outcome"]), hr[0], hr[1]["check"]))
+                     key=lambda hr: (*worst_first(hr[1]["outcome"], hr[1]["severity"]), hr[0], hr[1]["check"]))
     lines = []
     for host, r in failing[:LONG_OUTPUT_LINES]:
         line = f"{host}:{r['check']} ({r['severity']} {r['outcome']})"
