@@ -56,8 +56,8 @@ def with_commands(remedy: dict[str, Any], phase: str, host: str) -> dict[str, An
     else:
         target = playbook
     q = shlex.quote
-    inventory = q(host) if host == "@local" else INVENTORY
-    limit = "" if host == "@local" else f" --limit {q(host)}"
+    inventory = INVENTORY
+    limit = f" --limit {q(host)}"
     consent = ""
     if out["risk"] == "destructive":  # fixing.refusal_for: the run's opt-in and this host's disk, named
         consent = f" --data allow_destructive=true --data {q(f'destructive_device={host}:<disk>')}"

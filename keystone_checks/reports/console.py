@@ -56,11 +56,12 @@ def write(report: dict[str, Any], options: Options = Options()) -> str:
 
     def wrapped(text: str, indent: int, first: str = "", more: int | None = None) -> list[str]:
         """``first`` + ``text`` wrapped at the width; continuation lines indented by ``more`` (found
-        values are shown whole: the point of a failing line is what was found)."""
+        values are shown whole: the point of a failing line is what was found). A word longer than a
+        line (a /dev/disk/by-id path) stays whole, to be copied."""
         pad = " " * indent
         lines = textwrap.wrap(text, width=width, initial_indent=pad + first,
                               subsequent_indent=" " * (indent + 2 if more is None else more),
-                              break_long_words=True, break_on_hyphens=False) or [pad + first]
+                              break_long_words=False, break_on_hyphens=False) or [pad + first]
         return lines
 
     summary = report["summary"]
@@ -86,7 +87,8 @@ def write(report: dict[str, Any], options: Options = Options()) -> str:
         out.append("")
         if host["status"] != "ok":
             key = "host-error" if host["status"] == "error" else host["status"]
-            out.append(paint(f"{host['name']} [{roles}]: {host['status'].upper()}: {host['error']}", key))
+            out.extend(paint(line, key) for line in wrapped(f"{host['status'].upper()}: {host['error']}", 0,
+                                                             f"{host['name']} [{roles}]: ", more=2))
         else:
             out.append(f"{host['name']} [{roles}]")
         for r in shown:
@@ -107,10 +109,10 @@ def write(report: dict[str, Any], options: Options = Options()) -> str:
         if not options.verbose and not options.quiet and (hidden_dep or hidden_role):
             parts = []
             if hidden_dep:
-                parts.append(f"{hidden_dep} skipped because a dependency did not pass")
+                parts.append(f"{hidden_dep} skipped: a dependency did not pass")
             if hidden_role:
-                parts.append(f"{hidden_role} not for this host's role")
-            out.append(f"  ({'; '.join(parts)}: -v shows them)")
+                parts.append(f"{hidden_role} not for this role")
+            out.append(f"  ({'; '.join(parts)}; -v shows them)")
 
     out.extend(_rollup(report, paint))
     counts = ", ".join(f"{k} {v}" for k, v in summary["outcomes"].items() if v)
