@@ -91,7 +91,7 @@ class CheckResult:
         data = asdict(self)
         data.pop("role_skipped")
         data.pop("not_applicable")
-        if not is_failing(self.outcome):
+        if not is_failing(self.outcome) or not self.remedy:
             data.pop("remedy")  # only what fails needs a way out; keeps a 10,000-result report small
         data["outcome"] = str(self.outcome)
         duration = self.duration_ms if isinstance(self.duration_ms, (int, float)) else 0.0

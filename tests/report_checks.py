@@ -104,6 +104,11 @@ def check_junit(report: dict, text: str) -> dict[tuple[str, str], ET.Element]:
         assert kinds == _JUNIT_KIND[r["outcome"]], (host, r["check"], r["outcome"], kinds)
     for host in down:
         assert cases[(host, "(connect)")].find("error") is not None, host
+    for host, r in every:
+        if r["outcome"] in FAILING and r.get("remedy"):
+            text = cases[(host, r["check"])].find("failure").text
+            assert f"fix ({r['remedy']['risk']}): " in text, (host, r["check"])
+            assert all(f"dry run first: $ {c}" in text for c in r["remedy"]["dry"]), (host, r["check"])
     assert int(root.get("failures")) == sum(r["outcome"] in FAILING for _, r in every)
     assert int(root.get("errors")) == sum(r["outcome"] == "error" for _, r in every) + len(down)
     next(root.iter("testcase")).attrib.pop("classname")
@@ -133,6 +138,13 @@ def check_prometheus(report: dict, text: str) -> dict:
         assert info[r["check"]].value == 1
         assert (labels["title"], labels["severity"], labels["guide_document"], labels["guide_section"]) == \
             (r["title"], r["severity"], r["guide"]["document"], r["guide"]["section"]), (host, r["check"])
+    # the fix of every failing check, per host, while it fails
+    fixes = {(s.labels["host"], s.labels["check"]): s.labels for s in families["keystone_check_fix_info"].samples}
+    failing = {(host, r["check"]): r for host, r in every if r["outcome"] in FAILING and r.get("remedy")}
+    assert set(fixes) == set(failing) and len(fixes) == len(families["keystone_check_fix_info"].samples)
+    for key, r in failing.items():
+        assert fixes[key]["risk"] == r["remedy"]["risk"]
+        assert fixes[key]["dry_command"] == (r["remedy"]["dry"] or [""])[0]
     up = {s.labels["host"]: s.value for s in families["keystone_checks_host_up"].samples}
     assert up == {h["name"]: float(h["status"] == "ok") for h in report["hosts"]}
     assert families["keystone_checks_hosts_unreachable"].samples[0].value == len(_down(report, "unreachable"))

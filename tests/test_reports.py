@@ -135,3 +135,28 @@ def test_check_only_run_reports_every_fix_and_its_dry_command_works(real_run, tm
     assert dry["dry_run"] is True and again["outcome"] == "would-fix", done.stdout + done.stderr
     assert again["fix"]["commands"] and again["remedy"]["risk"] == "safe"
     assert not (Path(inventory).parent / "marker").exists(), "the dry run changed nothing"
+
+
+def test_every_format_on_a_synthetic_fleet_with_failed_fixes():
+    """24 hosts x 31 checks (tests/report_fleet.py): every outcome, hosts unreachable, timed out and in
+    error, fixes of every risk, and fixes that failed with the command's error text, which every
+    format shows."""
+    from report_fleet import fleet
+
+    report = fleet(24, 31)
+    check_json(report, writer("json")(report))
+    cases = check_junit(report, writer("junit")(report))
+    families = check_prometheus(report, writer("prometheus")(report))
+    check_nagios(report, writer("nagios")(report))
+    failed = [(h["name"], r) for h in report["hosts"] for r in h["results"] if (r.get("fix") or {}).get("error")]
+    assert failed and all(r["outcome"] == "fix-failed" for _, r in failed)
+    errors = {(s.labels["host"], s.labels["check"]): s.labels["fix_error"] for s in families["keystone_check_fix_info"].samples}
+    html = writer("html")(report)
+    console = " ".join(writer("console")(report).split())
+    for host, r in failed:
+        error = r["fix"]["error"]
+        assert f"fix error: {error}" in cases[(host, r["check"])].find("failure").text
+        assert errors[(host, r["check"])] == error
+        assert f'<pre class="fix-error">{error}</pre>' in html
+        assert f"fix error: {error}" in console
+    assert "fix error: " in writer("nagios")(report)
