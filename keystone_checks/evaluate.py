@@ -35,8 +35,9 @@ class Outcome(str, Enum):
 
 # The outcome vocabulary every writer and front-end reads (strings, as in the report dict; an
 # Outcome member compares equal to its string). One place, so "failing" and "worst first" cannot
-# drift between formats. An outcome not listed here (a newer report, "waived") ranks after the known
-# problems and is not failing: it is shown, never counted as a finding nor as a pass.
+# drift between formats. "waived" (a finding an operator accepted until a date) has its place in the
+# order; an outcome not listed (a newer report's) ranks with it, after the problems, and is not
+# failing: it is shown, never counted as a finding nor as a pass.
 FAILING = frozenset({"fail", "fix-failed", "would-fix"})  # the check's problem is there (dry run: still there)
 OUTCOME_ORDER = ("fix-failed", "fail", "error", "would-fix", "waived", "fixed", "pass", "skipped")  # worst first
 SEVERITY_ORDER = ("critical", "warning", "info")  # worst first
@@ -47,7 +48,7 @@ def is_failing(outcome: Any) -> bool:
 
 
 def outcome_rank(outcome: Any) -> int:
-    """Sort key, worst first; unknown outcomes after the problems (before waived), never first."""
+    """Sort key, worst first; an outcome not in OUTCOME_ORDER ranks with "waived", never first."""
     text = str(outcome)
     return OUTCOME_ORDER.index(text) if text in OUTCOME_ORDER else OUTCOME_ORDER.index("waived")
 

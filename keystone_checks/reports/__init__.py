@@ -1,6 +1,6 @@
 """Report writers: each turns the report dict (see keystone_checks/report.py) into one format.
 
-One interface: a writer module has ``write(report: dict, options: Options = Options()) -> str``
+One interface: a writer module has ``write(report: dict, options: Options = DEFAULT) -> str``
 (the console too). ``WRITERS`` names them for ``--report FORMAT[:PATH]``; ``write_reports`` writes each to its path atomically (regular files
 only) or to stdout (``-``), attempting every format even when one fails.
 Writers read only the engine's results: no fact evidence carries key material.
@@ -27,6 +27,9 @@ class Options:
     width: int | None = None  # wrap at this many columns (None: the terminal's, else 100)
 
 
+DEFAULT = Options()
+
+
 @dataclass(frozen=True)
 class Format:
     module: str       # keystone_checks.reports.<module> with write(report, options) -> str
@@ -46,7 +49,7 @@ WRITERS: dict[str, Format] = {
 
 
 def writer(name: str) -> Callable[..., str]:
-    """The ``write(report, options=Options()) -> str`` function of format ``name``."""
+    """The ``write(report, options=DEFAULT) -> str`` function of format ``name``."""
     if name not in WRITERS:
         raise KeyError(f"unknown report format '{name}' (known: {', '.join(WRITERS)})")
     return importlib.import_module(f"{__name__}.{WRITERS[name].module}").write

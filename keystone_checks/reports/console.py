@@ -14,7 +14,7 @@ from typing import Any
 
 from ..evaluate import is_failing, outcome_rank, severity_rank, worst_first
 from ..remedy import guide_link
-from . import Options
+from . import DEFAULT, Options
 from .safe_text import one_line, scrub
 
 _COLOURS = {"pass": "32", "fixed": "32", "fail": "31", "fix-failed": "1;31", "error": "35",
@@ -41,7 +41,7 @@ def _hosts_line(summary: dict[str, Any], hosts: list[dict[str, Any]]) -> str:
     return f"{summary['hosts']} host(s), {statuses.get('ok', 0)} checked" + (f", {down}" if down else "")
 
 
-def write(report: dict[str, Any], options: Options = Options()) -> str:
+def write(report: dict[str, Any], options: Options = DEFAULT) -> str:
     """The console table. ``options.own_exit``: this process exits with the report's code
     (``keystone-checks run``); under the pyinfra CLI it does not (pyinfra exits by its own rules),
     and the header says so instead of claiming an exit code the shell will not see."""

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..evaluate import is_failing, outcome_rank, severity_rank, worst_first
 from ..remedy import guide_link, with_commands
-from . import Options
+from . import DEFAULT, Options
 from .safe_text import scrub
 
 _COLOURS = {
@@ -82,7 +82,7 @@ table.matrix {{ border-collapse: separate; border-spacing: 0; }}
 .matrix td summary::-webkit-details-marker {{ display: none; }}
 .matrix td.o-none {{ background: {_COLOURS['none']}; }}
 .matrix td.skip-role > details > summary {{ background: #e0e0e0; color: #9e9e9e; }}
-.matrix td.skip-dependency > details > summary {{ background: repeating-linear-gradient(45deg, #9e9e9e 0 3px, #bdbdbd 3px 6px); }}
+.matrix td.skip-dependency > details > summary {{ background: repeating-linear-gradient(45deg, #9e9e9e 0 3px, #bdbdbd 3px 6px); color: #111; }}
 .matrix td[data-severity="critical"].failing > details > summary {{ box-shadow: inset 0 0 0 2px #000; }}
 .matrix tr.down th.hostname {{ font-weight: bold; }}
 .matrix tr.down td.cell {{ background: repeating-linear-gradient(45deg, #fff 0 4px, #eceff1 4px 8px); }}
@@ -242,7 +242,7 @@ def _hash(text: str) -> str:
     return quote(text, safe="")
 
 
-def write(report: dict[str, Any], options: Options = Options()) -> str:
+def write(report: dict[str, Any], options: Options = DEFAULT) -> str:
     report = scrub(report)  # html.escape leaves control characters as they are
     hosts = report["hosts"]
     checks: dict[str, dict[str, Any]] = {}

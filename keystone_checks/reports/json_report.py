@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..report import to_json
-from . import Options
+from . import DEFAULT, Options
 
 
-def write(report: dict[str, Any], options: Options = Options()) -> str:
+def write(report: dict[str, Any], options: Options = DEFAULT) -> str:
     return to_json(report)

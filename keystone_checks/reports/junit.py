@@ -13,7 +13,7 @@ from typing import Any
 
 from ..evaluate import is_failing
 from ..remedy import text_lines
-from . import Options
+from . import DEFAULT, Options
 from .safe_text import scrub, xml_text
 
 
@@ -27,7 +27,7 @@ def _text(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write(report: dict[str, Any], options: Options = Options()) -> str:
+def write(report: dict[str, Any], options: Options = DEFAULT) -> str:
     report = scrub(report, xml_text)  # ElementTree writes control characters raw: invalid XML 1.0
     suites = ET.Element("testsuites", name=f"keystone-checks {report['phase']}")
     total = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}

@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..evaluate import is_failing, worst_first
-from . import Options
+from . import DEFAULT, Options
 from .safe_text import one_line, scrub
 
 LONG_OUTPUT_LINES = 50  # Nagios keeps ~8 KB of plugin output by default: the worst lines first
 
 
-def write(report: dict[str, Any], options: Options = Options()) -> str:
+def write(report: dict[str, Any], options: Options = DEFAULT) -> str:
     report = scrub(report, one_line)  # one status line: no host text may break or colour it
     critical = warning = unknown = 0
     worst: list[str] = []

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from ..evaluate import is_failing
-from . import Options
+from . import DEFAULT, Options
 from .safe_text import visible
 
 LABEL_TEXT = 300  # label values are kept short: alert text, not a log
@@ -25,7 +25,7 @@ def _label(value: Any) -> str:
     return visible(str(value)).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def write(report: dict[str, Any], options: Options = Options()) -> str:
+def write(report: dict[str, Any], options: Options = DEFAULT) -> str:
     phase = _label(report["phase"])
     out = [
         "# HELP keystone_check_outcome Current outcome of a keystone check on a host (1 for the current outcome).",
