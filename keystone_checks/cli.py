@@ -188,6 +188,26 @@ def _report_specs(args) -> list[tuple[str, str | None]]:
         raise KeystoneChecksError(str(exc)) from None
 
 
+# -- console output flags (run, merge) --------------------------------------------------------------
+
+
+def _add_output_flags(p) -> None:
+    g = p.add_argument_group("console output")
+    quiet = g.add_mutually_exclusive_group()
+    quiet.add_argument("-q", "--quiet", action="store_true",
+                       help="only what fails (failing checks, errors, hosts not checked), the roll-up and totals")
+    quiet.add_argument("-v", "--verbose", action="store_true",
+                       help="also list the checks skipped because a dependency did not pass or not for the host's role")
+    g.add_argument("--no-color", "--no-colour", dest="no_color", action="store_true",
+                   help="no ANSI colour (also: NO_COLOR set, or stdout not a terminal)")
+
+
+def _output_options(args):
+    from .reports import Options, colour_wanted
+
+    return Options(colour=colour_wanted(sys.stdout, args.no_color), verbose=args.verbose, quiet=args.quiet)
+
+
 def _limit_patterns(args) -> list[str]:
     """``--limit`` options: repeatable and comma-separated."""
     return [p for item in args.limit for p in item.split(",") if p]
@@ -216,21 +236,7 @@ def cmd_run(args) -> int:
         from . import runner, waivers
 
         waivers.annotate_report(result, waivers_path, [c.id for c in runner.catalog()], stream=sys.stderr)
-    files = []
-    ok = True
-    for name, path in specs:
-        if name == "console" and path in (None, "-"):
-            from .reports import console
-
-            try:
-                sys.stdout.write(console.render(result, colour=sys.stdout.isatty()))
-                sys.stdout.flush()
-            except OSError as exc:
-                print(f"keystone-checks: report (console): cannot write to stdout ({exc.strerror or exc})", file=sys.stderr)
-                ok = False
-        else:
-            files.append((name, path))
-    ok &= emit_reports(result, files)
+    ok = emit_reports(result, specs, options=_output_options(args))
     return result["summary"]["exit_code"] if ok else EXIT_UNKNOWN
 
 
@@ -291,7 +297,7 @@ def cmd_merge(args) -> int:
     elif args.limit:
         raise KeystoneChecksError("merge: --limit selects hosts of the inventory; give -i INVENTORY too")
     result = merge.merge(shards, expected, max_age_s=merge.parse_age(args.max_age))
-    if not emit_reports(result, specs):
+    if not emit_reports(result, specs, options=_output_options(args)):
         return EXIT_UNKNOWN
     return result["summary"]["exit_code"]
 
@@ -390,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", action="append", default=[], metavar="FORMAT[:PATH]",
                    help="console, json, junit, prometheus, nagios, html; no PATH or '-': stdout; PATH: a regular file, replaced atomically (repeatable)")
     p.add_argument("--connect-timeout", type=int, default=10, help="seconds (default 10)")
+    _add_output_flags(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("merge", help="merge the JSON reports of several controllers (shards) into one fleet report",
@@ -404,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-age", default="2h", metavar="AGE",
                    help="a host last observed longer ago than this (e.g. 90m, 2h, 1d; default 2h) is reported "
                         "unreachable (stale), not with its old results")
+    _add_output_flags(p)
     p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("lab", help="the QEMU lab: build|up|down|status|ssh|capture (see docs/lab.md)")

@@ -17,6 +17,7 @@ from jsonschema.exceptions import SchemaError
 
 from . import templating
 from .catalog import Check
+from .remedy import describe_fix
 
 
 class Outcome(str, Enum):
@@ -33,6 +34,37 @@ class Outcome(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+# The outcome vocabulary every writer and front-end reads (strings, as in the report dict; an
+# Outcome member compares equal to its string). One place, so "failing" and "worst first" cannot
+# drift between formats. "waived" (a finding an operator accepted until a date) has its place in the
+# order; an outcome not listed (a newer report's) ranks with it, after the problems, and is not
+# failing: it is shown, never counted as a finding nor as a pass.
+FAILING = frozenset({"fail", "fix-failed", "would-fix"})  # the check's problem is there (dry run: still there)
+OUTCOME_ORDER = ("fix-failed", "fail", "error", "would-fix", "waived", "fixed", "pass", "skipped")  # worst first
+SEVERITY_ORDER = ("critical", "warning", "info")  # worst first
+
+
+def is_failing(outcome: Any) -> bool:
+    return str(outcome) in FAILING
+
+
+def outcome_rank(outcome: Any) -> int:
+    """Sort key, worst first; an outcome not in OUTCOME_ORDER ranks with "waived", never first."""
+    text = str(outcome)
+    return OUTCOME_ORDER.index(text) if text in OUTCOME_ORDER else OUTCOME_ORDER.index("waived")
+
+
+def severity_rank(severity: Any) -> int:
+    text = str(severity)
+    return SEVERITY_ORDER.index(text) if text in SEVERITY_ORDER else len(SEVERITY_ORDER)
+
+
+def worst_first(outcome: Any, severity: Any) -> tuple[int, int]:
+    """Sort key of a finding for "what needs attention first": a critical check before a warning
+    one, then by outcome (a fix that failed before a plain failure, before one not evaluated)."""
+    return severity_rank(severity), outcome_rank(outcome)
 
 
 @dataclass
@@ -55,6 +87,8 @@ class CheckResult:
     gate_for: list[str] = field(default_factory=list)
     # the waiver matching this check on this host: {reason, expires, hosts, source, expired}
     waiver: dict[str, Any] | None = None
+    # The catalog's fix (remedy.describe_fix), reported with every failing outcome, fix requested or not.
+    remedy: dict[str, Any] | None = None
 
     @property
     def gates_nothing(self) -> bool:
@@ -68,18 +102,17 @@ class CheckResult:
         for optional in ("gate_for", "waiver"):  # only where they apply: reports stay as they were otherwise
             if not data[optional]:
                 data.pop(optional)
+        if not is_failing(self.outcome) or not self.remedy:
+            data.pop("remedy")  # only what fails needs a way out; keeps a 10,000-result report small
         data["outcome"] = str(self.outcome)
         duration = self.duration_ms if isinstance(self.duration_ms, (int, float)) else 0.0
         data["duration_ms"] = duration if math.isfinite(duration) and duration >= 0 else 0.0  # JSON has no NaN
         return data
 
 
-FAILED_FIX_STATES = {Outcome.FAIL, Outcome.FIX_FAILED, Outcome.WOULD_FIX}
-
-
 def result_for(check: Check, outcome: Outcome, message: str, **extra: Any) -> CheckResult:
     return CheckResult(check=check.id, title=check.title, severity=check.severity, outcome=outcome,
-                       message=message, guide=dict(check.guide), **extra)
+                       message=message, guide=dict(check.guide), remedy=describe_fix(check), **extra)
 
 
 def evaluate(check: Check, data: dict[str, Any], context: dict[str, Any]) -> CheckResult:

@@ -6,10 +6,14 @@ Shape (documented by ``schema/report.schema.json``)::
      "started_at": ISO-8601, "finished_at": ISO-8601, "duration_s": 1.2, "dry_run": false,
      "fix_requested": false,
      "summary": {"hosts": 2, "outcomes": {"pass": 9, "fail": 1, ...}, "status": "critical", "exit_code": 2,
-                 "unknown_because": ["web-2: critical check pool-healthy could not run: pool-imported did not pass"]},
+                 "unknown_because": ["web-2: critical check pool-healthy could not run: pool-imported did not pass"],
+                 "host_statuses": {"ok": 1, "unreachable": 1}},
      "hosts": [{"name": "...", "roles": [...], "status": "ok|error|unreachable", "error": null,
                 "started_at": ISO-8601, "finished_at": ISO-8601,
                 "duration_s": 0.3, "results": [CheckResult...]}]}
+
+A failing result (fail, fix-failed, would-fix) also carries ``remedy`` (keystone_checks/remedy.py):
+the fix's summary and risk and the commands that run it, dry first, fix requested or not.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from typing import Any
 
 from . import __version__
 from .errors import KeystoneChecksError
-from .evaluate import CheckResult, Outcome
+from .evaluate import CheckResult, Outcome, is_failing
+from .remedy import with_commands
 
 SCHEMA_ID = "keystone-checks/report/v1"
 
@@ -35,7 +40,6 @@ SCHEMA_ID = "keystone-checks/report/v1"
 # outranks warnings: on-call should see the actionable state first.
 EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
 _STATUS = {EXIT_OK: "ok", EXIT_WARNING: "warning", EXIT_CRITICAL: "critical", EXIT_UNKNOWN: "unknown"}
-_FAILING = {Outcome.FAIL, Outcome.FIX_FAILED, Outcome.WOULD_FIX}
 
 
 @dataclass
@@ -77,7 +81,7 @@ def assess(hosts: list[HostReport]) -> tuple[int, list[str]]:
             elif r.outcome == Outcome.SKIPPED and r.severity == "critical" and r.blocked_by:
                 reasons.append(f"{host.name}: critical check {r.check} could not run: "
                                f"{', '.join(r.blocked_by)} did not pass")
-            elif r.outcome in _FAILING:
+            elif is_failing(r.outcome):
                 critical |= r.severity == "critical"
                 warning |= r.severity == "warning"
     if critical:
@@ -97,6 +101,14 @@ def build(phase: str, hosts: list[HostReport], started: float, finished: float, 
         for r in host.results:
             outcomes[str(r.outcome)] += 1
     code, reasons = assess(hosts)
+    host_statuses: dict[str, int] = {}
+    for host in hosts:
+        host_statuses[host.status] = host_statuses.get(host.status, 0) + 1
+    host_dicts = [h.to_dict() for h in sorted(hosts, key=lambda h: h.name)]
+    for host in host_dicts:
+        for r in host["results"]:
+            if r.get("remedy"):
+                r["remedy"] = with_commands(r["remedy"], phase, host["name"])
     return {
         "schema": SCHEMA_ID,
         "tool": {"name": "keystone-checks", "version": __version__},
@@ -107,8 +119,8 @@ def build(phase: str, hosts: list[HostReport], started: float, finished: float, 
         "dry_run": dry_run,
         "fix_requested": fix_requested,
         "summary": {"hosts": len(hosts), "outcomes": outcomes, "status": _STATUS[code], "exit_code": code,
-                    "unknown_because": reasons},
-        "hosts": [h.to_dict() for h in sorted(hosts, key=lambda h: h.name)],
+                    "unknown_because": reasons, "host_statuses": host_statuses},
+        "hosts": host_dicts,
     }
 
 

@@ -86,7 +86,7 @@ class Recorder:
                             dry_run=self.fix_requested and not executed, fix_requested=self.fix_requested)
         if self.waivers_path:
             waivers.annotate_report(data, self.waivers_path, [c.id for c in catalog()], stream=sys.stdout)
-        from .reports import console, emit_reports, parse_spec
+        from .reports import Options, colour_wanted, emit_reports, parse_spec, writer
 
         specs = [("json", str(self.report_path or report.default_path(self.phase, self.started)))]
         for spec in filter(None, (part.strip() for part in self.extra_reports.split(","))):
@@ -95,9 +95,11 @@ class Recorder:
             except ValueError as exc:
                 print(f"keystone-checks: host data 'reports': {exc}", file=sys.stderr)
 
-        sys.stdout.write("\n" + console.render(data, colour=sys.stdout.isatty(), own_exit=False))
+        # pyinfra owns -v/-q on its command line: the table here is the default one
+        options = Options(colour=colour_wanted(sys.stdout), own_exit=False)
+        sys.stdout.write("\n" + writer("console")(data, options))
         sys.stdout.flush()
-        emit_reports(data, specs, stderr=sys.stdout)  # every format attempted; failures named one by one
+        emit_reports(data, specs, stderr=sys.stdout, options=options)  # every format attempted; failures named one by one
 
 
 _recorders: dict[int, Recorder] = {}

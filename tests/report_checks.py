@@ -104,6 +104,11 @@ def check_junit(report: dict, text: str) -> dict[tuple[str, str], ET.Element]:
         assert kinds == _JUNIT_KIND[r["outcome"]], (host, r["check"], r["outcome"], kinds)
     for host in down:
         assert cases[(host, "(connect)")].find("error") is not None, host
+    for host, r in every:
+        if r["outcome"] in FAILING and r.get("remedy"):
+            text = cases[(host, r["check"])].find("failure").text
+            assert f"fix ({r['remedy']['risk']}): " in text, (host, r["check"])
+            assert all(f"dry run first: $ {c}" in text for c in r["remedy"]["dry"]), (host, r["check"])
     assert int(root.get("failures")) == sum(r["outcome"] in FAILING for _, r in every)
     assert int(root.get("errors")) == sum(r["outcome"] == "error" for _, r in every) + len(down)
     next(root.iter("testcase")).attrib.pop("classname")
@@ -133,6 +138,13 @@ def check_prometheus(report: dict, text: str) -> dict:
         assert info[r["check"]].value == 1
         assert (labels["title"], labels["severity"], labels["guide_document"], labels["guide_section"]) == \
             (r["title"], r["severity"], r["guide"]["document"], r["guide"]["section"]), (host, r["check"])
+    # the fix of every failing check, per host, while it fails
+    fixes = {(s.labels["host"], s.labels["check"]): s.labels for s in families["keystone_check_fix_info"].samples}
+    failing = {(host, r["check"]): r for host, r in every if r["outcome"] in FAILING and r.get("remedy")}
+    assert set(fixes) == set(failing) and len(fixes) == len(families["keystone_check_fix_info"].samples)
+    for key, r in failing.items():
+        assert fixes[key]["risk"] == r["remedy"]["risk"]
+        assert fixes[key]["dry_command"] == (r["remedy"]["dry"] or [""])[0]
     up = {s.labels["host"]: s.value for s in families["keystone_checks_host_up"].samples}
     assert up == {h["name"]: float(h["status"] == "ok") for h in report["hosts"]}
     assert families["keystone_checks_hosts_unreachable"].samples[0].value == len(_down(report, "unreachable"))
@@ -142,10 +154,29 @@ def check_prometheus(report: dict, text: str) -> dict:
     return families
 
 
-def check_nagios(report: dict, line: str) -> dict[str, str]:
-    """One plugin status line whose counts and perfdata agree with the report. Returns the perfdata."""
-    assert line.count("\n") == 1 and line.endswith("\n")
-    status, perf = line.rstrip("\n").split(" | ")
+def nagios_long_output(report: dict) -> int:
+    """How many long-output lines (after the status line) the Nagios writer gives: one per failing
+    result, at most 50, plus one "... N more" line."""
+    failing = sum(r["outcome"] in FAILING for _, r in results(report))
+    return min(failing, 50) + (failing > 50)
+
+
+def check_nagios(report: dict, text: str) -> dict[str, str]:
+    """One plugin status line whose counts and perfdata agree with the report, then one long-output
+    line per failing check (host:check, its fix). Returns the perfdata."""
+    assert text.endswith("\n")
+    line, *long_output = text.rstrip("\n").split("\n")
+    assert len(long_output) == nagios_long_output(report), long_output
+    failing = {f"{host}:{r['check']}": r for host, r in results(report) if r["outcome"] in FAILING}
+    for extra in long_output[:50]:
+        name = extra.split(" (", 1)[0]
+        assert name in failing, extra
+        remedy = failing[name].get("remedy")
+        if remedy:
+            assert f"fix ({remedy['risk']})" in extra and "|" not in extra, extra
+            if remedy["dry"]:
+                assert remedy["dry"][0].replace("|", "/") in extra
+    status, perf = line.split(" | ")
     every = [r for _, r in results(report)]
     critical = sum(r["outcome"] in FAILING and r["severity"] == "critical" for r in every)
     warning = sum(r["outcome"] in FAILING and r["severity"] == "warning" for r in every)
@@ -279,4 +310,81 @@ def check_html(report: dict, page: Path, tmp_path: Path) -> tuple[str, dict]:
         assert "evidence" in opened
     if (r.get("guide") or {}).get("section"):
         assert shown(r["guide"]["section"])
+    if r.get("remedy"):
+        assert shown(f"fix ({r['remedy']['risk']})") and shown(r["remedy"]["summary"]), opened[:2000]
+        for command in r["remedy"]["dry"]:
+            assert shown(command), (command, opened[:2000])
+    check_failing_first(report, page, tmp_path)
+    check_panel_closes(page, tmp_path, host, r["check"])
     return host, r
+
+
+def failing_order(report: dict) -> list[str]:
+    """Check ids failing (or in error) on any host, in the order the failing list must give them:
+    worst first (severity, then outcome), then most hosts, then id."""
+    from keystone_checks.evaluate import is_failing, outcome_rank, worst_first
+
+    worst: dict[str, tuple] = {}
+    count: Counter = Counter()
+    for _, r in results(report):
+        if is_failing(r["outcome"]) or r["outcome"] == "error":
+            count[r["check"]] += 1
+            key = worst_first(r["outcome"], r["severity"])
+            if r["check"] not in worst or outcome_rank(r["outcome"]) < outcome_rank(worst[r["check"]][1]):
+                worst[r["check"]] = (key, r["outcome"])
+    return sorted(worst, key=lambda c: (*worst[c][0], -count[c], c))
+
+
+class _Sections(HTMLParser):
+    """The page's sections in order and the failing list's check ids."""
+
+    def __init__(self):
+        super().__init__()
+        self.sections: list[str] = []
+        self.failing: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "section":
+            self.sections.append(a.get("id", ""))
+        elif tag == "li" and "failing" in (a.get("class") or "").split():
+            self.failing.append(a["data-check"])
+
+
+def check_failing_first(report: dict, page: Path, tmp_path: Path) -> list[str]:
+    """As Chromium builds it: the first section is "what is failing", one entry per failing check,
+    worst first. Returns the ids in page order."""
+    done = _chromium(["--dump-dom", page.as_uri()], tmp_path)
+    parsed = _Sections()
+    parsed.feed(done.stdout)
+    assert parsed.sections[:1] == ["failing"], parsed.sections
+    assert parsed.failing == failing_order(report), parsed.failing[:20]
+    return parsed.failing
+
+
+# Appended to a copy of the page (test only): after the page's own script opened the deep-linked
+# cell, press its close button, reopen it and press Esc; the results land in body attributes.
+_CLOSE_PROBE = """<script>(function(){
+function openCount(){return document.querySelectorAll('td.cell details[open]').length;}
+var b=document.body; b.setAttribute('data-open-at-load', openCount());
+var d=document.querySelector('td.cell details[open]');
+if(d){d.querySelector('button.close').click();}
+b.setAttribute('data-open-after-button', openCount());
+if(d){d.open=true;}
+b.setAttribute('data-open-reopened', openCount());
+document.dispatchEvent(new KeyboardEvent('keydown',{key:'Escape',bubbles:true}));
+b.setAttribute('data-open-after-esc', openCount());
+})();</script>"""
+
+
+def check_panel_closes(page: Path, tmp_path: Path, host: str, check: str) -> None:
+    """In a real Chromium: the deep link opens the cell's panel; its close button closes it; Esc
+    closes a reopened one."""
+    probe = tmp_path / "close-probe.html"
+    probe.write_text(page.read_text().replace("</body>", _CLOSE_PROBE + "</body>"))
+    done = _chromium(["--dump-dom", probe.as_uri() + "#open=" + quote(f"{host}/{check}")], tmp_path)
+    body = re.search(r"<body([^>]*)>", done.stdout)
+    assert body, done.stdout[:500]
+    attrs = dict(re.findall(r'(data-open-[a-z-]+)="(\d+)"', body.group(1)))
+    assert attrs == {"data-open-at-load": "1", "data-open-after-button": "0", "data-open-reopened": "1",
+                     "data-open-after-esc": "0"}, attrs

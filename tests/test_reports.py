@@ -23,7 +23,7 @@ E2E_CHECKS = Path(__file__).parent / "fixtures" / "e2e_checks"
 
 
 @pytest.fixture(scope="module")
-def real_report(tmp_path_factory):
+def real_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reports")
     inventory = write_inventory(tmp / "inv.py", {
         "@local": {"role": "deployed", "installer_marker": str(tmp / "marker")},
@@ -35,7 +35,12 @@ def real_report(tmp_path_factory):
     report = json.loads(out.read_text())
     outcomes = {r["outcome"] for h in report["hosts"] for r in h["results"]}
     assert {"pass", "fail", "skipped", "error"} <= outcomes, outcomes  # every branch of every writer is exercised
-    return report
+    return report, inventory
+
+
+@pytest.fixture(scope="module")
+def real_report(real_run):
+    return real_run[0]
 
 
 def test_registry_and_spec_parsing():
@@ -98,3 +103,60 @@ def test_report_files_are_readable_by_other_users(tmp_path):
         os.umask(old)
     assert oct(written.stat().st_mode & 0o777) == oct(0o644)
     assert [p.name for p in tmp_path.iterdir()] == ["keystone.prom"], "no temporary file left behind"
+
+
+def test_check_only_run_reports_every_fix_and_its_dry_command_works(real_run, tmp_path):
+    """A check-only sweep (no --fix): every failing result carries the catalog's fix and the commands
+    that run it, dry first; the dry command, pointed at the run's inventory, lists the fix and
+    changes nothing."""
+    report, inventory = real_run
+    assert report["fix_requested"] is False
+    failing = [(h["name"], r) for h in report["hosts"] for r in h["results"] if r["outcome"] == "fail"]
+    assert failing and all(r["fix"] is None and r["remedy"] for _, r in failing)
+    others = [r for h in report["hosts"] for r in h["results"] if r["outcome"] not in ("fail", "fix-failed", "would-fix")]
+    assert others and not any("remedy" in r for r in others), "only what fails carries a remedy"
+    marker = next(r for h, r in failing if r["check"] == "marker-file-present")
+    remedy = marker["remedy"]
+    assert (remedy["risk"], remedy["playbook"]) == ("safe", None)
+    assert remedy["dry"] == ["keystone-checks run sweep -i INVENTORY --limit @local --fix --dry",
+                             "pyinfra INVENTORY playbooks/sweep.py --limit @local --dry --data fix=true"]
+    assert remedy["apply"] == ["keystone-checks run sweep -i INVENTORY --limit @local --fix",
+                               "pyinfra -y INVENTORY playbooks/sweep.py --limit @local --data fix=true"]
+    tiny = next(r for h, r in failing if r["check"] == "root-is-tiny")
+    assert tiny["remedy"] == {"summary": "no automated fix: see the guide section", "risk": "none", "playbook": None,
+                              "dry": [], "apply": []}
+
+    out = tmp_path / "dry.json"
+    args = remedy["dry"][0].replace("INVENTORY", str(inventory)).split()[1:]
+    done = run_sweep(inventory, {"json": out}, *args[4:], timeout=120, env={"KEYSTONE_CHECKS_DIR": str(E2E_CHECKS)})
+    assert args[:4] == ["run", "sweep", "-i", str(inventory)]
+    dry = json.loads(out.read_text())
+    again = [r for h in dry["hosts"] if h["name"] == "@local" for r in h["results"] if r["check"] == "marker-file-present"][0]
+    assert dry["dry_run"] is True and again["outcome"] == "would-fix", done.stdout + done.stderr
+    assert again["fix"]["commands"] and again["remedy"]["risk"] == "safe"
+    assert not (Path(inventory).parent / "marker").exists(), "the dry run changed nothing"
+
+
+def test_every_format_on_a_synthetic_fleet_with_failed_fixes():
+    """24 hosts x 31 checks (tests/report_fleet.py): every outcome, hosts unreachable, timed out and in
+    error, fixes of every risk, and fixes that failed with the command's error text, which every
+    format shows."""
+    from report_fleet import fleet
+
+    report = fleet(24, 31)
+    check_json(report, writer("json")(report))
+    cases = check_junit(report, writer("junit")(report))
+    families = check_prometheus(report, writer("prometheus")(report))
+    check_nagios(report, writer("nagios")(report))
+    failed = [(h["name"], r) for h in report["hosts"] for r in h["results"] if (r.get("fix") or {}).get("error")]
+    assert failed and all(r["outcome"] == "fix-failed" for _, r in failed)
+    errors = {(s.labels["host"], s.labels["check"]): s.labels["fix_error"] for s in families["keystone_check_fix_info"].samples}
+    html = writer("html")(report)
+    console = " ".join(writer("console")(report).split())
+    for host, r in failed:
+        error = r["fix"]["error"]
+        assert f"fix error: {error}" in cases[(host, r["check"])].find("failure").text
+        assert errors[(host, r["check"])] == error
+        assert f'<pre class="fix-error">{error}</pre>' in html
+        assert f"fix error: {error}" in console
+    assert "fix error: " in writer("nagios")(report)

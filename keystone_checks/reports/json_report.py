@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..report import to_json
+from . import DEFAULT, Options
 
 
-def write(report: dict[str, Any]) -> str:
+def write(report: dict[str, Any], options: Options = DEFAULT) -> str:
     return to_json(report)

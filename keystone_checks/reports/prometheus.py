@@ -3,7 +3,9 @@
 One gauge sample per host x check with the *current* outcome as a label and value 1 (alerting:
 ``keystone_check_outcome{outcome=~"fail|error"} == 1``), one ``keystone_check_info`` sample per check
 (title, severity and guide section, for alert text: joined ``on(instance, job, check)``), plus per-run
-gauges. Written atomically by ``write_reports`` (node_exporter must never read half a file). The alerting
+gauges, and one ``keystone_check_fix_info`` sample per host x failing check: the fix's risk and summary,
+the command that shows it (dry run) and a failed fix's error, for alert text (joined ``on(instance, job,
+host, check)``; it exists only while the check fails). Written atomically by ``write_reports`` (node_exporter must never read half a file). The alerting
 rules and dashboard built on these series: deploy/prometheus/, deploy/grafana/.
 """
 
@@ -12,14 +14,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from ..evaluate import is_failing
+from . import DEFAULT, Options
 from .safe_text import visible
+
+LABEL_TEXT = 300  # label values are kept short: alert text, not a log
 
 
 def _label(value: Any) -> str:
     return visible(str(value)).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def write(report: dict[str, Any]) -> str:
+def write(report: dict[str, Any], options: Options = DEFAULT) -> str:
     phase = _label(report["phase"])
     out = [
         "# HELP keystone_check_outcome Current outcome of a keystone check on a host (1 for the current outcome).",
@@ -44,6 +50,21 @@ def write(report: dict[str, Any]) -> str:
             out.append(f'keystone_check_info{{check="{_label(r["check"])}",title="{_label(r["title"])}",'
                        f'severity="{_label(r["severity"])}",guide_document="{_label(guide.get("document", ""))}",'
                        f'guide_section="{_label(guide.get("section", ""))}",phase="{phase}"}} 1')
+    out += [
+        "# HELP keystone_check_fix_info How to fix a failing check on a host (always 1, only while it fails): "
+        "risk (safe, disruptive, destructive, manual, none), summary, the dry-run command, a failed fix's error.",
+        "# TYPE keystone_check_fix_info gauge",
+    ]
+    for host in report["hosts"]:
+        for r in host["results"]:
+            if not is_failing(r["outcome"]) or not r.get("remedy"):
+                continue
+            remedy = r["remedy"]
+            error = str((r.get("fix") or {}).get("error") or "")
+            out.append(f'keystone_check_fix_info{{host="{_label(host["name"])}",check="{_label(r["check"])}",'
+                       f'risk="{_label(remedy["risk"])}",summary="{_label(remedy["summary"][:LABEL_TEXT])}",'
+                       f'dry_command="{_label((remedy.get("dry") or [""])[0])}",'
+                       f'fix_error="{_label(error[:LABEL_TEXT])}",phase="{phase}"}} 1')
     out += [
         "# HELP keystone_checks_host_up Whether the sweep reached the host and ran its checks (0: unreachable or error).",
         "# TYPE keystone_checks_host_up gauge",
