@@ -39,7 +39,8 @@ def checks(count: int) -> list[SimpleNamespace]:
         base = ["zfs-module-loaded", "pool-imported", "credstore-closed", "esp-populated", "sshd-listening",
                 "nix-store-space", "boot-entries-intact", "hostid-matches"][i % 8]
         out.append(SimpleNamespace(id=base if i < 8 else f"{base}-{i}", title=f"{base.replace('-', ' ').capitalize()} ({i})",
-                                   severity=severities[i % 3 if i % 5 else 0], guide=GUIDES[i % 2], fix=FIXES[i % len(FIXES)]))
+                                   severity=severities[i % 3 if i % 5 else 0], guide=GUIDES[i % 2], fix=FIXES[i % len(FIXES)],
+                                   phases=["sweep"]))
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import xml.etree.ElementTree as ET
 
 import pytest
 from kc_helpers import read_report, run_pyinfra, write_inventory
@@ -101,8 +102,13 @@ def test_run_with_waivers_exit_status_report_and_expired_warning(tmp_path):
     done = cli(*base, env=ENV)
     assert done.returncode == 2, done.stdout + done.stderr  # without the waiver: critical
 
-    done = cli(*base, "--waivers", str(live), env=ENV)
+    junit = tmp_path / "r.xml"
+    done = cli(*base, "--waivers", str(live), "--report", f"junit:{junit}", env=ENV)
     assert done.returncode == 0, done.stdout + done.stderr  # waived: not counted toward the exit status
+    # CI reading JUnit sees an accepted failure as skipped with the waiver's reason, never as a pass
+    (case,) = [c for c in ET.parse(junit).iter("testcase") if c.get("name") == "root-is-tiny"]
+    (skipped,) = case.findall("skipped")
+    assert skipped.get("message").startswith("waived: ") and "big disk on purpose" in skipped.get("message")
     report = json.loads(out.read_text())
     assert_valid_report(report)
     results = {r["check"]: r for r in report["hosts"][0]["results"]}
