@@ -1,7 +1,6 @@
 """``keystone-checks run``: one phase (or playbook) through pyinfra's Python API, not its CLI.
 
-Same engine as the playbooks (runner.check_host: hostrun.look, then fixing.HostFixes;
-report.build); what this adds over ``pyinfra INVENTORY playbooks/x.py``:
+Same engine as the playbooks (pipeline.py: check_host, then settle_fixes; report.build); what this adds over ``pyinfra INVENTORY playbooks/x.py``:
 
 * hosts that cannot be reached are reported one by one with the *reason* (name does not resolve,
   connection refused, timed out, authentication rejected, host key changed) and, where the
@@ -17,16 +16,18 @@ calls :func:`patch` first.
 from __future__ import annotations
 
 import ast
-import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from .errors import KeystoneChecksError
-
 from .paths import playbooks_dir
+
+if TYPE_CHECKING:  # pipeline imports pyinfra: not before patch()
+    from .pipeline import Target
 
 
 def patch() -> None:
@@ -39,15 +40,9 @@ def patch() -> None:
 # -- what to run ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Target:
-    phase: str                      # report phase name ("sweep", "fix-close-credstore-export")
-    check_ids: list[str] | None     # None: every check of the phase; else a fix playbook's ids
-    force_fix: bool = False
-
-
 def resolve_target(target: str) -> Target:
     """A phase name, or a playbook file that calls ``run_phase("x")`` / ``run_fix("name", [ids])``."""
+    from .pipeline import Target
     from .plan import PHASES
 
     if target in PHASES:
@@ -72,63 +67,6 @@ def resolve_target(target: str) -> Target:
             if node.func.id == "run_fix" and len(args) == 2:
                 return Target(f"fix-{args[0]}", list(args[1]), force_fix=True)
     raise KeystoneChecksError(f"{path}: not a keystone-checks playbook (no run_phase(...)/run_fix(...) call with literal arguments)")
-
-
-# -- why a host could not be reached ------------------------------------------------------------
-
-NO_BANNER = ("connection timed out: no SSH banner: the port accepts connections but no SSH server answered "
-             "within the connect timeout (sshd hung or overloaded, another service on the port, a proxy)")
-
-# (reason key, pattern over pyinfra's ConnectError text, operator explanation, sample symptom text
-#  used to find the explaining check through diagnose). The keys are the same as
-#  keystone_checks/connect_errors.py's kinds (the pyinfra-CLI path), so both paths name a failure alike.
-_REASONS = [
-    # paramiko's connect gives up on a silent server (TCP accepted, no SSH banner) without saying so,
-    # then fails authenticating: "No existing session". Same kind as below, its own explanation.
-    ("timed-out", r"No existing session|protocol banner",
-     NO_BANNER,
-     "ssh: connect to host 192.0.2.1 port 22: Connection timed out during banner exchange"),
-    ("host-key-changed", r"host key|does not match|HostKeys",
-     "SSH host key changed: the installer ISO generates new host keys on every boot (remove the old "
-     "entry with `ssh-keygen -R HOST`), but it may also be an attack (man in the middle): verify the "
-     "key on the console before trusting it",
-     "WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! Host key verification failed."),
-    ("auth-rejected", r"authentication|auth fail|no authentication methods|not a valid|invalid key|Permission denied",
-     "authentication rejected: the SSH key (ssh_key / ssh_user) is not accepted by the host",
-     "Permission denied (publickey)."),
-    ("does-not-resolve", r"resolve hostname|Name or service not known|nodename nor servname|gaierror|Temporary failure in name resolution",
-     "name does not resolve: check the inventory's ssh_hostname / DNS",
-     "ssh: Could not resolve hostname host: Name or service not known"),
-    # paramiko's NoValidConnectionsError ("Unable to connect to port N on ADDR") wraps ECONNREFUSED
-    ("connection-refused", r"Connection refused|Errno 111|Unable to connect to port",
-     "connection refused: the host is up but nothing listens on the SSH port (sshd not running, wrong port, firewall REJECT)",
-     "ssh: connect to host 192.0.2.1 port 22: Connection refused"),
-    ("timed-out", r"timed out|timeout|Errno 110",
-     "timed out: no answer (host down, wrong address, firewall DROP, network path)",
-     "ssh: connect to host 192.0.2.1 port 22: Connection timed out"),
-    ("no-route", r"No route to host|Network is unreachable|Errno 113|Errno 101",
-     "no route to host: the network path to the host is broken (wrong address, host down, VLAN/bridge)",
-     "ssh: connect to host 192.0.2.1 port 22: No route to host"),
-]
-
-
-def classify_connect_error(text: str) -> tuple[str, str, str]:
-    """pyinfra's ConnectError text -> (reason key, operator explanation, symptom text for diagnose)."""
-    for key, pattern, explanation, symptom in _REASONS:
-        if re.search(pattern, text, re.I):
-            return key, explanation, symptom
-    return "could-not-connect", "could not connect", text
-
-
-def explaining_check(symptom: str, raw: str, checks) -> str | None:
-    """The catalog check whose symptoms best explain this connect failure, if any."""
-    from . import diagnose
-
-    for text in (symptom, raw):
-        matches = diagnose.rank(text, checks)
-        if matches:
-            return matches[0].check.id
-    return None
 
 
 # -- progress ------------------------------------------------------------------------------------
@@ -162,7 +100,7 @@ class Progress:
         self.stream.flush()
 
 
-# -- the run -------------------------------------------------------------------------------------
+# -- the run ----------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -177,127 +115,161 @@ class RunOptions:
     parallel: int = 0
 
 
+@dataclass
+class Session:
+    """One pyinfra API run: its state, inventory, the hosts in the limit, why a host did not connect."""
+
+    state: Any
+    inventory: Any
+    hosts: list
+    connect_errors: dict[str, str] = field(default_factory=dict)
+
+
 def run(options: RunOptions, progress_factory: Callable[[int], Progress] | None = None) -> dict[str, Any]:
     """Run and return the report dict (keystone_checks/report.py shape, plus ``explained_by``)."""
     patch()
-    from pyinfra.api import Config, State
-    from pyinfra.api.connect import connect_all, disconnect_all
-    from pyinfra.api.exceptions import PyinfraError
-    from pyinfra.api.operations import run_ops
-    from pyinfra.api.state import BaseStateCallback, StateStage
-    from pyinfra.context import ctx_config, ctx_host
-
-    from . import report, runner
-    from .evaluate import Outcome
-    from .plan import checks_for_phase, order_by_dependencies
+    from . import pipeline, report
 
     target = resolve_target(options.target)
-    catalog = runner.catalog()
-    if target.check_ids is None:
-        checks = checks_for_phase(catalog, target.phase)
-    else:
-        by_id = {c.id: c for c in catalog}
-        unknown = [i for i in target.check_ids if i not in by_id]
-        if unknown:
-            raise KeystoneChecksError(f"playbook {options.target}: unknown check id(s) {unknown}")
-        wanted, stack = set(), list(target.check_ids)
-        while stack:
-            current = stack.pop()
-            if current not in wanted:
-                wanted.add(current)
-                stack.extend(by_id[current].depends_on)
-        checks = order_by_dependencies([c for c in catalog if c.id in wanted])
-
-    inventory_path = options.inventory
-    state = State(check_for_changes=False)
-    inventory = load_inventory(inventory_path, state, options.data)
-
-    config = Config(CONNECT_TIMEOUT=options.connect_timeout)
-    if options.parallel:
-        config.PARALLEL = options.parallel
-    limit = select_hosts(inventory, options.limit, inventory_path) if options.limit else None
-    connect_errors: dict[str, str] = {}
-
-    class _Errors(BaseStateCallback):
-        @staticmethod
-        def host_connect_error(state, host, error):  # noqa: ARG004 - pyinfra's callback signature
-            connect_errors[host.name] = str(error.args[0] if getattr(error, "args", None) else error)
-
-    state.init(inventory, config, initial_limit=limit)
-    state.add_callback_handler(_Errors())
-    hosts = [h for h in inventory if state.is_host_in_limit(h)]
-    progress = (progress_factory or Progress)(len(hosts))
-
+    catalog = pipeline.catalog()
+    checks = target.checks(catalog)
+    session = open_session(options.inventory, options.limit, options.data, options.connect_timeout, options.parallel)
+    progress = (progress_factory or Progress)(len(session.hosts))
     started = time.time()
-    reports: dict[str, report.HostReport] = {}
+    connect(session)
+    reports, explained = report_unreachable(session, catalog, progress)
+    reports.update(check_hosts(session, checks, options.fix or target.force_fix, progress))
+    executed = run_fixes(session, reports, options.dry)
+    close(session)
     fix_requested = options.fix or target.force_fix
-    state.set_stage(StateStage.Connect)
-    try:
-        connect_all(state)
-    except PyinfraError as exc:
-        if "No hosts remaining" not in str(exc):
-            raise KeystoneChecksError(f"connecting: {exc}") from None
-
-    explained: dict[str, str] = {}
-    for host in hosts:
-        if host.connected:
-            continue
-        raw = connect_errors.get(host.name, "could not connect")
-        key, explanation, symptom = classify_connect_error(raw)
-        check_id = explaining_check(symptom, raw, catalog)
-        message = f"{key}: {explanation} [{raw}]"
-        if check_id:
-            explained[host.name] = check_id
-            message += f" (see check {check_id}: keystone-checks show {check_id})"
-        host_report = report.HostReport(host.name, status="unreachable", error=message)
-        try:
-            from . import hostdata
-
-            host_report.roles = hostdata.roles_of(host.name, hostdata.resolve(host.name, host.data))
-        except Exception:  # noqa: BLE001 - roles are informative here
-            pass
-        reports[host.name] = host_report
-        progress.host(host_report)
-
-    state.set_stage(StateStage.Prepare)
-
-    def one_host(host) -> None:
-        with ctx_config.use(state.config.copy()), ctx_host.use(host):
-            reports[host.name] = _check_host(host, state, checks, target, options.fix)
-        progress.host(reports[host.name])
-
-    greenlets = [state.pool.spawn(one_host, h) for h in hosts if h.connected]
-    import gevent
-
-    gevent.joinall(greenlets)
-    for g in greenlets:
-        if g.exception is not None:  # _check_host contains everything; this is a bug
-            raise KeystoneChecksError(f"internal error: {g.exception!r}")
-
-    executed = False
-    queued = any(r.outcome == Outcome.WOULD_FIX for h in reports.values() for r in h.results)
-    if queued and not options.dry:
-        state.set_stage(StateStage.Execute)
-        try:
-            run_ops(state)
-        except PyinfraError as exc:
-            print(f"keystone-checks: fix operations stopped: {exc}", file=sys.stderr)
-        executed = True
-        for host_report in reports.values():
-            for r in host_report.results:
-                if r.outcome == Outcome.WOULD_FIX:
-                    r.outcome = Outcome.FIX_FAILED
-                    r.message = f"fix operation did not complete: {r.message}"
-    state.set_stage(StateStage.Disconnect)
-    try:
-        disconnect_all(state)
-    except Exception:  # noqa: BLE001 - the results are in; a disconnect hiccup must not lose them
-        pass
     data = report.build(target.phase, list(reports.values()), started, time.time(),
                         dry_run=fix_requested and not executed, fix_requested=fix_requested)
     for host in data["hosts"]:
         host["explained_by"] = explained.get(host["name"])
     return data
+
+
+def open_session(inventory_path: str, limit: list[str] | None, data: dict[str, Any] | None = None,
+                 connect_timeout: int = 10, parallel: int = 0) -> Session:
+    """Load the inventory, apply ``--limit``, set up pyinfra's state (not yet connected)."""
+    from pyinfra.api import Config, State
+    from pyinfra.api.state import BaseStateCallback
+
+    state = State(check_for_changes=False)
+    inventory = load_inventory(inventory_path, state, data)
+    config = Config(CONNECT_TIMEOUT=connect_timeout)
+    if parallel:
+        config.PARALLEL = parallel
+    chosen = select_hosts(inventory, limit, inventory_path) if limit else None
+    session = Session(state, inventory, [])
+
+    class _Errors(BaseStateCallback):
+        @staticmethod
+        def host_connect_error(state, host, error):  # noqa: ARG004 - pyinfra's callback signature
+            session.connect_errors[host.name] = str(error.args[0] if getattr(error, "args", None) else error)
+
+    state.init(inventory, config, initial_limit=chosen)
+    state.add_callback_handler(_Errors())
+    session.hosts = [h for h in inventory if state.is_host_in_limit(h)]
+    return session
+
+
+def connect(session: Session) -> None:
+    """Connect every host; one that cannot be reached keeps its reason in ``session.connect_errors``
+    (pyinfra's "No hosts remaining" when none could be reached is not an error of ours)."""
+    from pyinfra.api.connect import connect_all
+    from pyinfra.api.exceptions import PyinfraError
+    from pyinfra.api.state import StateStage
+
+    session.state.set_stage(StateStage.Connect)
+    try:
+        connect_all(session.state)
+    except PyinfraError as exc:
+        if "No hosts remaining" not in str(exc):
+            raise KeystoneChecksError(f"connecting: {exc}") from None
+
+
+def failure_of(session: Session, host):
+    """Why ``host`` did not connect, classified (the one classifier: connect_errors.classify)."""
+    from . import connect_errors
+
+    return connect_errors.classify(session.connect_errors.get(host.name, "could not connect"))
+
+
+def report_unreachable(session: Session, catalog, progress: Progress) -> tuple[dict, dict[str, str]]:
+    """A report per host that did not connect (with its reason), and the check explaining each."""
+    from . import pipeline
+
+    reports, explained = {}, {}
+    for host in session.hosts:
+        if host.connected:
+            continue
+        host_report, check_id = pipeline.unreachable(host, failure_of(session, host), checks=catalog)
+        if check_id:
+            explained[host.name] = check_id
+        reports[host.name] = host_report
+        progress.host(host_report)
+    return reports, explained
+
+
+def check_hosts(session: Session, checks, force_fix: bool, progress: Progress | None = None) -> dict:
+    """Every connected host through the engine (pipeline.check_host), concurrently (pyinfra's pool)."""
+    import gevent
+    from pyinfra.api.state import StateStage
+    from pyinfra.context import ctx_config, ctx_host
+
+    from . import pipeline
+
+    reports = {}
+    session.state.set_stage(StateStage.Prepare)
+
+    def one_host(host) -> None:
+        with ctx_config.use(session.state.config.copy()), ctx_host.use(host):
+            reports[host.name] = pipeline.check_host(host, session.state, checks, force_fix=force_fix)
+        if progress is not None:
+            progress.host(reports[host.name])
+
+    greenlets = [session.state.pool.spawn(one_host, h) for h in session.hosts if h.connected]
+    gevent.joinall(greenlets)
+    for g in greenlets:
+        if g.exception is not None:  # check_host contains everything; this is a bug
+            raise KeystoneChecksError(f"internal error: {g.exception!r}")
+    return reports
+
+
+def run_fixes(session: Session, reports: dict, dry: bool) -> bool:
+    """Run the queued fixes (unless ``dry``); whether pyinfra's execute stage ran. A fix that did not
+    complete is settled as fix-failed with its command's error (pipeline.settle_fixes)."""
+    from pyinfra.api.exceptions import PyinfraError
+    from pyinfra.api.operations import run_ops
+    from pyinfra.api.state import StateStage
+
+    from . import pipeline
+    from .evaluate import Outcome
+
+    queued = any(r.outcome == Outcome.WOULD_FIX for h in reports.values() for r in h.results)
+    if not queued or dry:
+        return False
+    session.state.set_stage(StateStage.Execute)
+    try:
+        run_ops(session.state)
+    except PyinfraError as exc:
+        # "No hosts remaining!" when every host with a fix failed one: each check says why
+        print(f"keystone-checks: fix operations stopped: {exc} (each failed fix's error is in its result)",
+              file=sys.stderr)
+    pipeline.settle_fixes(reports.values(), executed=True)
+    return True
+
+
+def close(session: Session) -> None:
+    from pyinfra.api.connect import disconnect_all
+    from pyinfra.api.state import StateStage
+
+    session.state.set_stage(StateStage.Disconnect)
+    try:
+        disconnect_all(session.state)
+    except Exception:  # noqa: BLE001 - the results are in; a disconnect hiccup must not lose them
+        pass
 
 
 def load_inventory(path: str, state, data=None):
@@ -331,10 +303,3 @@ def _group(inventory, name: str) -> list:
         return inventory.get_group(name)
     except Exception:  # noqa: BLE001 - NoGroupError: a name pattern, not a group
         return []
-
-
-def _check_host(host, state, checks, target: Target, fix: bool):
-    """The playbooks' per-host engine (runner.check_host), without their at-exit recorder."""
-    from .runner import check_host
-
-    return check_host(host, state, checks, force_fix=fix or target.force_fix)
