@@ -124,16 +124,6 @@ def cmd_diagnose(args) -> int:
     return diagnose.main(args, _catalog(args))
 
 
-def _data_pairs(items: list[str]) -> dict:
-    data = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise KeystoneChecksError(f"--data {item}: expected KEY=VALUE")
-        data[key] = hostdata.parse_cli_value(key, value)
-    return data
-
-
 def _report_specs(args) -> list[tuple[str, str | None]]:
     """``--report FORMAT[:PATH]`` options (default: the console table), unknown formats refused."""
     from .reports import parse_spec
@@ -160,7 +150,7 @@ def cmd_run(args) -> int:
         specs.insert(0, ("console", None))  # the operator at a terminal always sees the table
     options = apirun.RunOptions(target=args.target, inventory=args.inventory,
                                 limit=_limit_patterns(args),
-                                fix=args.fix, dry=args.dry, data=_data_pairs(args.data),
+                                fix=args.fix, dry=args.dry, data=hostdata.parse_data_pairs(args.data),
                                 connect_timeout=args.connect_timeout)
     import logging
 

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import HostDataError
+from .errors import HostDataError, KeystoneChecksError
 
 ROLES = ("controller", "installer", "deployed")
 
@@ -344,9 +344,34 @@ def parse_cli_value(key: str, text: str) -> Any:
             return float(text)
         except ValueError:
             pass
-    if str in types:
+    if str in types and not ({list, dict} & set(types) and text.strip()[:1] in ("[", "{")):
         return text
     try:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def parse_data_pairs(items: list[str]) -> dict[str, Any]:
+    """``--data KEY=VALUE`` options -> host data, each value typed by :func:`parse_cli_value`. The one
+    parser of both front-ends: ``keystone-checks run --data`` and, re-read from the command line,
+    ``pyinfra --data`` (whose own parser would make ``pool=123`` an int)."""
+    data: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise KeystoneChecksError(f"--data {item}: expected KEY=VALUE")
+        data[key] = parse_cli_value(key, value)
+    return data
+
+
+def data_options(argv: list[str]) -> list[str]:
+    """The ``--data`` values of a command line (``--data K=V`` or ``--data=K=V``), in order."""
+    found: list[str] = []
+    for index, arg in enumerate(argv):
+        if arg == "--data" and index + 1 < len(argv):
+            found.append(argv[index + 1])
+        elif arg.startswith("--data="):
+            found.append(arg.removeprefix("--data="))
+    return found
+

@@ -54,12 +54,14 @@ class Target:
 
 
 def check_host(host, state, checks: list[Check] | Callable[[], list[Check]], force_fix: bool = False,
-               on_context: Callable[[dict[str, Any]], None] | None = None) -> report.HostReport:
+               on_context: Callable[[dict[str, Any]], None] | None = None,
+               overrides: dict[str, Any] | None = None) -> report.HostReport:
     """One host, start to end: host data -> plan -> one batched gather -> evaluate -> queue fixes.
 
     ``checks`` is the list to run or a callable returning it (called after host data resolved, so a
     broken catalog is reported on the host). Every failure becomes the host's or a check's outcome:
-    nothing raised here may reach pyinfra (it would abort every host).
+    nothing raised here may reach pyinfra (it would abort every host). ``overrides``: ``--data``
+    values typed by hostdata (they win over the inventory's, as pyinfra's own ``--data`` does).
     """
     started = time.perf_counter()
     host_report = report.HostReport(host.name)
@@ -67,7 +69,9 @@ def check_host(host, state, checks: list[Check] | Callable[[], list[Check]], for
         nodelay.enable(host)
         if on_context:  # where the report goes is known even when the rest of the host data is bad
             on_context({k: host.data.get(k) for k in ("report", "reports") if isinstance(host.data.get(k), str)})
-        context = hostdata.resolve(host.name, host.data)
+        data = {name: getattr(host.data, name, None) for name in hostdata.KEYS}
+        data.update(overrides or {})
+        context = hostdata.resolve(host.name, data)
         host_report.roles = hostdata.roles_of(host.name, context)
         if force_fix:
             context["fix"] = True

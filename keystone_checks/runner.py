@@ -18,7 +18,8 @@ from typing import Any
 
 from pyinfra.api.state import StateStage
 
-from . import connect_errors, report
+from . import connect_errors, hostdata, report
+from .errors import KeystoneChecksError
 from .pipeline import Target, catalog, check_host, settle_fixes, unreachable
 
 # -- recording -----------------------------------------------------------------------------------
@@ -118,4 +119,20 @@ def _run(target: Target) -> None:
             recorder.extra_reports = context["reports"]
         recorder.fix_requested |= bool(context.get("fix"))
 
-    recorder.add(check_host(host, state, lambda: target.checks(catalog()), target.force_fix, record_settings))
+    recorder.add(check_host(host, state, lambda: target.checks(catalog()), target.force_fix, record_settings,
+                            overrides=_cli_data()))
+
+
+def _cli_data() -> dict[str, Any]:
+    """``pyinfra --data`` values of this process's command line, typed by hostdata's parser (pyinfra's
+    makes ``pool=123`` an int where the key is text); only the keys hostdata knows."""
+    if "cli" not in _cli_data_cache:
+        pairs = [item for item in hostdata.data_options(sys.argv) if item.partition("=")[0] in hostdata.KEYS]
+        try:
+            _cli_data_cache["cli"] = hostdata.parse_data_pairs(pairs)
+        except KeystoneChecksError:  # pyinfra refuses a --data without "=" before any playbook runs
+            _cli_data_cache["cli"] = {}
+    return _cli_data_cache["cli"]
+
+
+_cli_data_cache: dict[str, dict[str, Any]] = {}
