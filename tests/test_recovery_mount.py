@@ -103,8 +103,8 @@ def test_mount_datasets_refuses_root_slash():
         run(zfs, zfs.mount_datasets, dataset="rpool/crypt", root="/")
 
 
-def _NOT_IMPORTED(pool):  # noqa: N802 - the zfs.PoolList answer for a pool that is not imported
-    return {"zfs.PoolList": {f"pool={pool}": {"imported": False, "pool": None, "pools": []}}}
+def _NOT_IMPORTED(pool):  # noqa: N802 - the zfs.ImportedPools answer for a pool that is not imported
+    return {"zfs.ImportedPools": {f"pool={pool}": {"imported": False, "pool": None, "pools": []}}}
 
 
 def test_import_pool_with_altroot_and_hostile_name_is_quoted():

@@ -171,6 +171,20 @@ class PoolList(KeystoneFact):
         return {"imported": found is not None, "pool": found, "pools": pools}
 
 
+class ImportedPools(PoolList):
+    """The pools imported right now, for an operation deciding what to do: :class:`PoolList`, except
+    that ``zpool list`` exiting 1 because the zfs module is not loaded is an answer (no pool is
+    imported), not a failure. Checks use :class:`PoolList`, where that exit is reported.
+
+    Arguments:
+        pool: pool name (``""``: none in particular)
+
+    Example: ``{"imported": false, "pool": null, "pools": []}``
+    """
+
+    ok_exit_codes = frozenset({0, 1})
+
+
 class PoolStatus(KeystoneFact):
     """``zpool status -v POOL``: state, scan (scrub/resilver, ZFS 2.1 and 2.2+ wordings), vdevs, errors.
 
