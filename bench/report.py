@@ -129,7 +129,7 @@ def mermaid_chart(configs, rtt, tools, ns, title) -> list[str]:
          f'    title "{title}"',
          '    x-axis "hosts" [' + ", ".join(f'"{n}"' for n in ns) + "]",
          f'    y-axis "wall time, s (median)" 0 --> {ymax}']
-    for t, vals in series:
+    for _tool, vals in series:
         L.append("    line [" + ", ".join(f"{v:.2f}" for v in vals) + "]")
     L.append("```")
     L.append("")
@@ -267,7 +267,8 @@ def render_md(fleet, stale, cli, machine: dict) -> str:
       "configuration** (named in the `faster` column; targets at 50 hosts, 50 ms: pyinfra one-fact-per-probe ≥ 10, "
       "ansible ≥ 20). `X/baseline` is given too.")
     A("")
-    A("| hosts | RTT ms | sweep/baseline | run/baseline | faster | pyinfra-facts/sweep | testinfra/sweep | ansible/sweep | pyinfra-facts/baseline | testinfra/baseline | ansible/baseline |")
+    A("| hosts | RTT ms | sweep/baseline | run/baseline | faster | pyinfra-facts/sweep | testinfra/sweep | ansible/sweep "
+      "| pyinfra-facts/baseline | testinfra/baseline | ansible/baseline |")
     A("| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for (n, rtt), tools in configs.items():
         b = tools.get("baseline")
@@ -280,7 +281,7 @@ def render_md(fleet, stale, cli, machine: dict) -> str:
     A("")
 
     # ---- targets
-    A("## Issue #5 targets (50 hosts, 50 ms RTT)")
+    A("## Targets (50 hosts, 50 ms RTT)")
     A("")
     t50 = at(configs, 50, 50)
     if not t50:

@@ -523,7 +523,7 @@ def machine_info() -> dict:
             mem = int(line.split()[1]) // 1024
     env = project_env()
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "os": ver(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
         "kernel": platform.release(),
         "cpu": cpu,

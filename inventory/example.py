@@ -14,6 +14,7 @@ key on a deployed server is refused (it may be an attack).
 # Imported before pyinfra connects, so each unreachable host is reported with its reason
 # (refused, timed out, key rejected, host key changed, ...), not a generic failure.
 import keystone_checks.connect_errors  # noqa: F401
+
 _key = "~/.ssh/id_ed25519"
 
 installer = [

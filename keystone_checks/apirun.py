@@ -1,6 +1,7 @@
 """``keystone-checks run``: one phase (or playbook) through pyinfra's Python API, not its CLI.
 
-Same engine as the playbooks (pipeline.py: check_host, then settle_fixes; report.build); what this adds over ``pyinfra INVENTORY playbooks/x.py``:
+Same engine as the playbooks (pipeline.py: check_host, then settle_fixes; report.build); what this
+adds over ``pyinfra INVENTORY playbooks/x.py``:
 
 * hosts that cannot be reached are reported one by one with the *reason* (name does not resolve,
   connection refused, timed out, authentication rejected, host key changed) and, where the

@@ -23,8 +23,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from . import hostdata, templating, yamlsafe
-from .paths import checks_dir
 from .errors import CatalogError, CheckFileError
+from .paths import checks_dir
 
 DEFAULT_CHECKS_DIR = checks_dir()
 
@@ -86,6 +86,7 @@ def _to_python(node: yaml.Node, path: tuple, lines: _Lines, where: str, problems
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(v, path + (i,), lines, where, problems) for i, v in enumerate(node.value)]
+    assert isinstance(node, yaml.ScalarNode)  # the composer makes only these three kinds
     return _scalar(node)
 
 
@@ -133,11 +134,11 @@ def load_file(path: Path, root: Path | None = None) -> tuple[Check | None, list[
         return None, [CheckFileError(f"{where}:1", "a check file must be a YAML mapping (id:, title:, ...)")], lines
 
     for error in sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
-        path = tuple(error.absolute_path)
+        at = tuple(error.absolute_path)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-            path = path + (extra[0],) if extra else path  # point at the offending key's line
-        problems.append(CheckFileError(_loc(where, lines, path), _schema_message(error)))
+            at = at + (extra[0],) if extra else at  # point at the offending key's line
+        problems.append(CheckFileError(_loc(where, lines, at), _schema_message(error)))
     if problems:
         return None, problems, lines
 
@@ -185,7 +186,8 @@ def _semantic_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileE
         except LookupError as exc:
             add(("fix", "steps", i, "op"), f"fix.steps[{i}]: {exc}")
             continue
-        _check_call(getattr(op, "_inner", op), step.get("args", {}), ("fix", "steps", i, "args"), f"fix.steps[{i}]: operation {step['op']}", add)
+        _check_call(getattr(op, "_inner", op), step.get("args", {}), ("fix", "steps", i, "args"),
+                    f"fix.steps[{i}]: operation {step['op']}", add)
 
     for i, key in enumerate(data.get("requires_data") or []):
         if key not in _SAMPLE_CONTEXT:

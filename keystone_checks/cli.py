@@ -61,7 +61,8 @@ def cmd_show(args) -> int:
         raise KeystoneChecksError(f"no check with id '{args.id}'{hint}")
     print(f"{check.id}: {check.title}")
     print(f"  severity: {check.severity}   phases: {', '.join(check.phases)}   roles: {', '.join(check.roles)}")
-    print(f"  guide:    {check.guide['document']} > {check.guide['section']}" + (f" > {check.guide['cause']}" if check.guide.get("cause") else ""))
+    cause = f" > {check.guide['cause']}" if check.guide.get("cause") else ""
+    print(f"  guide:    {check.guide['document']} > {check.guide['section']}{cause}")
     print(f"  why:      {check.why}")
     for name, spec in check.gather.items():
         print(f"  looks at: {name} = {spec['fact']}({json.dumps(spec.get('args', {}))})")
@@ -86,15 +87,8 @@ def cmd_show(args) -> int:
 
 
 def cmd_coverage(args) -> int:
-    import importlib
+    from . import coverage
 
-    try:
-        coverage = importlib.import_module("keystone_checks.coverage")
-    except ModuleNotFoundError as exc:
-        if exc.name != "keystone_checks.coverage":
-            raise  # coverage.py exists but one of its imports is missing: show that
-        raise KeystoneChecksError("`coverage` is not available yet: keystone_checks/coverage.py (the guide-coverage "
-                                  "report) has not landed in this checkout") from None
     return coverage.main(list(args.rest))
 
 
@@ -265,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry", action="store_true", help="with --fix: list the fix commands, run nothing")
     p.add_argument("--data", action="append", default=[], metavar="KEY=VALUE", help="host data for every host")
     p.add_argument("--report", action="append", default=[], metavar="FORMAT[:PATH]",
-                   help="console, json, junit, prometheus, nagios, html; no PATH or '-': stdout; PATH: a regular file, replaced atomically (repeatable)")
+                   help="console, json, junit, prometheus, nagios, html; no PATH or '-': stdout; "
+                        "PATH: a regular file, replaced atomically (repeatable)")
     p.add_argument("--connect-timeout", type=int, default=10, help="seconds (default 10)")
     p.set_defaults(func=cmd_run)
 
@@ -277,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-i", "--inventory", help="the whole fleet's inventory: hosts missing from every shard become unreachable")
     p.add_argument("--limit", action="append", default=[], help="with -i: only these hosts/groups are expected")
     p.add_argument("--report", action="append", default=[], metavar="FORMAT[:PATH]",
-                   help="console, json, junit, prometheus, nagios, html; no PATH or '-': stdout; PATH: a regular file, replaced atomically (repeatable)")
+                   help="console, json, junit, prometheus, nagios, html; no PATH or '-': stdout; "
+                        "PATH: a regular file, replaced atomically (repeatable)")
     p.add_argument("--max-age", default="2h", metavar="AGE",
                    help="a host last observed longer ago than this (e.g. 90m, 2h, 1d; default 2h) is reported "
                         "unreachable (stale), not with its old results")

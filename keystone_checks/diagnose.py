@@ -45,9 +45,10 @@ import json
 import math
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 THRESHOLD = 0.62
 MESSAGES_DIR = Path(__file__).resolve().parent / "data" / "messages"
@@ -175,7 +176,7 @@ def _bounded(pattern: str, limit: int = 256) -> str:
                 i += 2
                 continue
         elif ch in "+*" and out and out[-1] not in ("(", "|"):
-            out.append("{1,%d}" % limit if ch == "+" else "{0,%d}" % limit)
+            out.append(f"{{1,{limit}}}" if ch == "+" else f"{{0,{limit}}}")
             i += 1
             continue
         out.append(ch)
@@ -499,7 +500,9 @@ def evaluate(index: Index, path: Path) -> dict[str, Any]:
         got = [m.check.id for m in index.rank(u["text"], limit=3)]
         if got:
             false_positives.append({"source": u["source"], "got": got, "text": " ".join(u["text"].split())[:100]})
-    rate = (lambda k: round(k / total, 3) if total else 0.0)
+    def rate(k):
+        return round(k / total, 3) if total else 0.0
+
     return {"file": str(path), "cases": total, "top1": rate(top1), "top3": rate(top3), "no_match": rate(nomatch),
             "unrelated": len(unrelated), "unrelated_silent": len(unrelated) - len(false_positives),
             "misses": misses, "false_positives": false_positives}

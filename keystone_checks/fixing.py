@@ -52,16 +52,17 @@ class HostFixes:
     # -- one check ----------------------------------------------------------------------------
 
     def _fix(self, check: Check, result: CheckResult, now: bool) -> None:
-        if "manual" in check.fix:
+        fix = check.fix or {}
+        if "manual" in fix:
             # the text names this host's pool, datasets and paths (host-data templates)
             try:
-                text = str(templating.render(check.fix["manual"], self.context))
+                text = str(templating.render(fix["manual"], self.context))
             except templating.TemplateProblem:
-                text = check.fix["manual"]
+                text = fix["manual"]
             result.fix = {"manual": text.strip()}
             return
-        risk = check.fix["risk"]
-        refusal = refusal_for(risk, self.context, check.fix.get("steps", ()))
+        risk = fix["risk"]
+        refusal = refusal_for(risk, self.context, fix.get("steps", ()))
         if now and risk != "safe":
             # Only fixes the operator could see in the plan may disrupt or destroy anything.
             refusal = (f"{risk} fix not run: it was not in the plan shown before this run (the check could "
@@ -70,11 +71,11 @@ class HostFixes:
             result.fix = {"risk": risk, "refused": refusal}
             return
         commands: list[str] = []
-        result.fix = {"risk": risk, "summary": check.fix.get("summary", ""), "commands": commands}
+        result.fix = {"risk": risk, "summary": fix.get("summary", ""), "commands": commands}
         metas: list[Any] = []
         _QUEUED[id(result)] = (result, metas)
         try:
-            for step in check.fix["steps"]:
+            for step in fix["steps"]:
                 op = resolve_operation(step["op"])
                 args = templating.render(step.get("args", {}), self.context)
                 # _timeout: a fix command that never returns fails this host's fix (pyinfra stops

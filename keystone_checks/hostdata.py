@@ -2,8 +2,8 @@
 
 Check templates (``{{ disk }}``) may reference only these keys; ``keystone-checks validate`` rejects
 any other name, and a key with no default that a host lacks turns the checks needing it into
-``error`` outcomes naming the host and the key. This table is the documentation of host data
-(the README's table is generated from it by ``keystone-checks docs``).
+``error`` outcomes naming the host and the key. This table is the reference of host data: each
+key's types, default, grammar and meaning.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ KEYS: dict[str, HostKey] = {
         HostKey("layout", (dict,), {}, "pin the detected layout: {installer: bool, storage: zfs|ext4-luks, "
                                        "boot_loader: systemd-boot|lanzaboote, firewall: iptables|nftables}; "
                                        "unset keys are detected (system.Layout)"),
-        HostKey("pool", (str,), "rpool", "ZFS root pool name (\"\" = this host has no ZFS pool: checks that require it do not apply)", kind="pool"),
+        HostKey("pool", (str,), "rpool", "ZFS root pool name (\"\" = this host has no ZFS pool: checks that require it "
+                "do not apply)", kind="pool"),
         HostKey("crypt_dataset", (str,), "rpool/crypt", "encrypted dataset holding the system", kind="dataset"),
         HostKey("credstore_name", (str,), "credstore", "LUKS mapping name of the credstore", kind="mapping"),
         HostKey("credstore_device", (str,), "/dev/zvol/rpool/credstore", "zvol holding the credstore LUKS volume", kind="path"),
@@ -56,8 +57,10 @@ KEYS: dict[str, HostKey] = {
         HostKey("min_nix_free_bytes", (int,), 10 * _G, "free space wanted under /nix (guide: 10 GB)", limits=(0, 2**63 - 1)),
         HostKey("keep_generations", (int,), 5, "system generations kept by the garbage-collection fix", limits=(1, 10000)),
         HostKey("ssh_port_expected", (int,), 22, "port sshd must listen on and the firewall must allow", limits=(1, 65535)),
-        HostKey("authorized_key", (str,), "", "public key that must be among the login user's authorized keys ('' = any valid key)", kind="line"),
-        HostKey("ssh_user", (str,), "root", "account the operator (and pyinfra) logs in as; Keystone v0.2+ puts keys on a normal wheel user"),
+        HostKey("authorized_key", (str,), "", "public key that must be among the login user's authorized keys "
+                "('' = any valid key)", kind="line"),
+        HostKey("ssh_user", (str,), "root", "account the operator (and pyinfra) logs in as; Keystone v0.2+ puts keys on a "
+                "normal wheel user"),
         HostKey("authorized_keys_file", (str,), "/root/.ssh/authorized_keys", "root's authorized_keys file", kind="path"),
         HostKey("min_ram_bytes", (int,), 16 * 1024**3, "RAM the guide recommends for ZFS (16 GB)", limits=(0, 2**63 - 1)),
         HostKey("max_load_per_cpu", (int, float), 2.0, "1-minute load per CPU above which the host is 'slow'", limits=(0, 10000)),
@@ -71,9 +74,11 @@ KEYS: dict[str, HostKey] = {
         HostKey("targets", (list,), [], "controller: hosts to reach, [{name, address, port}]"),
         # Run control (set with --data)
         HostKey("fix", (bool,), False, "queue the fixes of failing checks (dry-run with pyinfra --dry)"),
-        HostKey("allow_destructive", (bool,), False, "permit destructive fixes (also needs destructive_device naming this host and its disk)"),
+        HostKey("allow_destructive", (bool,), False, "permit destructive fixes (also needs destructive_device naming this host "
+                "and its disk)"),
         HostKey("allow_force_import", (bool,), False, "permit `zpool import -f` (can corrupt a pool in use elsewhere)"),
-        HostKey("destructive_device", (str,), "", "the device the operator names for a destructive fix: HOST:DEVICE[,HOST:DEVICE...]", kind="consent"),
+        HostKey("destructive_device", (str,), "", "the device the operator names for a destructive fix: "
+                "HOST:DEVICE[,HOST:DEVICE...]", kind="consent"),
         HostKey("host_timeout", (int, float), None, "seconds the host gets to answer its one batched gather (default: "
                 "its slowest probe's timeout + 32 s); past it the host is reported `timeout` and the run goes on",
                 limits=(1, 86400)),

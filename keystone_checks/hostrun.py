@@ -68,7 +68,7 @@ def gather(host, probes: list[Probe], deadline: float | None = None, doing: str 
         if exc is not timer:
             raise
         _abandon(host)
-        raise HostTimeout(deadline, doing) from None
+        raise HostTimeout(deadline or 0, doing) from None
     finally:
         if timer is not None:
             timer.close()
@@ -142,6 +142,8 @@ def applies(check: Check, plan: HostPlan, parsed, context) -> CheckResult | None
     """Judge ``check.applies_when`` on its gathered value: None when the check applies, else the
     result: ``skipped`` (not applicable: gates nothing) or ``error`` (cannot tell whether it applies)."""
     rule = check.applies_when
+    if not rule:
+        return None
     name = rule["gather"]
     index = plan.probe_index.get(check.id, {}).get(name)
     value, error = parsed.get(index, (None, "probe was not run")) if index is not None else (None, "not gathered")

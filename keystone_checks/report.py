@@ -21,7 +21,7 @@ import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -203,4 +203,4 @@ def default_path(phase: str, when: float | None = None) -> Path:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(_finite(ts, 0.0), tz=timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(_finite(ts, 0.0), tz=UTC).isoformat(timespec="seconds")

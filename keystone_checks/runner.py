@@ -61,7 +61,7 @@ class Recorder:
                             dry_run=self.fix_requested and not executed, fix_requested=self.fix_requested)
         from .reports import console, emit_reports, parse_spec
 
-        specs = [("json", str(self.report_path or report.default_path(self.phase, self.started)))]
+        specs: list[tuple[str, str | None]] = [("json", str(self.report_path or report.default_path(self.phase, self.started)))]
         for spec in filter(None, (part.strip() for part in self.extra_reports.split(","))):
             try:
                 specs.append(parse_spec(spec))

@@ -27,7 +27,6 @@ from urllib.parse import quote
 
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
-
 from kc_helpers import REPO
 
 JUNIT_XSD = Path(__file__).parent / "fixtures" / "junit" / "junit.xsd"

@@ -232,7 +232,7 @@ def test_no_private_temp_dir_fails_closed(tmp_path):
     assert list(target.iterdir()) == [], "nothing may be written through the planted symlink"
 
 
-def test_an_unkillable_probe_is_not_waited_for(tmp_path, frozen_cgroup):
+def test_an_unkillable_probe_is_not_waited_for(tmp_path, frozen_cgroup):  # noqa: F811 - the fixture imported above
     stuck = tmp_path / "zpool"
     # joins the frozen group: from here on it cannot run, nor die, and it holds the probe's stdout
     stuck.write_text(f"#!/bin/sh\necho $$ >{frozen_cgroup / 'tasks'}\necho never\n")

@@ -13,7 +13,6 @@ import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 from kc_helpers import REPO, Sshd, free_port, outcomes, write_inventory
 
-
 E2E_CHECKS = Path(__file__).parent / "fixtures" / "e2e_checks"
 SCHEMA = json.loads((REPO / "keystone_checks" / "schema" / "report.schema.json").read_text())
 

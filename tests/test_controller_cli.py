@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 from kc_helpers import Sshd, free_port, outcomes, read_report, run_pyinfra, write_inventory
 from nix_flakes import make_bad_flake, make_flake, make_flake_v02, make_keypair, nix_env, require_nix
 

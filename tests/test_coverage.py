@@ -1,4 +1,4 @@
-"""`keystone-checks coverage`: every section and cause of issue 3 is covered by the catalog."""
+"""`keystone-checks coverage`: every section and cause of the guides is covered by the catalog."""
 
 from __future__ import annotations
 

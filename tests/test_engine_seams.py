@@ -110,7 +110,8 @@ def _failing_fix_catalog(tmp_path: Path) -> tuple[Path, Path]:
     (checks / "wanted.yaml").write_text(yaml.safe_dump({
         "id": "wanted-file", "title": "wanted file exists", "severity": "critical", "phases": ["sweep"],
         "roles": ["deployed"], "guide": {"document": "troubleshooting-build-and-deploy.md", "section": "test"},
-        "why": "a fix whose command fails must say why in the report", "gather": {"f": {"fact": "files.PathInfo", "args": {"path": str(target)}}},
+        "why": "a fix whose command fails must say why in the report",
+        "gather": {"f": {"fact": "files.PathInfo", "args": {"path": str(target)}}},
         "expect": {"properties": {"f": {"properties": {"exists": {"const": True, "description": "it exists"}}}}},
         "fix": {"risk": "safe", "summary": "create it", "steps": [{"op": "pyinfra:server.shell",
                                                                   "args": {"commands": [f"touch {target}"]}}]},

@@ -3,8 +3,8 @@
 from keystone_checks.catalog import Check
 from keystone_checks.evaluate import Outcome, evaluate
 from keystone_checks.facts.base import ProbeOutput
-from keystone_checks.plan import plan_host
 from keystone_checks.hostrun import evaluate_host, parse_outputs
+from keystone_checks.plan import plan_host
 
 
 def make_check(**overrides):

@@ -8,7 +8,6 @@ pool-imported -> credstore-unlocked -> ... -> crypt-datasets-mounted -> nix chec
 from __future__ import annotations
 
 import yaml
-
 from kc_helpers import read_report, run_pyinfra, write_inventory
 
 

@@ -13,10 +13,10 @@ import subprocess
 import sys
 
 import pytest
+from kc_helpers import REPO
 
 from keystone_checks import hostdata
 from keystone_checks.errors import HostDataError, KeystoneChecksError
-from kc_helpers import REPO
 
 BASE = {"role": "installer", "disk": "/dev/vda"}
 

@@ -3,7 +3,6 @@
 import socket
 
 import pytest
-
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.connect import connect_all
 

@@ -9,9 +9,9 @@ import shutil
 import subprocess
 
 import pytest
+from op_runner import run
 
 from keystone_checks.operations import zfs
-from op_runner import run
 
 pytestmark = pytest.mark.skipif(shutil.which("unshare") is None, reason="unshare (util-linux) missing")
 

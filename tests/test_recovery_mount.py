@@ -1,4 +1,4 @@
-"""Recovery from the ISO never mounts the installed system over the live one (issue 13).
+"""Recovery from the ISO never mounts the installed system over the live one.
 
 On a real Keystone pool (ncrmro/keystone modules/os/storage.nix@v0.2.0, the same in
 modules/disko-single-disk-root/default.nix@v0.1.0) ``rpool/crypt/system`` has ``mountpoint=/``
@@ -17,9 +17,9 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from op_runner import run
 
 from keystone_checks.operations import luks, zfs
-from op_runner import run
 
 
 def _fakes(tmp_path, altroot: str, datasets: list[tuple[str, str, str, str]]):

@@ -12,12 +12,10 @@ import os
 from pathlib import Path
 
 import pytest
+from kc_helpers import free_port, write_inventory
+from report_checks import check_console, check_html, check_json, check_junit, check_nagios, check_prometheus, run_sweep
 
 from keystone_checks.reports import WRITERS, parse_spec, writer
-from kc_helpers import free_port, write_inventory
-from report_checks import (check_console, check_html, check_json, check_junit, check_nagios, check_prometheus,
-                           run_sweep)
-
 
 E2E_CHECKS = Path(__file__).parent / "fixtures" / "e2e_checks"
 

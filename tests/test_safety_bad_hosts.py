@@ -12,9 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from kc_helpers import REPO, Sshd, free_port, outcomes, read_report, run_pyinfra, write_inventory
-
 
 PASS_CHECKS = Path(__file__).parent / "fixtures" / "safety" / "pass_checks"
 FAST = {"timeout": 2, "banner_timeout": 2, "auth_timeout": 2}
@@ -107,7 +105,7 @@ def test_example_inventory_host_key_policy():
     for name, data in inv["deployed"]:
         assert data["ssh_strict_host_key_checking"] == "yes", name
     for name, data in inv["installer"]:
-        assert data["ssh_strict_host_key_checking"] == "accept-new"
+        assert data["ssh_strict_host_key_checking"] == "accept-new", name
         assert "installer" in data["ssh_known_hosts_file"]
 
 

@@ -27,7 +27,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
 from kc_helpers import REPO, Sshd, frozen_cgroup, outcomes, write_inventory  # noqa: F401 - fixture
 
 HOSTILE_CHECKS = Path(__file__).parent / "fixtures" / "safety" / "hostile_checks"

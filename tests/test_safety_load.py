@@ -14,9 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-
 from kc_helpers import REPO, free_port, read_report, run_pyinfra
-
 
 LOAD_CHECKS = Path(__file__).parent / "fixtures" / "safety" / "load_checks"
 N = 100

@@ -13,11 +13,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-
+from kc_helpers import Sshd, read_report, run_pyinfra, write_inventory
 
 from keystone_checks import hostdata
 from keystone_checks.facts import FACTS
-from kc_helpers import Sshd, read_report, run_pyinfra, write_inventory
 
 SAFETY_CHECKS = Path(__file__).parent / "fixtures" / "safety" / "checks"
 NOT_SHELL = {"role", "report", "luks_passphrase_file", "luks_passphrase_env", "destructive_device"}

@@ -1,4 +1,4 @@
-"""Reports, exit codes and answers that must not lie (issue #12, classes 7 and 8).
+"""Reports, exit codes and answers that must not lie.
 
 - reports go to regular files only: a device, a directory, a FIFO or a symlink to one is refused
   (never renamed over), every other format is still written, and the run exits UNKNOWN (3);

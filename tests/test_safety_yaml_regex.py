@@ -1,4 +1,4 @@
-"""YAML bombs and slow regexes (issue #12, class 9).
+"""YAML bombs and slow regexes.
 
 - check files (and every YAML the tool reads from users) refuse aliases and absurd nesting before
   composing: a self-referencing alias was a RecursionError, a billion-laughs file grew `validate`
@@ -15,7 +15,6 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from kc_helpers import REPO

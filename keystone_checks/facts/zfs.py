@@ -116,7 +116,8 @@ def _blocks(lines: list[str]) -> dict[str, list[str]]:
     return blocks
 
 
-_VDEV = re.compile(r"^(\t| {2,})(\s*)(\S+)\s+(ONLINE|DEGRADED|FAULTED|OFFLINE|UNAVAIL|REMOVED|AVAIL|INUSE|SPLIT)\b(?:\s+(\S+)\s+(\S+)\s+(\S+))?\s*(.*)$")
+_VDEV = re.compile(r"^(\t| {2,})(\s*)(\S+)\s+(ONLINE|DEGRADED|FAULTED|OFFLINE|UNAVAIL|REMOVED|AVAIL|INUSE|SPLIT)\b"
+                   r"(?:\s+(\S+)\s+(\S+)\s+(\S+))?\s*(.*)$")
 
 
 def _vdevs(config: list[str]) -> list[dict]:
@@ -408,7 +409,8 @@ class SnapshotHolds(KeystoneFact):
     Arguments:
         pool: pool name (host data ``pool``)
 
-    Example: ``{"imported": true, "snapshots": 12, "holds": [{"snapshot": "rpool/crypt/root@x", "tag": "keep", "since": "Sun Nov 22 03:00 2026"}]}``
+    Example: ``{"imported": true, "snapshots": 12, "holds": [{"snapshot": "rpool/crypt/root@x", "tag": "keep",
+    "since": "Sun Nov 22 03:00 2026"}]}``
     """
 
     requires = "zfs"

@@ -200,7 +200,7 @@ def force_import_scrub_export(pool: str, allow_force: bool = False, credstore_ma
 # Always `zpool import -f`: the runner refuses to queue it without --data allow_force_import=true
 # (and the operation refuses on the host too). import_pool only forces when it finds the pool was
 # last used by another system, and checks the same consent itself.
-force_import_scrub_export.forces_import = True
+force_import_scrub_export.forces_import = True  # type: ignore[attr-defined] # read by fixing.forces_import
 
 
 @operation()

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # format -> (module, default file extension)
 WRITERS: dict[str, tuple[str, str]] = {

@@ -19,8 +19,8 @@ import os
 import shutil
 
 import pytest
-
 from kc_helpers import read_report, run_pyinfra, write_inventory
+
 from keystone_checks.catalog import load_catalog
 
 pytestmark = pytest.mark.lab

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
-
 from kc_helpers import REPO
+
 from keystone_checks.lab.paths import cache_root
 
 pytestmark = pytest.mark.lab
