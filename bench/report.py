@@ -406,7 +406,7 @@ def render_md(fleet, stale, cli, machine: dict) -> str:
     A("")
     A("| command | status | wall s (median) | runs s | CPU s | max RSS MiB |")
     A("| --- | --- | ---: | --- | ---: | ---: |")
-    names = {"cli-import": "`python -c 'import keystone_checks.cli'`", "cli-help": "`keystone-checks --help`"}
+    names = {"cli-import": "`python -c 'import keystone_checks.frontends.cli'`", "cli-help": "`keystone-checks --help`"}
     for r in cli:
         st = r.get("status", "?") + (f" ({r['note']})" if r.get("status") != "ok" and r.get("note") else "")
         A(f"| {names.get(r['tool'], r['tool'])} | {st} | {fmt(r.get('wall_s_median'), 3)} | "
@@ -589,7 +589,7 @@ def render_md(fleet, stale, cli, machine: dict) -> str:
     A("- CI: a scheduled pipeline with a matrix over shards (`shard: [0, 1, 2, 3]`), each job uploading its "
       "report as an artifact; a final job merges them.")
     A("")
-    A("**Merging**: `keystone-checks merge` (keystone_checks/merge.py). Reports are per-host records, so "
+    A("**Merging**: `keystone-checks merge` (keystone_checks/tools/merge.py). Reports are per-host records, so "
       "merging is concatenation; a host in two shards is refused; with `-i INVENTORY` a host no shard reported "
       "is added as `unreachable` (a shard that did not run is itself a finding, the fleet summary must not look "
       "healthier than it is); the summary and the Nagios exit code are recomputed from the merged hosts exactly "

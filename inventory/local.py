@@ -9,7 +9,7 @@ KEYSTONE_DISK names the disk the installer checks look at (default /dev/vda).
 # (refused, timed out, key rejected, host key changed, ...), not a generic failure.
 import os
 
-import keystone_checks.connect_errors  # noqa: F401
+import keystone_checks.engine.connect_errors  # noqa: F401
 
 local = [
     ("@local", {"role": ["controller", "installer"], "disk": os.environ.get("KEYSTONE_DISK", "/dev/vda")}),

@@ -51,7 +51,7 @@ def run_sweep(inventory: Path, reports: dict[str, Path], *extra: str, timeout: i
               env: dict | None = None) -> subprocess.CompletedProcess:
     """``keystone-checks run sweep -i INVENTORY --report FORMAT:PATH ...`` as a subprocess."""
     specs = [arg for name, path in reports.items() for arg in ("--report", f"{name}:{path}")]
-    return subprocess.run([sys.executable, "-m", "keystone_checks.cli", "run", "sweep", "-i", str(inventory),
+    return subprocess.run([sys.executable, "-m", "keystone_checks.frontends.cli", "run", "sweep", "-i", str(inventory),
                            *specs, *extra], capture_output=True, text=True, timeout=timeout, cwd=REPO,
                           env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
 

@@ -19,8 +19,8 @@ import pytest
 import yaml
 from kc_helpers import REPO
 
-from keystone_checks import diagnose
-from keystone_checks.catalog import load_catalog
+from keystone_checks.engine.catalog import load_catalog
+from keystone_checks.tools import diagnose
 
 FIXTURES = Path(__file__).parent / "fixtures" / "diagnose"
 CORPUS = FIXTURES / "corpus.yaml"
@@ -40,7 +40,7 @@ def index():
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "keystone_checks.cli", "diagnose", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "keystone_checks.frontends.cli", "diagnose", *args], capture_output=True,
                           text=True, timeout=120, cwd=REPO, input=stdin if stdin is not None else "", env=os.environ)
 
 

@@ -14,10 +14,12 @@ import pytest
 import yaml
 from kc_helpers import REPO, free_port, read_report, run_pyinfra, write_inventory
 
-from keystone_checks import connect_errors, fixing, secrets
-from keystone_checks.catalog import load_catalog
+from keystone_checks import secrets
+from keystone_checks.engine import connect_errors
+from keystone_checks.engine import fix as fixing
+from keystone_checks.engine.catalog import load_catalog
+from keystone_checks.engine.plan import checks_for_phase, with_dependencies
 from keystone_checks.errors import KeystoneChecksError
-from keystone_checks.plan import checks_for_phase, with_dependencies
 
 MESSAGES = yaml.safe_load((Path(__file__).parent / "fixtures" / "connect_errors" / "messages.yaml").read_text())
 
@@ -51,7 +53,7 @@ def test_explaining_check_exists_in_the_catalog():
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "keystone_checks.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "keystone_checks.frontends.cli", *args], capture_output=True, text=True,
                           timeout=120, cwd=REPO, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
 
 
@@ -62,7 +64,7 @@ def test_both_front_ends_name_an_unreachable_host_alike(tmp_path):
     inventory = write_inventory(tmp_path / "inv.py", {"@local": {"role": "deployed"},
                                                       "down": {"role": "deployed", "ssh_hostname": "127.0.0.1",
                                                                "ssh_port": free_port()}})
-    inventory.write_text("import keystone_checks.connect_errors  # noqa: F401\n" + inventory.read_text())
+    inventory.write_text("import keystone_checks.engine.connect_errors  # noqa: F401\n" + inventory.read_text())
     env = {"KEYSTONE_CHECKS_DIR": str(Path(__file__).parent / "fixtures" / "e2e_checks")}
     cli_report = tmp_path / "cli.json"
     done = run_pyinfra(inventory, "sweep.py", "--data", f"report={cli_report}", env=env)

@@ -1,4 +1,4 @@
-"""One fix run repairs a chain of dependent checks (keystone_checks/fixing.py), under the real
+"""One fix run repairs a chain of dependent checks (keystone_checks/engine/fix.py), under the real
 pyinfra CLI on @local: the dry run changes nothing and names the checks waiting behind the first
 fix; the real run fixes the first layer, then evaluates and fixes what it was blocking, in order.
 

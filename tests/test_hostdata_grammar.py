@@ -15,7 +15,7 @@ import sys
 import pytest
 from kc_helpers import REPO
 
-from keystone_checks import hostdata
+from keystone_checks.engine import hostdata
 from keystone_checks.errors import HostDataError, KeystoneChecksError
 
 BASE = {"role": "installer", "disk": "/dev/vda"}
@@ -149,7 +149,7 @@ def test_keystone_checks_run_accepts_a_float_threshold(tmp_path):
     inventory = tmp_path / "inv.py"
     inventory.write_text("hosts = [('@local', {'role': 'installer', 'disk': '/dev/kc-none'})]\n")
     report = tmp_path / "r.json"
-    done = subprocess.run([sys.executable, "-m", "keystone_checks.cli", "run", "sweep", "-i", str(inventory),
+    done = subprocess.run([sys.executable, "-m", "keystone_checks.frontends.cli", "run", "sweep", "-i", str(inventory),
                            "--data", "max_load_per_cpu=2.5", "--report", f"json:{report}"],
                           capture_output=True, text=True, timeout=300, cwd=REPO, stdin=subprocess.DEVNULL)
     out = done.stdout + done.stderr

@@ -18,9 +18,9 @@ import pytest
 import yaml
 from kc_helpers import REPO, read_report, write_inventory
 
-from keystone_checks import hostdata
-from keystone_checks.catalog import validate
-from keystone_checks.evaluate import Outcome, evaluate
+from keystone_checks.engine import hostdata
+from keystone_checks.engine.catalog import validate
+from keystone_checks.engine.evaluate import Outcome, evaluate
 from keystone_checks.facts import FACTS
 from keystone_checks.facts.base import ProbeOutput
 

@@ -87,7 +87,7 @@ def test_html_matrix_in_headless_chromium(real_report, tmp_path):
 
 def test_report_files_are_readable_by_other_users(tmp_path):
     """node_exporter reads the textfile as its own user: the atomic write must not leave mkstemp's 0600."""
-    from keystone_checks.report import write_atomic
+    from keystone_checks.engine.outcome import write_atomic
 
     old = os.umask(0o022)
     try:

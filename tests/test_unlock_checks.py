@@ -14,8 +14,8 @@ import pytest
 import yaml
 from op_runner import run
 
-from keystone_checks.catalog import load_catalog
-from keystone_checks.evaluate import Outcome, evaluate
+from keystone_checks.engine.catalog import load_catalog
+from keystone_checks.engine.evaluate import Outcome, evaluate
 from keystone_checks.operations import luks
 
 FIXTURES = Path(__file__).parent / "fixtures" / "facts"

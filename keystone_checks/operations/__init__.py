@@ -1,5 +1,5 @@
 """Operations: how to fix. Each is a pyinfra ``@operation``: idempotent, ``host.noop()`` when there
-is nothing to do, every command built from quoted parts (``keystone_checks.commands``), host state read through
+is nothing to do, every command built from quoted parts (``keystone_checks.engine.commands``), host state read through
 facts (``read_fact``).
 
 Check files name them ``module.function`` (ours, e.g. ``luks.close_mapping``) or

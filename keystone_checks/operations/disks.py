@@ -33,8 +33,8 @@ from pyinfra import host
 from pyinfra.api import operation
 from pyinfra.api.exceptions import OperationValueError
 
-from ..commands import THEN, Part, assign, cmd, sh
-from ..hostdata import consented_device
+from ..engine.commands import THEN, Part, assign, cmd, sh
+from ..engine.hostdata import consented_device
 
 REFUSED_EXIT = 3
 

@@ -7,7 +7,7 @@ import re
 from pyinfra import host
 from pyinfra.api import operation
 
-from ..commands import cmd, refuse
+from ..engine.commands import cmd, refuse
 from ..errors import ProbeFailed, UnparseableOutput
 from ..facts.firewall import InputFirewall
 from . import read_fact

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import operation
 
-from ..commands import AND, EXIT_0, OR, QUIET, THEN, Syntax, assign, cmd, fail, refuse, sh, var
+from ..engine.commands import AND, EXIT_0, OR, QUIET, THEN, Syntax, assign, cmd, fail, refuse, sh, var
 from ..facts.system import MountsUnder
 from ..facts.zfs import DatasetProperties, ImportedPools, ModuleStatus, PoolStatus
 from . import read_fact

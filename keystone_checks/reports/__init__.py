@@ -1,4 +1,4 @@
-"""Report writers: each turns the report dict (see keystone_checks/report.py) into one format.
+"""Report writers: each turns the report dict (see keystone_checks/engine/outcome.py) into one format.
 
 One small interface: a writer module has ``write(report: dict) -> str``. ``WRITERS`` names them for
 ``--report FORMAT[:PATH]``; ``write_reports`` writes each to its path atomically (regular files
@@ -49,7 +49,7 @@ def write_reports(report: dict[str, Any], specs: list[tuple[str, str | None]], s
     Every format is attempted even when one fails. Returns ``(written, failures)``: the
     ``(format, path)`` pairs written and one message per failure (the caller exits UNKNOWN).
     """
-    from ..report import ReportWriteError, write_atomic
+    from ..engine.outcome import ReportWriteError, write_atomic
 
     stdout = stdout or sys.stdout
     written: list[tuple[str, str]] = []

@@ -61,7 +61,7 @@ deployed = [
 '''
 
 WRAPPER = f'''#!/bin/sh
-PYTHONPATH={PREFIX}:{PREFIX}/lib exec python3 -m keystone_checks.cli "$@"
+PYTHONPATH={PREFIX}:{PREFIX}/lib exec python3 -m keystone_checks.frontends.cli "$@"
 '''
 
 

@@ -35,9 +35,9 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from . import report
-from .errors import KeystoneChecksError
-from .evaluate import CheckResult, Outcome
+from ..engine import outcome as report
+from ..engine.evaluate import CheckResult, Outcome
+from ..errors import KeystoneChecksError
 
 _RESULT_FIELDS = {f.name for f in fields(CheckResult)}
 

@@ -1,8 +1,8 @@
 """``keystone-checks diagnose -i INVENTORY --host H TEXT``: confirm the candidate causes on the host.
 
-The text ranks candidate checks (keystone_checks/diagnose.py); this runs exactly those checks (and
+The text ranks candidate checks (keystone_checks/tools/diagnose.py); this runs exactly those checks (and
 the checks they depend on) on the one host, with the engine of ``keystone-checks run``
-(apirun's session: load, --limit, connect, the engine's check_host: one batched gather), and
+(the api front-end's session: load, --limit, connect, the engine's check_host: one batched gather), and
 re-ranks the causes by what the host shows:
 
 * **confirmed**: the check fails on the host: this is (one of) the cause(s); its fix is printed with
@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import KeystoneChecksError
+from ..errors import KeystoneChecksError
 
 _RANK = {"confirmed": 0, "not confirmed": 1, "ruled out": 2}
 
@@ -53,10 +53,10 @@ def run_checks(inventory_path: str, host_name: str, check_ids: list[str], catalo
 
     ``status`` is "ok", or "unreachable: REASON" / "error: REASON" when no check could run.
     """
-    from . import apirun
+    from ..frontends import api as apirun
 
     apirun.patch()
-    from .plan import with_dependencies
+    from ..engine.plan import with_dependencies
 
     checks = with_dependencies(catalog, check_ids, "diagnose")
     session = apirun.open_session(inventory_path, [host_name], connect_timeout=connect_timeout)

@@ -29,11 +29,11 @@ from pathlib import Path
 
 import yaml
 
-from . import yamlsafe
-from .catalog import DEFAULT_CHECKS_DIR, Check, validate
-from .errors import KeystoneChecksError
+from .. import yamlsafe
+from ..engine.catalog import DEFAULT_CHECKS_DIR, Check, validate
+from ..errors import KeystoneChecksError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SEEDS = REPO.parent / "shared" / "seeds"  # ../shared/seeds next to the repository, when present
 PLAYBOOKS_FIX = REPO / "playbooks" / "fix"
 

@@ -10,14 +10,15 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__, hostdata
-from .errors import KeystoneChecksError
+from .. import __version__
+from ..engine import hostdata
+from ..errors import KeystoneChecksError
 
 EXIT_UNKNOWN = 3  # report.EXIT_UNKNOWN; not imported so that a broken install still exits UNKNOWN from main()
 
 
 def cmd_validate(args) -> int:
-    from .catalog import DEFAULT_CHECKS_DIR, validate
+    from ..engine.catalog import DEFAULT_CHECKS_DIR, validate
 
     paths = [Path(p) for p in args.paths] or [DEFAULT_CHECKS_DIR]
     checks, problems = validate(paths)
@@ -31,7 +32,7 @@ def cmd_validate(args) -> int:
 
 
 def _catalog(args):
-    from .catalog import DEFAULT_CHECKS_DIR, validate
+    from ..engine.catalog import DEFAULT_CHECKS_DIR, validate
 
     checks, problems = validate([Path(args.checks)] if getattr(args, "checks", None) else [DEFAULT_CHECKS_DIR])
     if problems:
@@ -87,13 +88,13 @@ def cmd_show(args) -> int:
 
 
 def cmd_coverage(args) -> int:
-    from . import coverage
+    from ..tools import coverage
 
     return coverage.main(list(args.rest))
 
 
 def cmd_docs(args) -> int:
-    from . import docs
+    from ..tools import docs
 
     checks = _catalog(args)
     text = docs.render(checks)
@@ -105,7 +106,7 @@ def cmd_docs(args) -> int:
             return 1
         print(f"ok: {path} is up to date ({len(checks)} checks)")
         return 0
-    from .report import write_atomic
+    from ..engine.outcome import write_atomic
 
     write_atomic(path, text)
     print(f"wrote {path} ({len(checks)} checks)")
@@ -113,14 +114,14 @@ def cmd_docs(args) -> int:
 
 
 def cmd_diagnose(args) -> int:
-    from . import diagnose
+    from ..tools import diagnose
 
     return diagnose.main(args, _catalog(args))
 
 
 def _report_specs(args) -> list[tuple[str, str | None]]:
     """``--report FORMAT[:PATH]`` options (default: the console table), unknown formats refused."""
-    from .reports import parse_spec
+    from ..reports import parse_spec
 
     try:
         return [parse_spec(s) for s in args.report] or [("console", None)]
@@ -134,10 +135,10 @@ def _limit_patterns(args) -> list[str]:
 
 
 def cmd_run(args) -> int:
-    from . import apirun
+    from . import api as apirun
 
     apirun.patch()  # gevent first: before pyinfra/paramiko import socket and ssl users
-    from .reports import emit_reports
+    from ..reports import emit_reports
 
     specs = _report_specs(args)
     if not any(name == "console" for name, _ in specs) and not any(path in (None, "-") for _, path in specs):
@@ -154,7 +155,7 @@ def cmd_run(args) -> int:
     ok = True
     for name, path in specs:
         if name == "console" and path in (None, "-"):
-            from .reports import console
+            from ..reports import console
 
             try:
                 sys.stdout.write(console.render(result, colour=sys.stdout.isatty()))
@@ -169,8 +170,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_merge(args) -> int:
-    from . import merge
-    from .reports import emit_reports
+    from ..reports import emit_reports
+    from ..tools import merge
 
     specs = _report_specs(args)
     shards = [(path, merge.load_shard(path)) for path in args.reports]
@@ -178,7 +179,7 @@ def cmd_merge(args) -> int:
     if args.inventory:
         from pyinfra.api import State
 
-        from .apirun import load_inventory, select_hosts
+        from .api import load_inventory, select_hosts
 
         inventory = load_inventory(args.inventory, State(check_for_changes=False))
         limit = _limit_patterns(args)
@@ -221,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checks")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("coverage", help="which guide sections have checks (keystone_checks/coverage.py)")
+    p = sub.add_parser("coverage", help="which guide sections have checks (keystone_checks/tools/coverage.py)")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the coverage report")
     p.set_defaults(func=cmd_coverage)
 
@@ -286,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_lab(args) -> int:
-    from .lab import main as lab_main
+    from ..lab import main as lab_main
 
     return lab_main(args.rest)
 

@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import KeystoneChecksError
+from .. import __version__
+from ..errors import KeystoneChecksError
 from .evaluate import CheckResult, Outcome
 
 SCHEMA_ID = "keystone-checks/report/v1"

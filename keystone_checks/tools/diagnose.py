@@ -51,8 +51,8 @@ from pathlib import Path
 from typing import Any
 
 THRESHOLD = 0.62
-MESSAGES_DIR = Path(__file__).resolve().parent / "data" / "messages"
-FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "diagnose"
+MESSAGES_DIR = Path(__file__).resolve().parents[1] / "data" / "messages"
+FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "diagnose"
 CORPUS = FIXTURES / "corpus.yaml"
 EVAL_FILES = [FIXTURES / "frozen-test.yaml", FIXTURES / "dev.yaml", CORPUS]
 
@@ -227,7 +227,7 @@ def _compile(pattern: str, where: str):
 
 def load_messages(directory: Path = MESSAGES_DIR, known: set[str] | None = None) -> list[Message]:
     """Read every messages/*.yaml; an unknown check id or a bad entry is an error naming file and entry."""
-    from . import yamlsafe
+    from .. import yamlsafe
 
     out: list[Message] = []
     for path in sorted(directory.glob("*.yaml")):
@@ -468,7 +468,7 @@ def rank(text: str, checks: Iterable[Any], limit: int | None = None) -> list[Mat
 
 def _load_eval(path: Path) -> tuple[list[dict], list[dict]]:
     """(cases, unrelated) of an eval file: frozen-test/dev format or the older corpus.yaml format."""
-    from . import yamlsafe
+    from .. import yamlsafe
 
     data = yamlsafe.load(path.read_text(), what=str(path)) or {}
     cases = [{"text": c["text"], "expect": list(c["expect"]), "source": c.get("source", "")} for c in data.get("cases", [])]
@@ -530,8 +530,8 @@ def _print_eval(results: list[dict[str, Any]]) -> None:
 
 def _confirm(args, index: Index, text: str) -> int:
     """Run the candidate checks on ``--host`` and rank the causes by what it shows (confirm.py)."""
+    from ..errors import KeystoneChecksError
     from . import confirm
-    from .errors import KeystoneChecksError
 
     if not (args.host and args.inventory):
         print("keystone-checks diagnose: --host and -i INVENTORY go together", file=sys.stderr)

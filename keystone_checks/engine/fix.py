@@ -23,11 +23,12 @@ from typing import Any
 from pyinfra.api.exceptions import NestedOperationError
 from pyinfra.operations import python as python_ops
 
-from . import hostdata, secrets, templating
+from .. import secrets
+from ..operations import resolve_operation
+from . import hostdata, templating
 from .catalog import Check
 from .evaluate import CheckResult, Outcome
-from .hostrun import blocking_dependencies, look
-from .operations import resolve_operation
+from .gather import blocking_dependencies, look
 from .plan import order_by_dependencies
 
 

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import HostDataError, KeystoneChecksError
+from ..errors import HostDataError, KeystoneChecksError
 
 ROLES = ("controller", "installer", "deployed")
 
@@ -174,7 +174,7 @@ def _type_names(key: HostKey) -> str:
 # -- grammar of values -------------------------------------------------------------------------------
 #
 # Checked when host data is loaded, so a value that could be read as an option or as something else
-# than a name never reaches a command (commands quote every value too: see keystone_checks.commands).
+# than a name never reaches a command (commands quote every value too: see keystone_checks.engine.commands).
 
 MAX_TEXT = 4096  # bytes of one host-data string (PATH_MAX); a longer value is refused, not truncated
 MAX_POOL = 239  # OpenZFS pool_namecheck: shorter than ZFS_MAX_DATASET_NAME_LEN - 2 - 2 * len("$ORIGIN")

@@ -9,13 +9,13 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from ..errors import HostDataError, KeystoneChecksError
+from ..facts import FACTS
+from ..facts.base import ProbeOutput
+from ..facts.batch import KILL_GRACE, STDOUT_LIMIT, Probe, ProbeBatch, new_marker, split_batch
 from . import templating
 from .catalog import Check
-from .errors import HostDataError, KeystoneChecksError
 from .evaluate import CheckResult, Outcome, _short, evaluate, result_for
-from .facts import FACTS
-from .facts.base import ProbeOutput
-from .facts.batch import KILL_GRACE, STDOUT_LIMIT, Probe, ProbeBatch, new_marker, split_batch
 from .plan import HostPlan, plan_host
 
 # A dependency that passed, or was repaired in this run, lets its dependents be evaluated.

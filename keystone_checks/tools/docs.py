@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .plan import PHASES
+from ..engine.plan import PHASES
 
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "docs" / "checks.md"
+DEFAULT_PATH = Path(__file__).resolve().parents[2] / "docs" / "checks.md"
 
 
 def _expectations(schema, path: str = "") -> list[str]:

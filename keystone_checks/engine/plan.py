@@ -10,11 +10,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import KeystoneChecksError
+from ..facts import FACTS
+from ..facts.batch import Probe
 from . import hostdata, templating
 from .catalog import Check, load_catalog
-from .errors import KeystoneChecksError
-from .facts import FACTS
-from .facts.batch import Probe
 
 PHASES = ("preflight", "configuration", "network", "deployment", "boot", "zfs", "performance", "next-boot", "recovery", "sweep")
 

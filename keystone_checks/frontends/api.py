@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import KeystoneChecksError
-from .paths import playbooks_dir
+from ..errors import KeystoneChecksError
+from ..paths import playbooks_dir
 
 if TYPE_CHECKING:  # pipeline imports pyinfra: not before patch()
-    from .pipeline import Target
+    from ..engine.pipeline import Target
 
 
 def patch() -> None:
@@ -43,8 +43,8 @@ def patch() -> None:
 
 def resolve_target(target: str) -> Target:
     """A phase name, or a playbook file that calls ``run_phase("x")`` / ``run_fix("name", [ids])``."""
-    from .pipeline import Target
-    from .plan import PHASES
+    from ..engine.pipeline import Target
+    from ..engine.plan import PHASES
 
     if target in PHASES:
         return Target(target, None)
@@ -83,7 +83,7 @@ class Progress:
         self.started = time.perf_counter()
 
     def host(self, host_report) -> None:
-        from .evaluate import Outcome
+        from ..engine.evaluate import Outcome
 
         self.done += 1
         bad = [r for r in host_report.results if r.outcome in (Outcome.FAIL, Outcome.FIX_FAILED, Outcome.ERROR)]
@@ -127,9 +127,10 @@ class Session:
 
 
 def run(options: RunOptions, progress_factory: Callable[[int], Progress] | None = None) -> dict[str, Any]:
-    """Run and return the report dict (keystone_checks/report.py shape, plus ``explained_by``)."""
+    """Run and return the report dict (keystone_checks/engine/outcome.py shape, plus ``explained_by``)."""
     patch()
-    from . import pipeline, report
+    from ..engine import outcome as report
+    from ..engine import pipeline
 
     target = resolve_target(options.target)
     catalog = pipeline.catalog()
@@ -192,14 +193,14 @@ def connect(session: Session) -> None:
 
 def failure_of(session: Session, host):
     """Why ``host`` did not connect, classified (the one classifier: connect_errors.classify)."""
-    from . import connect_errors
+    from ..engine import connect_errors
 
     return connect_errors.classify(session.connect_errors.get(host.name, "could not connect"))
 
 
 def report_unreachable(session: Session, catalog, progress: Progress) -> tuple[dict, dict[str, str]]:
     """A report per host that did not connect (with its reason), and the check explaining each."""
-    from . import pipeline
+    from ..engine import pipeline
 
     reports, explained = {}, {}
     for host in session.hosts:
@@ -219,7 +220,7 @@ def check_hosts(session: Session, checks, force_fix: bool, progress: Progress | 
     from pyinfra.api.state import StateStage
     from pyinfra.context import ctx_config, ctx_host
 
-    from . import pipeline
+    from ..engine import pipeline
 
     reports = {}
     session.state.set_stage(StateStage.Prepare)
@@ -245,8 +246,8 @@ def run_fixes(session: Session, reports: dict, dry: bool) -> bool:
     from pyinfra.api.operations import run_ops
     from pyinfra.api.state import StateStage
 
-    from . import pipeline
-    from .evaluate import Outcome
+    from ..engine import pipeline
+    from ..engine.evaluate import Outcome
 
     queued = any(r.outcome == Outcome.WOULD_FIX for h in reports.values() for r in h.results)
     if not queued or dry:

@@ -4,9 +4,9 @@ pyinfra connects BEFORE it loads the deploy file, and keeps no record of why a c
 (only that it did: ``state.failed_hosts``); the reason is only logged. So this module installs a
 ``logging.Handler`` on the ``pyinfra`` logger when it is imported, and inventories import it:
 
-    import keystone_checks.connect_errors  # noqa: F401  (first line of an inventory file)
+    import keystone_checks.engine.connect_errors  # noqa: F401  (first line of an inventory file)
 
-``keystone_checks.runner`` imports it too (later than connect, but harmless). The runner's report
+``keystone_checks.frontends.playbook`` imports it too (later than connect, but harmless). The playbooks' report
 then gives each unreachable host its own status reason instead of "see pyinfra's output above".
 
 It also keeps paramiko's transport logger from printing a traceback when a server accepts a
@@ -111,7 +111,7 @@ def explaining_check(failure: ConnectFailure, checks) -> str | None:
     ids = {c.id for c in checks}
     if failure.check in ids:
         return failure.check
-    from . import diagnose
+    from ..tools import diagnose
 
     for text in (failure.symptom, failure.detail):
         matches = diagnose.rank(text, checks) if text else []

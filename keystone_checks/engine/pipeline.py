@@ -1,9 +1,9 @@
 """The engine both front-ends call: what to run -> per host (host data -> plan -> one batched gather ->
 parse -> evaluate -> queue fixes) -> after the fixes ran, settle the ones that did not complete.
 
-The playbooks (runner.py, under the pyinfra CLI) and ``keystone-checks run`` (apirun.py, pyinfra's
+The playbooks (frontends/playbook.py, under the pyinfra CLI) and ``keystone-checks run`` (frontends/api.py, pyinfra's
 Python API) differ only in how they connect, report progress and write the report; everything
-that decides an outcome is here or below (plan.py, hostrun.py, evaluate.py, fixing.py).
+that decides an outcome is here or below (plan.py, gather.py, evaluate.py, fix.py).
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from typing import Any
 
 from pyinfra import logger
 
-from . import connect_errors, fixing, hostdata, nodelay, report
+from ..errors import CatalogError, KeystoneChecksError
+from . import connect_errors, hostdata, nodelay
+from . import fix as fixing
+from . import outcome as report
 from .catalog import Check, load_catalog
-from .errors import CatalogError, KeystoneChecksError
-from .fixing import HostFixes
-from .hostrun import HostTimeout, look
+from .fix import HostFixes
+from .gather import HostTimeout, look
 from .plan import checks_for_phase, with_dependencies
 
 _catalog_cache: dict[str, list[Check] | CatalogError] = {}

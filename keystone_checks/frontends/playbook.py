@@ -18,9 +18,10 @@ from typing import Any
 
 from pyinfra.api.state import StateStage
 
-from . import connect_errors, hostdata, report
-from .errors import KeystoneChecksError
-from .pipeline import Target, catalog, check_host, settle_fixes, unreachable
+from ..engine import connect_errors, hostdata
+from ..engine import outcome as report
+from ..engine.pipeline import Target, catalog, check_host, settle_fixes, unreachable
+from ..errors import KeystoneChecksError
 
 # -- recording -----------------------------------------------------------------------------------
 
@@ -59,7 +60,7 @@ class Recorder:
         settle_fixes(self.hosts.values(), executed)
         data = report.build(self.phase, list(self.hosts.values()), self.started, time.time(),
                             dry_run=self.fix_requested and not executed, fix_requested=self.fix_requested)
-        from .reports import console, emit_reports, parse_spec
+        from ..reports import console, emit_reports, parse_spec
 
         specs: list[tuple[str, str | None]] = [("json", str(self.report_path or report.default_path(self.phase, self.started)))]
         for spec in filter(None, (part.strip() for part in self.extra_reports.split(","))):

@@ -22,9 +22,10 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from . import hostdata, templating, yamlsafe
-from .errors import CatalogError, CheckFileError
-from .paths import checks_dir
+from .. import yamlsafe
+from ..errors import CatalogError, CheckFileError
+from ..paths import checks_dir
+from . import hostdata, templating
 
 DEFAULT_CHECKS_DIR = checks_dir()
 
@@ -158,8 +159,8 @@ def _schema_message(error) -> str:
 
 
 def _semantic_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileError]:
-    from .facts import FACTS
-    from .operations import resolve_operation
+    from ..facts import FACTS
+    from ..operations import resolve_operation
 
     problems: list[CheckFileError] = []
 
@@ -191,7 +192,7 @@ def _semantic_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileE
 
     for i, key in enumerate(data.get("requires_data") or []):
         if key not in _SAMPLE_CONTEXT:
-            add(("requires_data", i), f"requires_data: unknown host data key '{key}' (known keys: see keystone_checks/hostdata.py)")
+            add(("requires_data", i), f"requires_data: unknown host data key '{key}' (known keys: see keystone_checks/engine/hostdata.py)")
 
     problems.extend(_applies_when_problems(data, where, lines))
 
@@ -209,7 +210,7 @@ def _semantic_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileE
             if unknown:
                 bad_templates = True
                 add(path, f"check '{data.get('id')}': {where_in}: template {template!r} uses unknown host data "
-                          f"{sorted(unknown)} (known keys: see keystone_checks/hostdata.py)")
+                          f"{sorted(unknown)} (known keys: see keystone_checks/engine/hostdata.py)")
     if bad_templates:
         return problems
 
@@ -373,7 +374,7 @@ def _catalog_key(paths: list[Path]) -> str | None:
     import hashlib
 
     digest = hashlib.sha256()
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent  # the whole package: engine, facts, operations, schema
     try:
         for source in sorted(package.rglob("*.py")) + sorted(package.glob("schema/*.json")):
             digest.update(str(source.relative_to(package)).encode() + b"\0" + source.read_bytes())
