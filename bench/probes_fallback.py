@@ -1,4 +1,4 @@
-"""FALLBACK probe set - used only until `keystone_checks.plan.host_probes` can be imported.
+"""FALLBACK probe set - used only until `keystone_checks.engine.plan.host_probes` can be imported.
 
 ~20 realistic, read-only host-side probes of a NixOS server health sweep (ZFS root, LUKS credstore,
 systemd, Nix generations, disks, memory, time, network).  Commands missing on the benchmark machine

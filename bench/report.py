@@ -129,7 +129,7 @@ def mermaid_chart(configs, rtt, tools, ns, title) -> list[str]:
          f'    title "{title}"',
          '    x-axis "hosts" [' + ", ".join(f'"{n}"' for n in ns) + "]",
          f'    y-axis "wall time, s (median)" 0 --> {ymax}']
-    for t, vals in series:
+    for _tool, vals in series:
         L.append("    line [" + ", ".join(f"{v:.2f}" for v in vals) + "]")
     L.append("```")
     L.append("")
@@ -267,7 +267,8 @@ def render_md(fleet, stale, cli, machine: dict) -> str:
       "configuration** (named in the `faster` column; targets at 50 hosts, 50 ms: pyinfra one-fact-per-probe ≥ 10, "
       "ansible ≥ 20). `X/baseline` is given too.")
     A("")
-    A("| hosts | RTT ms | sweep/baseline | run/baseline | faster | pyinfra-facts/sweep | testinfra/sweep | ansible/sweep | pyinfra-facts/baseline | testinfra/baseline | ansible/baseline |")
+    A("| hosts | RTT ms | sweep/baseline | run/baseline | faster | pyinfra-facts/sweep | testinfra/sweep | ansible/sweep "
+      "| pyinfra-facts/baseline | testinfra/baseline | ansible/baseline |")
     A("| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for (n, rtt), tools in configs.items():
         b = tools.get("baseline")
@@ -280,7 +281,7 @@ def render_md(fleet, stale, cli, machine: dict) -> str:
     A("")
 
     # ---- targets
-    A("## Issue #5 targets (50 hosts, 50 ms RTT)")
+    A("## Targets (50 hosts, 50 ms RTT)")
     A("")
     t50 = at(configs, 50, 50)
     if not t50:
@@ -405,7 +406,7 @@ def render_md(fleet, stale, cli, machine: dict) -> str:
     A("")
     A("| command | status | wall s (median) | runs s | CPU s | max RSS MiB |")
     A("| --- | --- | ---: | --- | ---: | ---: |")
-    names = {"cli-import": "`python -c 'import keystone_checks.cli'`", "cli-help": "`keystone-checks --help`"}
+    names = {"cli-import": "`python -c 'import keystone_checks.frontends.cli'`", "cli-help": "`keystone-checks --help`"}
     for r in cli:
         st = r.get("status", "?") + (f" ({r['note']})" if r.get("status") != "ok" and r.get("note") else "")
         A(f"| {names.get(r['tool'], r['tool'])} | {st} | {fmt(r.get('wall_s_median'), 3)} | "
@@ -588,7 +589,7 @@ def render_md(fleet, stale, cli, machine: dict) -> str:
     A("- CI: a scheduled pipeline with a matrix over shards (`shard: [0, 1, 2, 3]`), each job uploading its "
       "report as an artifact; a final job merges them.")
     A("")
-    A("**Merging**: `keystone-checks merge` (keystone_checks/merge.py). Reports are per-host records, so "
+    A("**Merging**: `keystone-checks merge` (keystone_checks/tools/merge.py). Reports are per-host records, so "
       "merging is concatenation; a host in two shards is refused; with `-i INVENTORY` a host no shard reported "
       "is added as `unreachable` (a shard that did not run is itself a finding, the fleet summary must not look "
       "healthier than it is); the summary and the Nagios exit code are recomputed from the merged hosts exactly "

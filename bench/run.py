@@ -119,7 +119,7 @@ def load_probes(phase: str, role: str, host_data: dict, mode: str = "auto") -> t
         data = {k: v for k, v in host_data.items() if k != "role"}
         code = (
             "import json,sys\n"
-            "from keystone_checks.plan import host_probes\n"
+            "from keystone_checks.engine.plan import host_probes\n"
             f"print(json.dumps(host_probes({phase!r}, {role!r}, {data!r})))\n"
         )
         r = subprocess.run([project_python(), "-c", code], capture_output=True, text=True, env=project_env(),
@@ -129,7 +129,7 @@ def load_probes(phase: str, role: str, host_data: dict, mode: str = "auto") -> t
             try:
                 probes = [(str(k), str(c)) for k, c in json.loads(r.stdout.strip().splitlines()[-1])]
                 if probes:
-                    return probes, f"engine:keystone_checks.plan.host_probes({phase!r}, {role!r}, {data!r})"
+                    return probes, f"engine:keystone_checks.engine.plan.host_probes({phase!r}, {role!r}, {data!r})"
                 why = "host_probes returned no probes"
             except (ValueError, IndexError):
                 why = "unparseable host_probes output"
@@ -137,7 +137,7 @@ def load_probes(phase: str, role: str, host_data: dict, mode: str = "auto") -> t
             raise SystemExit(f"--probes engine: {why}")
     from probes_fallback import FALLBACK_PROBES
 
-    print(f"WARNING: keystone_checks.plan.host_probes unavailable ({why}); "
+    print(f"WARNING: keystone_checks.engine.plan.host_probes unavailable ({why}); "
           f"using the FALLBACK probe list bench/probes_fallback.py ({len(FALLBACK_PROBES)} probes)",
           file=sys.stderr, flush=True)
     return list(FALLBACK_PROBES), "fallback:bench/probes_fallback.py"
@@ -150,7 +150,7 @@ def engine_batch_script(phase: str, role: str, host_data: dict, path: Path) -> s
     code = (
         "import sys\n"
         "from keystone_checks import hostdata\n"
-        "from keystone_checks.plan import checks_for_phase, load_catalog, plan_host\n"
+        "from keystone_checks.engine.plan import checks_for_phase, load_catalog, plan_host\n"
         "from keystone_checks.facts.batch import render_batch\n"
         f"ctx = hostdata.resolve('bench', {{'role': {role!r}, **{data!r}}})\n"
         f"plan = plan_host(checks_for_phase(load_catalog(), {phase!r}), [{role!r}], ctx)\n"
@@ -462,7 +462,7 @@ def measure_cli(runs: int) -> list[dict]:
     out = []
     py = project_python()
     exe = resolve_exe("keystone-checks", env)
-    cases = [("cli-import", [py, "-c", "import keystone_checks.cli"], True),
+    cases = [("cli-import", [py, "-c", "import keystone_checks.frontends.cli"], True),
              ("cli-help", [exe or "keystone-checks", "--help"], exe is not None)]
     for name, argv, possible in cases:
         rec = {"tool": name, "hosts": 0, "rtt_ms": 0, "runs": 0, "wall_s_median": None, "wall_s_all": [],
@@ -523,7 +523,7 @@ def machine_info() -> dict:
             mem = int(line.split()[1]) // 1024
     env = project_env()
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "os": ver(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
         "kernel": platform.release(),
         "cpu": cpu,

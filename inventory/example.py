@@ -5,7 +5,7 @@ Copy it, replace addresses and keys, then e.g.:
     pyinfra -y inventory/example.py playbooks/preflight.py --limit installer
     pyinfra -y inventory/example.py playbooks/sweep.py --limit deployed
 
-Host data keys are documented in README.md and keystone_checks/hostdata.py.
+Host data keys are documented in README.md and keystone_checks/engine/hostdata.py.
 Host keys: the ISO regenerates its SSH host key on every boot, so installer hosts use a separate
 known_hosts file with accept-new; deployed servers require the recorded key ("yes"): a changed
 key on a deployed server is refused (it may be an attack).
@@ -13,7 +13,8 @@ key on a deployed server is refused (it may be an attack).
 
 # Imported before pyinfra connects, so each unreachable host is reported with its reason
 # (refused, timed out, key rejected, host key changed, ...), not a generic failure.
-import keystone_checks.connect_errors  # noqa: F401
+import keystone_checks.engine.connect_errors  # noqa: F401
+
 _key = "~/.ssh/id_ed25519"
 
 installer = [

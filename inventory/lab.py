@@ -11,7 +11,7 @@ Host names are the guests' names (`zfs21-deployed`, `zfs21-installer`, ...; `lab
 import sys
 
 # Imported before pyinfra connects, so each unreachable host is reported with its reason.
-import keystone_checks.connect_errors  # noqa: F401
+import keystone_checks.engine.connect_errors  # noqa: F401
 from keystone_checks.lab.inventory import guests_up
 
 _groups = guests_up()

@@ -7,8 +7,9 @@ KEYSTONE_DISK names the disk the installer checks look at (default /dev/vda).
 
 # Imported before pyinfra connects, so each unreachable host is reported with its reason
 # (refused, timed out, key rejected, host key changed, ...), not a generic failure.
-import keystone_checks.connect_errors  # noqa: F401
 import os
+
+import keystone_checks.engine.connect_errors  # noqa: F401
 
 local = [
     ("@local", {"role": ["controller", "installer"], "disk": os.environ.get("KEYSTONE_DISK", "/dev/vda")}),

@@ -34,6 +34,18 @@ class Secret(str):
         return "Secret('***')"
 
 
+# Every secret value resolved in this process: text that leaves it (a failing command's stderr in a
+# report) goes through :func:`redact` first.
+_RESOLVED: set[str] = set()
+
+
+def redact(text: str) -> str:
+    """``text`` with every secret resolved in this process replaced by ``***``."""
+    for value in sorted(_RESOLVED, key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
+
+
 def resolve_passphrase(passphrase_file: str = "", passphrase_env: str = "") -> Secret:
     if passphrase_file and passphrase_env:
         raise SecretError("set only one of luks_passphrase_file and luks_passphrase_env")
@@ -53,6 +65,7 @@ def resolve_passphrase(passphrase_file: str = "", passphrase_env: str = "") -> S
         raise SecretError(f"{where}: the passphrase is empty")
     if "\n" in value or "\r" in value or "\0" in value:
         raise SecretError(f"{where}: the passphrase must be one line (it is sent as one line on stdin)")
+    _RESOLVED.add(value)
     return Secret(value)
 
 

@@ -38,12 +38,12 @@ def refuse_bombs(text: str, what: str = "this file") -> None:
         if isinstance(event, yaml.AliasEvent):
             raise YamlRefused(problem=f"alias *{event.anchor} is not allowed in {what} (aliases can expand "
                                       "without bound or refer to themselves): write the value out in full",
-                              problem_mark=event.start_mark)
+                              problem_mark=event.start_mark)  # type: ignore[arg-type] # the C loader's Mark
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
                 raise YamlRefused(problem=f"nested deeper than {MAX_DEPTH} levels: not a plausible {what} entry",
-                                  problem_mark=event.start_mark)
+                                  problem_mark=event.start_mark)  # type: ignore[arg-type] # the C loader's Mark
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
 

@@ -10,6 +10,6 @@ Run: pyinfra -y INVENTORY playbooks/before-reboot.py --data fix=true [--data rep
      (--dry --data fix=true first to see the commands)
 """
 
-from keystone_checks.runner import run_phase
+from keystone_checks.frontends.playbook import run_phase
 
 run_phase("before-reboot")

@@ -5,6 +5,6 @@ on the ESP and room for one more, / mounted from the system dataset, every disk 
 Run: pyinfra -y INVENTORY playbooks/next-boot.py [--data report=PATH]
 """
 
-from keystone_checks.runner import run_phase
+from keystone_checks.frontends.playbook import run_phase
 
 run_phase("next-boot")

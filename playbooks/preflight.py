@@ -3,6 +3,6 @@
 Run: pyinfra -y INVENTORY playbooks/preflight.py [--data fix=true] [--data report=PATH]
 """
 
-from keystone_checks.runner import run_phase
+from keystone_checks.frontends.playbook import run_phase
 
 run_phase("preflight")

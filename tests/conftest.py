@@ -1,7 +1,6 @@
 """Fixtures shared by every test; the helpers themselves live in kc_helpers.py."""
 
 import pytest
-
 from kc_helpers import Sshd
 
 

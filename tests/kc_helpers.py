@@ -39,7 +39,7 @@ class Sshd:
         self.known_hosts = root / "known_hosts"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Sshd":
+    def start(self) -> Sshd:
         if not Path(SSHD).exists():
             pytest.fail("OpenSSH sshd is not installed: run .ci/run or `apt-get install openssh-server`")
         Path("/run/sshd").mkdir(exist_ok=True)

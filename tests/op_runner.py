@@ -8,7 +8,6 @@ command with per-command arguments (``_stdin``) stays a StringCommand, the other
 from __future__ import annotations
 
 from pyinfra.api import StringCommand
-
 from test_operation_fixtures import run_case
 
 

@@ -27,7 +27,6 @@ from urllib.parse import quote
 
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
-
 from kc_helpers import REPO
 
 JUNIT_XSD = Path(__file__).parent / "fixtures" / "junit" / "junit.xsd"
@@ -52,7 +51,7 @@ def run_sweep(inventory: Path, reports: dict[str, Path], *extra: str, timeout: i
               env: dict | None = None) -> subprocess.CompletedProcess:
     """``keystone-checks run sweep -i INVENTORY --report FORMAT:PATH ...`` as a subprocess."""
     specs = [arg for name, path in reports.items() for arg in ("--report", f"{name}:{path}")]
-    return subprocess.run([sys.executable, "-m", "keystone_checks.cli", "run", "sweep", "-i", str(inventory),
+    return subprocess.run([sys.executable, "-m", "keystone_checks.frontends.cli", "run", "sweep", "-i", str(inventory),
                            *specs, *extra], capture_output=True, text=True, timeout=timeout, cwd=REPO,
                           env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
 
@@ -322,7 +321,7 @@ def check_html(report: dict, page: Path, tmp_path: Path) -> tuple[str, dict]:
 def failing_order(report: dict) -> list[str]:
     """Check ids failing (or in error) on any host, in the order the failing list must give them:
     worst first (severity, then outcome), then most hosts, then id."""
-    from keystone_checks.evaluate import is_failing, outcome_rank, worst_first
+    from keystone_checks.engine.evaluate import is_failing, outcome_rank, worst_first
 
     worst: dict[str, tuple] = {}
     count: Counter = Counter()

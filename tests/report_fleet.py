@@ -12,8 +12,8 @@ import random
 import time
 from types import SimpleNamespace
 
-from keystone_checks import report
-from keystone_checks.evaluate import Outcome, result_for
+from keystone_checks.engine import outcome as report
+from keystone_checks.engine.evaluate import Outcome, result_for
 
 GUIDES = [
     {"document": "troubleshooting-build-and-deploy.md", "section": 'Error: "out of disk space"'},

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from kc_helpers import REPO, Sshd, free_port, write_inventory
 from report_checks import need, run_sweep
 

@@ -1,4 +1,4 @@
-"""Applicability by detected layout (issue 13): ``applies_when`` on a check, the ``system.Layout``
+"""Applicability by detected layout: ``applies_when`` on a check, the ``system.Layout``
 fact, and host data ``layout`` pinning it. A check whose condition does not hold is ``skipped`` as
 not applicable and gates nothing; one whose condition cannot be judged is ``error``."""
 
@@ -8,16 +8,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from keystone_checks import hostdata
-from keystone_checks.catalog import Check, validate
-from keystone_checks.errors import HostDataError
-from keystone_checks.evaluate import Outcome
-from keystone_checks.facts.base import ProbeOutput
-from keystone_checks.hostrun import evaluate_host, parse_outputs
-from keystone_checks.plan import plan_host
-
 from kc_helpers import REPO, read_report, run_pyinfra, write_inventory
+
+from keystone_checks.engine import hostdata
+from keystone_checks.engine.catalog import Check, validate
+from keystone_checks.engine.evaluate import Outcome
+from keystone_checks.engine.gather import evaluate_host, parse_outputs
+from keystone_checks.engine.plan import plan_host
+from keystone_checks.errors import HostDataError
+from keystone_checks.facts.base import ProbeOutput
 
 FIXTURES = Path(__file__).parent / "fixtures" / "facts"
 LAYOUT_GATHER = {"fact": "system.Layout",

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from keystone_checks.catalog import check_schema, validate
+from keystone_checks.engine.catalog import check_schema, validate
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = REPO / "keystone_checks" / "schema" / "check.schema.json"
@@ -149,8 +149,8 @@ def _readme_example() -> str:
 
 
 def test_readme_walkthrough_check_is_valid_and_its_mistake_is_reported_as_shown(tmp_path):
-    from keystone_checks.catalog import load_file
-    from keystone_checks.evaluate import Outcome, evaluate
+    from keystone_checks.engine.catalog import load_file
+    from keystone_checks.engine.evaluate import Outcome, evaluate
 
     text = _readme_example()
     assert text.startswith(SCHEMA_LINE)
@@ -170,7 +170,7 @@ def test_readme_walkthrough_check_is_valid_and_its_mistake_is_reported_as_shown(
 
 def test_typed_check_parts_survive_the_catalog_cache(tmp_path, monkeypatch):
     """The catalog cache stores checks as plain data; read back they are the same typed checks."""
-    from keystone_checks.catalog import Fix, Gather, Step, describe_fix, load_catalog
+    from keystone_checks.engine.catalog import Fix, Gather, Step, describe_fix, load_catalog
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     first = {c.id: c for c in load_catalog()}

@@ -140,8 +140,8 @@ def test_exit_comments_and_here_documents_stay_inside_their_probe():
 
 def test_every_probe_of_every_phase_is_valid_shell():
     """Probes are inlined into one script: a syntax error in one would cost the whole host its answers."""
-    from keystone_checks.hostdata import ROLES
-    from keystone_checks.plan import PHASES, host_probes
+    from keystone_checks.engine.hostdata import ROLES
+    from keystone_checks.engine.plan import PHASES, host_probes
 
     seen = {}
     for phase in PHASES:
@@ -186,13 +186,13 @@ def test_output_is_bounded_and_too_large_is_marked_not_cut():
 
 
 def test_a_truncated_probe_is_an_error_never_parsed():
-    from keystone_checks.catalog import load_catalog
+    from keystone_checks.engine.catalog import load_catalog
+    from keystone_checks.engine.gather import parse_outputs
+    from keystone_checks.engine.plan import plan_host
     from keystone_checks.facts.base import ProbeOutput
-    from keystone_checks.hostrun import parse_outputs
-    from keystone_checks.plan import plan_host
 
     check = next(c for c in load_catalog() if "status" in c.gather and c.gather["status"].fact == "zfs.PoolStatus")
-    from keystone_checks.hostdata import KEYS
+    from keystone_checks.engine.hostdata import KEYS
 
     context = {k.name: k.default for k in KEYS.values() if k.default is not None} | {"pool": "rpool", "host": "h"}
     plan = plan_host([check], check.roles, context)
@@ -232,7 +232,7 @@ def test_no_private_temp_dir_fails_closed(tmp_path):
     assert list(target.iterdir()) == [], "nothing may be written through the planted symlink"
 
 
-def test_an_unkillable_probe_is_not_waited_for(tmp_path, frozen_cgroup):
+def test_an_unkillable_probe_is_not_waited_for(tmp_path, frozen_cgroup):  # noqa: F811 - the fixture imported above
     stuck = tmp_path / "zpool"
     # joins the frozen group: from here on it cannot run, nor die, and it holds the probe's stdout
     stuck.write_text(f"#!/bin/sh\necho $$ >{frozen_cgroup / 'tasks'}\necho never\n")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from keystone_checks.catalog import load_catalog, validate
+from keystone_checks.engine.catalog import load_catalog, validate
 from keystone_checks.errors import CatalogError
 
 BROKEN = Path(__file__).parent / "fixtures" / "broken_checks"
@@ -69,15 +69,15 @@ def test_load_catalog_raises_one_error_listing_every_problem():
 
 
 def test_validate_cli_exits_nonzero_without_traceback():
-    done = subprocess.run([sys.executable, "-m", "keystone_checks.cli", "validate", str(BROKEN)],
+    done = subprocess.run([sys.executable, "-m", "keystone_checks.frontends.cli", "validate", str(BROKEN)],
                           capture_output=True, text=True)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "bad-regex.yaml:9:" in done.stderr
-    ok = subprocess.run([sys.executable, "-m", "keystone_checks.cli", "validate", str(REPO / "checks")],
+    ok = subprocess.run([sys.executable, "-m", "keystone_checks.frontends.cli", "validate", str(REPO / "checks")],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
-    missing = subprocess.run([sys.executable, "-m", "keystone_checks.cli", "validate", "/nonexistent/checks"],
+    missing = subprocess.run([sys.executable, "-m", "keystone_checks.frontends.cli", "validate", "/nonexistent/checks"],
                              capture_output=True, text=True)
     assert missing.returncode == 1 and "no such file or directory" in missing.stderr
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 from kc_helpers import Sshd, free_port, outcomes, read_report, run_pyinfra, write_inventory
 from nix_flakes import make_bad_flake, make_flake, make_flake_v02, make_keypair, nix_env, require_nix
 
@@ -167,7 +166,8 @@ def test_preflight_on_good_flake_and_reachable_target(tmp_path, flake, sshd):
         "targets": [{"name": "lab", **_targets(sshd, identity_file=str(sshd.client_key))}]})
     got = outcomes(report, "@local")
     expected = {**ALL_PASS, **dict.fromkeys(NETWORK_CHECKS, "pass"), "target-ping": ping,
-                "nix-substituters-configured": "pass", "nix-max-jobs-fit-memory": "pass", "darwin-nix-darwin-installed": "skipped"}  # not applicable on Linux
+                "nix-substituters-configured": "pass", "nix-max-jobs-fit-memory": "pass",
+                "darwin-nix-darwin-installed": "skipped"}  # not applicable on Linux
     expected.pop("target-ssh-not-filtered"), expected.pop("target-network-route")  # network/deployment phases only
     assert {k: got[k] for k in expected} == expected
     # Installer / deployed checks do not run on the controller.

@@ -7,10 +7,10 @@ import os
 import subprocess
 
 import pytest
+from nix_flakes import local_system, make_bad_flake, make_flake, make_flake_v02, make_keypair, nix_env, require_nix
 
 from keystone_checks.facts import FACTS
 from keystone_checks.facts.base import ProbeOutput
-from nix_flakes import local_system, make_bad_flake, make_flake, make_flake_v02, make_keypair, nix_env, require_nix
 
 
 def run_fact(name: str, **args):

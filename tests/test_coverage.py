@@ -1,16 +1,16 @@
-"""`keystone-checks coverage`: every section and cause of issue 3 is covered by the catalog."""
+"""`keystone-checks coverage`: every section and cause of the guides is covered by the catalog."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from keystone_checks import coverage
+from keystone_checks.tools import coverage
 
 
 def test_coverage_runs_and_nothing_is_uncovered():
     assert coverage.uncovered() == []
-    done = subprocess.run([sys.executable, "-m", "keystone_checks.coverage"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "keystone_checks.tools.coverage"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     assert "Configuration Validation Fails" in done.stdout and "checks: configuration-name-exists" in done.stdout
     assert "playbooks/fix/nix-gc.py" in done.stdout and "playbooks/fix/rollback.py" in done.stdout
@@ -32,7 +32,7 @@ def test_uncovered_cause_is_reported(tmp_path):
         "  - section: 'Error: no such heading'\n"
         "  - section: Slow deployment\n"
         "    also: [no-such-check]\n")
-    done = subprocess.run([sys.executable, "-m", "keystone_checks.coverage", "--requirements", str(requirements)],
+    done = subprocess.run([sys.executable, "-m", "keystone_checks.tools.coverage", "--requirements", str(requirements)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert "MISS     a cause no check names" in done.stdout
@@ -51,7 +51,7 @@ def test_guides_shipped_match_the_seeds():
 
 
 def test_upstream_behaviours_are_printed_with_their_checks():
-    done = subprocess.run([sys.executable, "-m", "keystone_checks.coverage"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "keystone_checks.tools.coverage"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     assert "Upstream behaviours (keystone_checks/data/upstream/*.yaml)" in done.stdout
     assert "ok   [v0.2+] lanzaboote-ukis:" in done.stdout
@@ -66,7 +66,7 @@ def test_bad_upstream_entries_fail_coverage(tmp_path):
         "- {id: bad-version, behaviour: b, source: 'x/y#3', keystone: v9, checks: [pool-imported]}\n"
         "- {id: names-a-ghost, behaviour: b, source: 'x/y#4', keystone: all, uncovered: why}\n")
     (tmp_path / "broken.yaml").write_text("id: not-a-list\n")
-    done = subprocess.run([sys.executable, "-m", "keystone_checks.coverage", "--upstream", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "keystone_checks.tools.coverage", "--upstream", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stdout[-2000:]
     out = done.stdout

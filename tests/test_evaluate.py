@@ -1,10 +1,10 @@
 """Evaluation: JSON Schema conditions -> outcomes with 'expected ... found ...' in operator words."""
 
-from keystone_checks.catalog import Check
-from keystone_checks.evaluate import Outcome, evaluate
+from keystone_checks.engine.catalog import Check
+from keystone_checks.engine.evaluate import Outcome, evaluate
+from keystone_checks.engine.gather import evaluate_host, parse_outputs
+from keystone_checks.engine.plan import plan_host
 from keystone_checks.facts.base import ProbeOutput
-from keystone_checks.plan import plan_host
-from keystone_checks.hostrun import evaluate_host, parse_outputs
 
 
 def make_check(**overrides):
@@ -65,7 +65,7 @@ def test_parser_crash_becomes_error():
 
 
 def test_phase_pulls_in_dependencies_from_other_phases():
-    from keystone_checks.plan import checks_for_phase
+    from keystone_checks.engine.plan import checks_for_phase
 
     base = make_check(id="base", phases=["preflight"])
     user = make_check(id="user", phases=["sweep"], depends_on=["base"])

@@ -1,4 +1,4 @@
-"""Every fact declares the shape of its value (keystone_checks/shapes.py), every fixture's expected
+"""Every fact declares the shape of its value (keystone_checks/engine/shapes.py), every fixture's expected
 value matches it, and ``validate`` holds each check's ``expect`` against those shapes."""
 
 from pathlib import Path
@@ -7,8 +7,8 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from keystone_checks import shapes
-from keystone_checks.catalog import validate
+from keystone_checks.engine import shapes
+from keystone_checks.engine.catalog import validate
 from keystone_checks.facts import FACTS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "facts"
@@ -17,7 +17,7 @@ VALUES = sorted(p for p in FIXTURES.glob("*/*.yaml") if "fact" in yaml.safe_load
 
 def test_every_fact_has_a_shape():
     missing = sorted(set(FACTS) - set(shapes.SHAPES))
-    assert not missing, f"facts without a shape in keystone_checks/shapes.py: {missing}"
+    assert not missing, f"facts without a shape in keystone_checks/engine/shapes.py: {missing}"
     assert not sorted(set(shapes.SHAPES) - set(FACTS)), "shapes for facts that do not exist"
 
 
@@ -75,11 +75,14 @@ def _problems(tmp_path, expect: str) -> list[str]:
     # the missing `properties:` level: `avail` would be an unknown keyword and the check always pass
     ("  properties:\n    esp:\n      avail: {minimum: 1}", 17, "'avail' is a field of esp: put it under 'properties:'"),
     ("  properties:\n    esp:\n      properties:\n        avial: {minimum: 1}", 18, "esp has no field 'avial'"),
-    ("  properties:\n    esp:\n      properties:\n        fstype: {minimum: 3}", 18, "'minimum' applies to number values but esp.fstype is string"),
-    ("  properties:\n    esp:\n      properties:\n        avail: {const: 'lots'}", 18, "const 'lots' can never match: esp.avail is integer"),
+    ("  properties:\n    esp:\n      properties:\n        fstype: {minimum: 3}", 18,
+     "'minimum' applies to number values but esp.fstype is string"),
+    ("  properties:\n    esp:\n      properties:\n        avail: {const: 'lots'}", 18,
+     "const 'lots' can never match: esp.avail is integer"),
     ("  properties:\n    esp:\n      properties:\n        avail: {type: string}", 18, "type string can never match"),
     ("  properties:\n    esp:\n      properties:\n        target: {enum: [/boot, 1]}", 18, "enum value 1 can never match"),
-    ("  properties:\n    boot:\n      properties:\n        avail: {minimum: 1}", 17, "'boot' is not a name under this check's gather (names: esp)"),
+    ("  properties:\n    boot:\n      properties:\n        avail: {minimum: 1}", 17,
+     "'boot' is not a name under this check's gather (names: esp)"),
     ("  properties:\n    esp: {required: [free]}", 16, "esp has no field 'free'"),
     ("  properties:\n    esp: {maxItems: 0}", 16, "'maxItems' applies to array values but esp is object"),
     ("  anyOf:\n    - properties: {esp: {properties: {avail: {minimumm: 1}}}}", 16, "'minimumm' is not a JSON Schema keyword"),
@@ -118,7 +121,7 @@ def test_the_catalog_expects_match_the_fact_shapes():
 
 
 def test_fact_reference_lists_every_fact_with_its_fields_and_an_example():
-    from keystone_checks import docs
+    from keystone_checks.tools import docs
 
     text = docs.render_facts()
     for name in FACTS:
@@ -129,7 +132,7 @@ def test_fact_reference_lists_every_fact_with_its_fields_and_an_example():
 
 
 def test_docs_check_reports_a_stale_fact_reference(tmp_path):
-    from keystone_checks.cli import main
+    from keystone_checks.frontends.cli import main
 
     stale = tmp_path / "facts.md"
     stale.write_text("# old\n")

@@ -1,4 +1,4 @@
-"""One fix run repairs a chain of dependent checks (keystone_checks/fixing.py), under the real
+"""One fix run repairs a chain of dependent checks (keystone_checks/engine/fix.py), under the real
 pyinfra CLI on @local: the dry run changes nothing and names the checks waiting behind the first
 fix; the real run fixes the first layer, then evaluates and fixes what it was blocking, in order.
 
@@ -8,7 +8,6 @@ pool-imported -> credstore-unlocked -> ... -> crypt-datasets-mounted -> nix chec
 from __future__ import annotations
 
 import yaml
-
 from kc_helpers import read_report, run_pyinfra, write_inventory
 
 

@@ -13,10 +13,10 @@ import subprocess
 import sys
 
 import pytest
-
-from keystone_checks import hostdata
-from keystone_checks.errors import HostDataError
 from kc_helpers import REPO
+
+from keystone_checks.engine import hostdata
+from keystone_checks.errors import HostDataError, KeystoneChecksError
 
 BASE = {"role": "installer", "disk": "/dev/vda"}
 
@@ -149,7 +149,7 @@ def test_keystone_checks_run_accepts_a_float_threshold(tmp_path):
     inventory = tmp_path / "inv.py"
     inventory.write_text("hosts = [('@local', {'role': 'installer', 'disk': '/dev/kc-none'})]\n")
     report = tmp_path / "r.json"
-    done = subprocess.run([sys.executable, "-m", "keystone_checks.cli", "run", "sweep", "-i", str(inventory),
+    done = subprocess.run([sys.executable, "-m", "keystone_checks.frontends.cli", "run", "sweep", "-i", str(inventory),
                            "--data", "max_load_per_cpu=2.5", "--report", f"json:{report}"],
                           capture_output=True, text=True, timeout=300, cwd=REPO, stdin=subprocess.DEVNULL)
     out = done.stdout + done.stderr
@@ -157,3 +157,35 @@ def test_keystone_checks_run_accepts_a_float_threshold(tmp_path):
     (host,) = json.loads(report.read_text())["hosts"]
     assert "max_load_per_cpu" not in str(host.get("error")), host.get("error")
     assert host["results"], out[-2000:]
+
+
+@pytest.mark.parametrize("key, text, value", [
+    ("role", '["installer", "deployed"]', ["installer", "deployed"]), ("role", "installer", "installer"),
+    ("fix", "true", True), ("report", "1.json", "1.json"),
+])
+def test_data_pairs_from_either_command_line(key, text, value):
+    """One parser for `keystone-checks run --data` and the playbooks' `pyinfra --data` (re-read
+    from the command line): a list key still takes JSON, a text key keeps its text."""
+    assert hostdata.parse_data_pairs([f"{key}={text}"]) == {key: value}
+    argv = ["pyinfra", "-y", "inv.py", "playbooks/sweep.py", "--data", f"{key}={text}", f"--data={key}={text}"]
+    assert hostdata.data_options(argv) == [f"{key}={text}"] * 2
+
+
+def test_data_pair_without_equals_names_the_option():
+    with pytest.raises(KeystoneChecksError, match=r"--data fix: expected KEY=VALUE"):
+        hostdata.parse_data_pairs(["fix"])
+
+
+def test_pyinfra_data_is_typed_by_hostdata_too(tmp_path):
+    """`pyinfra --data authorized_key=12345`: pyinfra's own parser makes it an int, hostdata's keeps
+    the text the key declares (was: "host data 'authorized_key': expected str, got int 12345")."""
+    from kc_helpers import read_report, run_pyinfra, write_inventory
+
+    inventory = write_inventory(tmp_path / "inv.py", {"@local": {"role": "deployed"}})
+    report = tmp_path / "r.json"
+    done = run_pyinfra(inventory, "sweep.py", "--data", "authorized_key=12345", "--data", "max_load_per_cpu=2.5",
+                       "--data", f"report={report}",
+                       env={"KEYSTONE_CHECKS_DIR": str(REPO / "tests" / "fixtures" / "e2e_checks")})
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr[-2000:]
+    (host,) = read_report(report)["hosts"]
+    assert host["status"] == "ok", host["error"]

@@ -45,7 +45,7 @@ def installed(tmp_path_factory) -> Path:
 def run_installed(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(site)}
     env.pop("KEYSTONE_CHECKS_DIR", None)
-    return subprocess.run([sys.executable, "-m", "keystone_checks.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "keystone_checks.frontends.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -84,7 +84,7 @@ def test_installed_wheel_runs_from_any_directory(installed, tmp_path):
 
 def test_missing_catalog_says_what_to_do(tmp_path):
     env = {**os.environ, "KEYSTONE_CHECKS_DIR": str(tmp_path / "nowhere")}
-    done = subprocess.run([sys.executable, "-m", "keystone_checks.cli", "list"], cwd=tmp_path, env=env,
+    done = subprocess.run([sys.executable, "-m", "keystone_checks.frontends.cli", "list"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "nowhere" in done.stderr and "Traceback" not in done.stderr
@@ -93,6 +93,6 @@ def test_missing_catalog_says_what_to_do(tmp_path):
 def test_version():
     from keystone_checks import __version__
 
-    done = subprocess.run([sys.executable, "-m", "keystone_checks.cli", "--version"], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "keystone_checks.frontends.cli", "--version"], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == f"keystone-checks {__version__}"

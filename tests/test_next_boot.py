@@ -1,4 +1,4 @@
-"""Boot checks follow the boot loader, and "will the next boot come up?" (issue 13).
+"""Boot checks follow the boot loader, and "will the next boot come up?".
 
 Real pyinfra CLI runs on @local inside a private mount namespace (``unshare -m``): the ESP is a
 real tmpfs mount holding a tree laid out as systemd-boot or lanzaboote writes it (the layouts of
@@ -16,14 +16,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kc_helpers import REPO, read_report, write_inventory
 
-from keystone_checks import hostdata
-from keystone_checks.catalog import validate
-from keystone_checks.evaluate import Outcome, evaluate
+from keystone_checks.engine import hostdata
+from keystone_checks.engine.catalog import validate
+from keystone_checks.engine.evaluate import Outcome, evaluate
 from keystone_checks.facts import FACTS
 from keystone_checks.facts.base import ProbeOutput
-
-from kc_helpers import REPO, read_report, write_inventory
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 import gen_boot_fixtures as layouts  # noqa: E402

@@ -3,11 +3,10 @@
 import socket
 
 import pytest
-
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.connect import connect_all
 
-from keystone_checks import nodelay
+from keystone_checks.engine import nodelay
 
 
 @pytest.mark.sshd

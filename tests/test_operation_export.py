@@ -9,9 +9,9 @@ import shutil
 import subprocess
 
 import pytest
+from op_runner import run
 
 from keystone_checks.operations import zfs
-from op_runner import run
 
 pytestmark = pytest.mark.skipif(shutil.which("unshare") is None, reason="unshare (util-linux) missing")
 
@@ -32,7 +32,7 @@ def test_export_unmounts_foreign_mounts_on_the_pool_then_exports(tmp_path):
     for name, body in fakes.items():
         (bin_dir / name).write_text(body)
         (bin_dir / name).chmod(0o755)
-    (cmd,), _ = run(zfs, zfs.export_pool, facts={"zfs.PoolList": {"pool=rpool": {"imported": True, "pool": "rpool",
+    (cmd,), _ = run(zfs, zfs.export_pool, facts={"zfs.ImportedPools": {"pool=rpool": {"imported": True, "pool": "rpool",
                                                                                  "pools": ["rpool"]}}}, pool="rpool")
     script = (f"mount -t tmpfs kcroot {root} && mkdir -p {root}/boot/efi && mount -t tmpfs kcesp {root}/boot && "
               f"mkdir -p {root}/boot/efi && mount -t tmpfs kcefi {root}/boot/efi && mount -t tmpfs kcother {other} && "

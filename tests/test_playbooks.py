@@ -5,7 +5,6 @@ apply here end `skipped` or `error` with a reason, never a crash."""
 from pathlib import Path
 
 import pytest
-
 from kc_helpers import REPO, read_report, run_pyinfra, write_inventory
 
 PLAYBOOKS = sorted(p.relative_to(REPO / "playbooks").as_posix()

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from kc_helpers import outcomes, read_report, run_pyinfra, write_inventory
 
 E2E_CHECKS = Path(__file__).parent / "fixtures" / "e2e_checks"

@@ -1,4 +1,4 @@
-"""Recovery from the ISO never mounts the installed system over the live one (issue 13).
+"""Recovery from the ISO never mounts the installed system over the live one.
 
 On a real Keystone pool (ncrmro/keystone modules/os/storage.nix@v0.2.0, the same in
 modules/disko-single-disk-root/default.nix@v0.1.0) ``rpool/crypt/system`` has ``mountpoint=/``
@@ -17,9 +17,9 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from op_runner import run
 
 from keystone_checks.operations import luks, zfs
-from op_runner import run
 
 
 def _fakes(tmp_path, altroot: str, datasets: list[tuple[str, str, str, str]]):
@@ -103,8 +103,8 @@ def test_mount_datasets_refuses_root_slash():
         run(zfs, zfs.mount_datasets, dataset="rpool/crypt", root="/")
 
 
-def _NOT_IMPORTED(pool):  # noqa: N802 - the zfs.PoolList answer for a pool that is not imported
-    return {"zfs.PoolList": {f"pool={pool}": {"imported": False, "pool": None, "pools": []}}}
+def _NOT_IMPORTED(pool):  # noqa: N802 - the zfs.ImportedPools answer for a pool that is not imported
+    return {"zfs.ImportedPools": {f"pool={pool}": {"imported": False, "pool": None, "pools": []}}}
 
 
 def test_import_pool_with_altroot_and_hostile_name_is_quoted():

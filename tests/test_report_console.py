@@ -12,10 +12,10 @@ import subprocess
 import sys
 
 import pytest
-
-from keystone_checks.reports import Options, writer
 from kc_helpers import REPO
 from report_fleet import LONG_FOUND, fleet
+
+from keystone_checks.reports import Options, writer
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -115,7 +115,7 @@ def test_roll_up_by_check_and_hosts_not_checked_are_counted(report):
 
 
 def _merge(args: list[str], shard, tty: bool, env: dict | None = None) -> tuple[int, str]:
-    command = [sys.executable, "-m", "keystone_checks.cli", "merge", str(shard), "--max-age", "1d", *args]
+    command = [sys.executable, "-m", "keystone_checks.frontends.cli", "merge", str(shard), "--max-age", "1d", *args]
     environment = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
     environment.update(env or {}, COLUMNS="100")
     if not tty:

@@ -11,10 +11,10 @@ import re
 from pathlib import Path
 
 import pytest
-
-from keystone_checks.reports import writer
 from report_checks import _chromium, _dom, check_failing_first, check_panel_closes, failing_order, results
 from report_fleet import fleet
+
+from keystone_checks.reports import writer
 
 SIZES = [(1, 10), (24, 31), (100, 100)]
 

@@ -12,12 +12,10 @@ import os
 from pathlib import Path
 
 import pytest
+from kc_helpers import free_port, write_inventory
+from report_checks import check_console, check_html, check_json, check_junit, check_nagios, check_prometheus, run_sweep
 
 from keystone_checks.reports import WRITERS, parse_spec, writer
-from kc_helpers import free_port, write_inventory
-from report_checks import (check_console, check_html, check_json, check_junit, check_nagios, check_prometheus,
-                           run_sweep)
-
 
 E2E_CHECKS = Path(__file__).parent / "fixtures" / "e2e_checks"
 
@@ -94,7 +92,7 @@ def test_html_matrix_in_headless_chromium(real_report, tmp_path):
 
 def test_report_files_are_readable_by_other_users(tmp_path):
     """node_exporter reads the textfile as its own user: the atomic write must not leave mkstemp's 0600."""
-    from keystone_checks.report import write_atomic
+    from keystone_checks.engine.outcome import write_atomic
 
     old = os.umask(0o022)
     try:

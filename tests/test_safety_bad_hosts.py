@@ -12,9 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from kc_helpers import REPO, Sshd, free_port, outcomes, read_report, run_pyinfra, write_inventory
-
 
 PASS_CHECKS = Path(__file__).parent / "fixtures" / "safety" / "pass_checks"
 FAST = {"timeout": 2, "banner_timeout": 2, "auth_timeout": 2}
@@ -72,7 +70,7 @@ def test_mixed_bad_hosts_each_reported_distinctly(tmp_path, request):
         "key-unknown": data(healthy[1], ssh_known_hosts_file=str(empty_kh)),
     }
     inventory = write_inventory(tmp_path / "inv.py", hosts)
-    inventory.write_text("import keystone_checks.connect_errors  # noqa: F401\n" + inventory.read_text())
+    inventory.write_text("import keystone_checks.engine.connect_errors  # noqa: F401\n" + inventory.read_text())
     report_path = tmp_path / "report.json"
     done = run_pyinfra(inventory, "sweep.py", "--data", f"report={report_path}",
                        env={"KEYSTONE_CHECKS_DIR": str(PASS_CHECKS)}, timeout=120)
@@ -107,13 +105,13 @@ def test_example_inventory_host_key_policy():
     for name, data in inv["deployed"]:
         assert data["ssh_strict_host_key_checking"] == "yes", name
     for name, data in inv["installer"]:
-        assert data["ssh_strict_host_key_checking"] == "accept-new"
+        assert data["ssh_strict_host_key_checking"] == "accept-new", name
         assert "installer" in data["ssh_known_hosts_file"]
 
 
 def test_connect_failure_kinds_are_distinct_and_name_existing_checks():
-    from keystone_checks.catalog import load_catalog
-    from keystone_checks.connect_errors import classify
+    from keystone_checks.engine.catalog import load_catalog
+    from keystone_checks.engine.connect_errors import classify
 
     ids = {c.id for c in load_catalog()}
     samples = {

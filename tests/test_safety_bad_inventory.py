@@ -8,9 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from kc_helpers import Sshd, read_report, run_pyinfra, write_inventory
-
 
 E2E_CHECKS = Path(__file__).parent / "fixtures" / "e2e_checks"
 

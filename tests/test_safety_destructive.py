@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from guard_harness import run_guard
 
-from keystone_checks.commands import text
+from keystone_checks.engine.commands import text
+from keystone_checks.engine.fix import refusal_for as _refusal
 from keystone_checks.operations.disks import REAL, REFUSED_EXIT, GuardPaths, guarded_wipe_script
-from keystone_checks.fixing import refusal_for as _refusal
 
 HAVE_SGDISK = shutil.which("sgdisk") is not None
 

@@ -6,7 +6,7 @@ The registry is iterated at collection time, so facts added later are fuzzed aut
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "facts"
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _real_outputs(fact_name: str) -> list[dict]:
     cases = []
     for path in sorted((FIXTURES / fact_name).glob("*.yaml")) if (FIXTURES / fact_name).is_dir() else []:

@@ -27,7 +27,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
 from kc_helpers import REPO, Sshd, frozen_cgroup, outcomes, write_inventory  # noqa: F401 - fixture
 from report_checks import nagios_long_output
 
@@ -70,7 +69,7 @@ def run_front_end(front_end: str, inventory: Path, tmp_path: Path, reports: dict
     text, seconds, the process's own peak RSS in KiB)."""
     report_path = tmp_path / f"{front_end}-report.json"
     if front_end == "run":
-        command = [sys.executable, "-m", "keystone_checks.cli", "run", "sweep", "-i", str(inventory),
+        command = [sys.executable, "-m", "keystone_checks.frontends.cli", "run", "sweep", "-i", str(inventory),
                    "--connect-timeout", "3", "--report", f"json:{report_path}"]
         command += [arg for fmt, path in reports.items() for arg in ("--report", f"{fmt}:{path}")]
     else:
@@ -101,7 +100,7 @@ def run_front_end(front_end: str, inventory: Path, tmp_path: Path, reports: dict
 
 def cli_inventory(path: Path, hosts: dict) -> Path:
     inventory = write_inventory(path, hosts)
-    inventory.write_text("import keystone_checks.connect_errors  # noqa: F401\n" + inventory.read_text())
+    inventory.write_text("import keystone_checks.engine.connect_errors  # noqa: F401\n" + inventory.read_text())
     return inventory
 
 
@@ -241,7 +240,7 @@ def test_a_fix_that_never_returns_fails_that_fix_only(front_end, tmp_path, reque
     inventory = cli_inventory(tmp_path / "inv.py", hosts)
     report_path = tmp_path / "fix.json"
     if front_end == "run":
-        command = [sys.executable, "-m", "keystone_checks.cli", "run", "sweep", "-i", str(inventory), "--fix",
+        command = [sys.executable, "-m", "keystone_checks.frontends.cli", "run", "sweep", "-i", str(inventory), "--fix",
                    "--report", f"json:{report_path}"]
     else:
         script = Path(sys.executable).parent / "pyinfra"

@@ -41,7 +41,7 @@ if [ "$1" = status ]; then
   echo "  device:  /dev/zd0"
 fi
 exit 0
-"""
+"""  # noqa: E501 - a shell script
 
 
 @pytest.mark.sshd

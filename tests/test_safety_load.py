@@ -14,9 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-
 from kc_helpers import REPO, free_port, read_report, run_pyinfra
-
 
 LOAD_CHECKS = Path(__file__).parent / "fixtures" / "safety" / "load_checks"
 N = 100
@@ -47,7 +45,7 @@ def test_hundred_host_sweep_with_failures_keeps_results_apart(tmp_path):
         for i in STOPPED:  # the proxy still accepts; the host behind it is gone
             fleet._sshd[i].terminate()
             fleet._sshd[i].wait(5)
-        lines = ["import keystone_checks.connect_errors  # noqa: F401", "fleet = ["]
+        lines = ["import keystone_checks.engine.connect_errors  # noqa: F401", "fleet = ["]
         lines += [f"    ({name!r}, {data!r})," for name, data in hosts.items()]
         inventory = tmp_path / "inv.py"
         inventory.write_text("\n".join(lines + ["]"]) + "\n")

@@ -13,11 +13,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-
-from keystone_checks import hostdata
-from keystone_checks.facts import FACTS
 from kc_helpers import Sshd, read_report, run_pyinfra, write_inventory
+
+from keystone_checks.engine import hostdata
+from keystone_checks.facts import FACTS
 
 SAFETY_CHECKS = Path(__file__).parent / "fixtures" / "safety" / "checks"
 NOT_SHELL = {"role", "report", "waivers", "luks_passphrase_file", "luks_passphrase_env", "destructive_device"}
@@ -181,7 +180,7 @@ def source_problems(path: Path) -> list[str]:
                 problems.append(f"{where}: get_fact() with a pasted or free command string")
         if isinstance(node, ast.ImportFrom) and node.module and node.module.endswith("facts.base"):
             if any(a.name == "shell_quote" for a in node.names):
-                problems.append(f"{where}: imports shell_quote from facts.base (use keystone_checks.commands)")
+                problems.append(f"{where}: imports shell_quote from facts.base (use keystone_checks.engine.commands)")
     return problems
 
 

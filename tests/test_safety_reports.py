@@ -1,4 +1,4 @@
-"""Reports, exit codes and answers that must not lie (issue #12, classes 7 and 8).
+"""Reports, exit codes and answers that must not lie.
 
 - reports go to regular files only: a device, a directory, a FIFO or a symlink to one is refused
   (never renamed over), every other format is still written, and the run exits UNKNOWN (3);
@@ -29,8 +29,8 @@ import pytest
 from kc_helpers import REPO, write_inventory
 from test_cli import assert_valid_report, cli
 
-from keystone_checks import report
-from keystone_checks.evaluate import CheckResult, Outcome
+from keystone_checks.engine import outcome as report
+from keystone_checks.engine.evaluate import CheckResult, Outcome
 
 PASSING = """\
 id: root-has-space
@@ -144,7 +144,7 @@ def test_full_disk_is_reported_per_format_and_other_formats_are_written(tmp_path
     def fsize():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    done = subprocess.run([sys.executable, "-m", "keystone_checks.cli", "merge", str(shard),
+    done = subprocess.run([sys.executable, "-m", "keystone_checks.frontends.cli", "merge", str(shard),
                            "--report", f"json:{big}", "--report", f"nagios:{small}"],
                           capture_output=True, text=True, cwd=REPO, preexec_fn=fsize, timeout=120)
     assert "Traceback" not in done.stderr, done.stderr
@@ -156,7 +156,7 @@ def test_full_disk_is_reported_per_format_and_other_formats_are_written(tmp_path
 
 def test_unwritable_stdout_is_a_reported_failure(shard):
     with open("/dev/full", "w") as full:
-        done = subprocess.run([sys.executable, "-m", "keystone_checks.cli", "merge", str(shard), "--report", "json:-"],
+        done = subprocess.run([sys.executable, "-m", "keystone_checks.frontends.cli", "merge", str(shard), "--report", "json:-"],
                               stdout=full, stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=120)
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode == 3 and "report (json): cannot write to stdout" in done.stderr, done.stderr
@@ -174,9 +174,9 @@ def test_usage_errors_exit_unknown(argv):
 
 def test_internal_error_is_one_line_and_unknown(tmp_path, shard):
     """A bug (here: a shard whose hosts are not a list, past a schema that is made to accept it)."""
-    code = ("import sys, keystone_checks.merge as m\n"
+    code = ("import sys, keystone_checks.tools.merge as m\n"
             "m._report_validator = lambda: type('V', (), {'iter_errors': lambda self, d: iter(())})()\n"
-            "from keystone_checks.cli import main\n"
+            "from keystone_checks.frontends.cli import main\n"
             "sys.exit(main(['merge', sys.argv[1]]))\n")
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps({**json.loads(shard.read_text()), "hosts": 7}))
@@ -188,7 +188,7 @@ def test_internal_error_is_one_line_and_unknown(tmp_path, shard):
 
 
 def _interrupt(args: list[str], wait_for: str | None, after: float, **popen) -> tuple[int, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "keystone_checks.cli", *args], stderr=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "keystone_checks.frontends.cli", *args], stderr=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, cwd=REPO, **popen)
     time.sleep(after)
     proc.send_signal(signal.SIGINT)
@@ -303,7 +303,7 @@ def test_non_finite_numbers_make_valid_json():
 
 
 def test_pyinfra_cli_recorder_refuses_a_fifo_report_and_writes_the_other_formats(tmp_path):
-    """The playbooks' path (runner.Recorder at exit) uses the same writer: the FIFO given as
+    """The playbooks' path (frontends.playbook.Recorder at exit) uses the same writer: the FIFO given as
     ``--data report=`` stays a FIFO, its failure is named, the extra formats are still written."""
     from kc_helpers import run_pyinfra
 

@@ -18,11 +18,10 @@ import threading
 from pathlib import Path
 
 import pytest
-
+from kc_helpers import Sshd, read_report, run_pyinfra, write_inventory
 
 from keystone_checks.errors import KeystoneChecksError
 from keystone_checks.secrets import Secret, SecretError, resolve_passphrase
-from kc_helpers import Sshd, read_report, run_pyinfra, write_inventory
 
 SECRET_CHECKS = Path(__file__).parent / "fixtures" / "safety" / "secret_checks"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from kc_helpers import REPO, write_inventory
 
-from keystone_checks import templating
+from keystone_checks.engine import templating
 
 # {marker} is replaced by the file a successful payload would create.
 PAYLOADS = {
@@ -71,7 +71,7 @@ def write_check(directory: Path, where: str, payload: str) -> Path:
 
 
 def cli(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "keystone_checks.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "keystone_checks.frontends.cli", *args], capture_output=True, text=True,
                           timeout=120, cwd=REPO, env={**os.environ, **env}, stdin=subprocess.DEVNULL)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from guard_harness import run_guard
 
-from keystone_checks.commands import text
+from keystone_checks.engine.commands import text
 from keystone_checks.operations.disks import REAL, REFUSED_EXIT, guarded_wipe_script
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("losetup") or not shutil.which("sgdisk"),

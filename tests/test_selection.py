@@ -8,12 +8,12 @@ import json
 
 import pytest
 from kc_helpers import read_report, run_pyinfra, write_inventory
-
-from keystone_checks import hostdata
-from keystone_checks.catalog import Check
-from keystone_checks.errors import HostDataError
-from keystone_checks.selection import Selection, SelectionError, narrow, tags_of
 from test_cli import E2E_CHECKS, assert_valid_report, cli
+
+from keystone_checks.engine import hostdata
+from keystone_checks.engine.catalog import Check
+from keystone_checks.engine.selection import Selection, SelectionError, narrow, tags_of
+from keystone_checks.errors import HostDataError
 
 ENV = {"KEYSTONE_CHECKS_DIR": str(E2E_CHECKS)}
 

@@ -9,12 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from kc_helpers import SSHD
+from nix_flakes import make_keypair
 
 from keystone_checks.errors import ProbeFailed
 from keystone_checks.facts.base import ProbeOutput
 from keystone_checks.facts.ssh import SshdAuthorizedKeys
-from kc_helpers import SSHD
-from nix_flakes import make_keypair
 
 
 def _setup(tmp_path: Path, authorized_keys_file: str, permit_root_login="prohibit-password", host_key=True):
@@ -78,7 +78,8 @@ def test_sshd_missing_is_an_error(tmp_path):
         if shutil.which(tool):
             (bindir / tool).symlink_to(shutil.which(tool))
     fact = SshdAuthorizedKeys()
-    done = subprocess.run(["sh", "-c", fact.command(user="root").replace("/usr/sbin/sshd /run/current-system/sw/bin/sshd", "/nonexistent/sshd")],
+    command = fact.command(user="root").replace("/usr/sbin/sshd /run/current-system/sw/bin/sshd", "/nonexistent/sshd")
+    done = subprocess.run(["sh", "-c", command],
                           capture_output=True, text=True, env={"PATH": str(bindir)})
     with pytest.raises(ProbeFailed, match="sshd not found"):
         fact.parse(ProbeOutput(done.returncode, done.stdout.splitlines(), done.stderr.splitlines()))

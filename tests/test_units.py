@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from kc_helpers import REPO
 
-
 UNITS = REPO / "deploy" / "systemd"
 SERVICE = UNITS / "keystone-checks-sweep.service"
 TIMER = UNITS / "keystone-checks-sweep.timer"

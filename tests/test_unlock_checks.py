@@ -1,4 +1,4 @@
-"""Boot-time unlock judged where it happens (issue 13): on a Keystone host the credstore is opened,
+"""Boot-time unlock judged where it happens: on a Keystone host the credstore is opened,
 mounted and the key loaded in the systemd initrd, and closed before switch-root; the running
 system never has it open. The checks read the journal of the boot (luks.UnlockJournal, fixtures
 captured from real systemd 252) and the credstore's LUKS header read-only (luks.LuksHeader, real
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from keystone_checks.catalog import load_catalog
-from keystone_checks.evaluate import Outcome, evaluate
-from keystone_checks.operations import luks
 from op_runner import run
+
+from keystone_checks.engine.catalog import load_catalog
+from keystone_checks.engine.evaluate import Outcome, evaluate
+from keystone_checks.operations import luks
 
 FIXTURES = Path(__file__).parent / "fixtures" / "facts"
 CATALOG = {c.id: c for c in load_catalog()}

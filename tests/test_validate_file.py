@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from keystone_checks.catalog import validate
-from keystone_checks.cli import main
+from keystone_checks.engine.catalog import validate
+from keystone_checks.frontends.cli import main
 
 CATALOG = Path(__file__).resolve().parent.parent / "checks"
 
@@ -87,7 +87,8 @@ def test_guide_section_must_be_a_heading_of_the_guide(tmp_path):
 @pytest.mark.parametrize("playbook", ["playbooks/fix/no-such-playbook.py", "playbooks/boot.py", "../etc/passwd",
                                       "/work/main/playbooks/fix/load-keys.py"])
 def test_fix_playbook_must_exist_under_playbooks_fix(tmp_path, playbook):
-    fix = f"fix:\n  risk: safe\n  summary: Import it.\n  playbook: {playbook}\n  steps:\n    - op: zfs.import_pool\n      args: {{pool: rpool}}\n"
+    fix = (f"fix:\n  risk: safe\n  summary: Import it.\n  playbook: {playbook}\n"
+           "  steps:\n    - op: zfs.import_pool\n      args: {pool: rpool}\n")
     path = _write(tmp_path, fix=fix)
     _, problems = _problems(path)
     assert len(problems) == 1 and problems[0].startswith(f"{path}:23: fix.playbook: {playbook!r} does not exist"), problems
@@ -95,7 +96,8 @@ def test_fix_playbook_must_exist_under_playbooks_fix(tmp_path, playbook):
 
 
 def test_an_existing_fix_playbook_is_ok(tmp_path):
-    fix = "fix:\n  risk: safe\n  summary: Import it.\n  playbook: playbooks/fix/import-pool.py\n  steps:\n    - op: zfs.import_pool\n      args: {pool: rpool}\n"
+    fix = ("fix:\n  risk: safe\n  summary: Import it.\n  playbook: playbooks/fix/import-pool.py\n"
+           "  steps:\n    - op: zfs.import_pool\n      args: {pool: rpool}\n")
     assert _problems(_write(tmp_path, fix=fix))[1] == []
 
 

@@ -9,10 +9,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from kc_helpers import read_report, run_pyinfra, write_inventory
-
-from keystone_checks import waivers
-from keystone_checks.evaluate import CheckResult, Outcome
 from test_cli import E2E_CHECKS, assert_valid_report, cli
+
+from keystone_checks.engine import waivers
+from keystone_checks.engine.evaluate import CheckResult, Outcome
 
 ENV = {"KEYSTONE_CHECKS_DIR": str(E2E_CHECKS)}
 IDS = ["root-is-tiny", "after-tiny", "root-has-space"]

@@ -13,7 +13,7 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from ..commands import quote as shell_quote  # noqa: F401 - fact commands quote with the one helper
+from ..engine.commands import quote as shell_quote  # noqa: F401 - fact commands quote with the one helper
 from ..errors import ProbeFailed, UnparseableOutput
 
 EXIT_TIMEOUT = 124

@@ -27,7 +27,8 @@ class Platform(KeystoneFact):
         return ("echo \"os $(uname -s)\"; echo \"arch $(uname -m)\"; "
                 "for c in darwin-rebuild nixos-rebuild nixos-anywhere; do echo \"tool $c $(command -v $c 2>/dev/null)\"; done; "
                 "if [ -r /proc/net/route ]; then d=$(awk '$2 == \"00000000\" { print $1; exit }' /proc/net/route); "
-                "echo \"route ${d}\"; if [ -n \"$d\" ]; then if [ -d \"/sys/class/net/$d/wireless\" ] || [ -L \"/sys/class/net/$d/phy80211\" ]; "
+                "echo \"route ${d}\"; if [ -n \"$d\" ]; then "
+                "if [ -d \"/sys/class/net/$d/wireless\" ] || [ -L \"/sys/class/net/$d/phy80211\" ]; "
                 "then echo 'wireless yes'; else echo 'wireless no'; fi; fi; fi")
 
     def process(self, output):
@@ -74,7 +75,8 @@ class PublicKeyFile(KeystoneFact):
         q = shell_path(path)
         return (f"if [ ! -f {q} ]; then echo missing; exit 0; fi; "
                 f"echo \"lines $(grep -c . {q})\"; "
-                f"if head -c 40 {q} | grep -q 'PRIVATE KEY'; then echo 'private yes'; echo 'rc 1'; echo '| a private key file: name the .pub file'; exit 0; fi; "
+                f"if head -c 40 {q} | grep -q 'PRIVATE KEY'; then echo 'private yes'; echo 'rc 1'; "
+                "echo '| a private key file: name the .pub file'; exit 0; fi; "
                 f"kc_o=$(ssh-keygen -l -f {q} 2>&1); echo \"rc $?\"; printf '%s\\n' \"$kc_o\" | head -n 3 | sed 's/^/| /'")
 
     def process(self, output):

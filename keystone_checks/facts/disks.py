@@ -161,7 +161,8 @@ class SwapOnDisk(KeystoneFact):
     Arguments:
         path: the target disk (host data ``disk``)
 
-    Example: ``{"resolved": "/dev/vda", "swaps": [{"device": "/dev/vda3", "type": "partition", "size": 4194300, "used": 0}], "on_disk": ["/dev/vda3"]}``
+    Example: ``{"resolved": "/dev/vda", "swaps": [{"device": "/dev/vda3", "type": "partition", "size": 4194300,
+    "used": 0}], "on_disk": ["/dev/vda3"]}``
     (sizes in KiB, as the kernel prints them)
     """
 
@@ -195,7 +196,8 @@ class Signatures(KeystoneFact):
     Arguments:
         path: the target disk (host data ``disk``)
 
-    Example: ``{"resolved": "/dev/vda", "pttype": "gpt", "signatures": [{"device": "/dev/vda", "type": "gpt", "offset": "0x200", "label": null}], "types": ["gpt", "zfs_member"]}``
+    Example: ``{"resolved": "/dev/vda", "pttype": "gpt", "signatures": [{"device": "/dev/vda", "type": "gpt",
+    "offset": "0x200", "label": null}], "types": ["gpt", "zfs_member"]}``
     """
 
     requires = "wipefs"

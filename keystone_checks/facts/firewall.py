@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import shlex
+from typing import Any
 
 from ..errors import ProbeFailed, UnparseableOutput
 from .base import KeystoneFact, parse_int, shell_quote
@@ -145,7 +146,9 @@ _KNOWN_MODULES = {"tcp", "udp", "icmp", "icmp6", "multiport", "conntrack", "stat
 
 
 def _ipt_match(opts, port: int, family: str):
-    results, protocol = [], None
+    results: list[bool | str] = []
+    protocol = None
+    r: bool | str  # True: matches every TCP packet to the port; False: none; text: only some
     for neg, opt, values in opts:
         v = values[0] if values else ""
         if opt in ("-p", "--protocol"):
@@ -285,6 +288,7 @@ def _addr_text(value):
 
 
 def _nft_match(m: dict, port: int, family: str, sets: dict):
+    r: bool | str  # as in _ipt_match
     op, left, right = m.get("op", "=="), m.get("left"), m.get("right")
     if op not in ("==", "!=", "in"):
         raise Unknown(f"operator {op!r}")
@@ -400,7 +404,9 @@ def nft_verdicts(data, port: int, family: str, skip_tables=()) -> list[dict]:
     items = data.get("nftables") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise UnparseableOutput("nft -j output has no 'nftables' list")
-    chains, rules, sets = {}, {}, {}
+    chains: dict[Any, Any] = {}
+    rules: dict[Any, Any] = {}
+    sets: dict[Any, Any] = {}
     for item in items:
         if not isinstance(item, dict):
             continue
@@ -422,7 +428,8 @@ def nft_verdicts(data, port: int, family: str, skip_tables=()) -> list[dict]:
         fam, table = c.get("family"), c.get("table")
         allowed_only: list[str] = []
 
-        def walk(name, depth):
+        # this chain's family, table and list bound now (the closures run within this iteration)
+        def walk(name, depth, fam=fam, table=table, allowed_only=allowed_only):
             if depth > MAX_DEPTH:
                 raise Unknown("jumps nested too deep (a loop?)")
             for n, exprs in enumerate(rules.get((fam, table, name), [])):
@@ -445,7 +452,7 @@ def nft_verdicts(data, port: int, family: str, skip_tables=()) -> list[dict]:
                     return sub, sub_where
             return "return", f"end of {name}"
 
-        def _quiet(target, depth):
+        def _quiet(target, depth, walk=walk, allowed_only=allowed_only):
             return _quiet_verdict(walk, allowed_only, target, depth)
 
         entry = {"family": fam, "table": table, "chain": c.get("name")}
@@ -503,7 +510,7 @@ def analyse(output: list[str]) -> dict:
     if not have_nft and not have_ipt:
         raise ProbeFailed("neither nft nor iptables is installed: cannot tell what the firewall does")
     backends, ipt_nft = [], False
-    ipt_paths = {"ipv4": [], "ipv6": []}
+    ipt_paths: dict[str, list[dict[str, Any]]] = {"ipv4": [], "ipv6": []}
     if have_ipt:
         text = " ".join(version)
         ipt_nft = "nf_tables" in text
@@ -532,7 +539,7 @@ def analyse(output: list[str]) -> dict:
                                       **iptables_verdict(policies, rules, port, family)}]
         if ipt_paths["ipv4"] or ipt_paths["ipv6"]:
             backends.append("iptables-nft" if ipt_nft else "iptables-legacy")
-    nft_paths = {"ipv4": [], "ipv6": []}
+    nft_paths: dict[str, list[dict[str, Any]]] = {"ipv4": [], "ipv6": []}
     nixos_nft = False
     if have_nft:
         rc = _rc(nft, "nft")
@@ -555,7 +562,7 @@ def analyse(output: list[str]) -> dict:
             if nft_paths["ipv4"] or nft_paths["ipv6"]:
                 backends.append("nftables")
     nixos_ipt = any(line == "-N nixos-fw" for line in v4)
-    result = {"port": port, "backends": backends,
+    result: dict[str, Any] = {"port": port, "backends": backends,
               "nixos_firewall": "nftables" if nixos_nft else "iptables" if nixos_ipt else None}
     for family in ("ipv4", "ipv6"):
         paths = nft_paths[family] + ipt_paths[family]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from ..errors import UnparseableOutput
 from .base import KeystoneFact, ProbeOutput, shell_quote
@@ -234,8 +235,9 @@ def storage_problems(storage) -> list[str]:
     if storage.get("enable") is False:
         problems.append("keystone.os.storage.enable = false: disko lays out no disk")
         return problems
-    devices = storage.get("devices") if isinstance(storage.get("devices"), list) else []
-    mode, kind = storage.get("mode"), storage.get("type")
+    listed = storage.get("devices")
+    devices: list[Any] = listed if isinstance(listed, list) else []
+    mode, kind = str(storage.get("mode")), storage.get("type")
     if not devices:
         problems.append("keystone.os.storage.devices must contain at least one disk device")
     bad = [d for d in devices if not (isinstance(d, str) and d.startswith("/dev/"))]
@@ -392,7 +394,8 @@ class CrossBuild(KeystoneFact):
                 "for f in /proc/sys/fs/binfmt_misc/*; do [ -f \"$f\" ] || continue; n=${f##*/}; "
                 "case $n in register|status) continue;; esac; grep -q '^enabled' \"$f\" && echo \"$n\"; done; "
                 "echo '--machines'; grep -v '^[[:space:]]*#' /etc/nix/machines 2>/dev/null; "
-                f"echo '--builders'; {NIX} show-config 2>/dev/null | sed -n -e 's/^builders = /builders /p' -e 's/^extra-platforms = /extra-platforms /p'; "
+                f"echo '--builders'; {NIX} show-config 2>/dev/null | sed -n -e 's/^builders = /builders /p' "
+                "-e 's/^extra-platforms = /extra-platforms /p'; "
                 "echo '--eval'; " + _enter(flake)
                 + _captured("system", f"{NIX} eval --json {_installable(configuration, 'config')} --apply {shell_quote(apply)}"))
 

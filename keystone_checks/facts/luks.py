@@ -17,7 +17,8 @@ class MappingStatus(KeystoneFact):
     Arguments:
         mapping: mapping name (host data ``credstore_name``)
 
-    Example: ``{"name": "credstore", "active": true, "in_use": true, "type": "LUKS2", "device": "/dev/zd0", "mounted_at": ["/etc/credstore"]}``
+    Example: ``{"name": "credstore", "active": true, "in_use": true, "type": "LUKS2", "device": "/dev/zd0",
+    "mounted_at": ["/etc/credstore"]}``
     """
 
     requires = "cryptsetup"
@@ -125,8 +126,9 @@ class UnlockJournal(KeystoneFact):
 
     For each step: whether it ran, its job result (``done``, ``failed``, ``dependency``, ``timeout``...),
     its unit result (``exit-code``...), whether it was stopped again before stage 2 (credstore),
-    and its last messages (its own output, and what systemd said when something went wrong). ``failed_step`` is the first step of the chain that did not
-    finish, with ``failure`` (its messages). Messages are the units' own log lines: no key is ever
+    and its last messages (its own output, and what systemd said when something went wrong).
+    ``failed_step`` is the first step of the chain that did not finish, with ``failure`` (its messages).
+    Messages are the units' own log lines: no key is ever
     logged by them (systemd-cryptsetup asks for the passphrase on the console, zfs load-key reads
     the file). Bounded: the newest ``limit`` entries, messages cut to 300 characters.
 

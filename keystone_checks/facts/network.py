@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Any
 
 from ..errors import UnparseableOutput
 from .base import KeystoneFact, ProbeOutput, shell_quote
@@ -76,7 +77,7 @@ def per_target(targets, probe) -> str:
 def read_targets(output: list[str]) -> dict[str, dict]:
     """``{key: {"rc": int | "invalid", "lines": [...]}}`` from :func:`per_target` output."""
     results: dict[str, dict] = {}
-    current = None
+    current: dict[str, Any] | None = None
     for line in output:
         if line.startswith("target "):
             current = {"rc": None, "lines": []}
@@ -95,8 +96,8 @@ def read_targets(output: list[str]) -> dict[str, dict]:
                     raise UnparseableOutput(f"bad exit code line {line!r}") from None
         elif line.startswith("| ") or line == "|":
             current["lines"].append(line[2:])
-    for key, value in results.items():
-        if value["rc"] is None:
+    for key, target in results.items():
+        if target["rc"] is None:
             raise UnparseableOutput(f"target {key}: output cut short (no exit code)")
     return results
 

@@ -9,7 +9,7 @@ import json
 import re
 
 from ..errors import UnparseableOutput
-from .base import KeystoneFact, ProbeOutput, parse_int, shell_quote
+from .base import KeystoneFact, ProbeOutput, shell_quote
 
 # Every nix invocation enables the commands the guides use, whatever the machine's nix.conf says.
 NIX = "nix --extra-experimental-features 'nix-command flakes'"
@@ -184,7 +184,7 @@ class SystemGenerations(KeystoneFact):
             match = link.fullmatch(path)
             if not match:
                 continue  # not PROFILE-<number>-link: nix-env does not list it either
-            date = datetime.datetime.fromtimestamp(int(stamp), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            date = datetime.datetime.fromtimestamp(int(stamp), datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
             generations.append({"number": int(match.group(1)), "date": date,
                                 "current": bool(current_link) and path.rsplit("/", 1)[-1] == current_link})
         generations.sort(key=lambda g: g["number"])

@@ -8,7 +8,6 @@ from typing import Any
 from ..errors import ProbeFailed, UnparseableOutput
 from .base import KeystoneFact, ProbeOutput, parse_int, shell_quote
 
-
 _OS_RELEASE_KEYS = ("ID", "VARIANT_ID", "VERSION_ID")
 
 
@@ -155,7 +154,8 @@ class MountsUnder(KeystoneFact):
     Arguments:
         path: e.g. ``/mnt`` (where nixos-anywhere mounts the new system)
 
-    Example: ``[{"source": "rpool/crypt/system", "target": "/mnt", "fstype": "zfs"}, {"source": "/dev/vda1", "target": "/mnt/boot", "fstype": "vfat"}]``
+    Example: ``[{"source": "rpool/crypt/system", "target": "/mnt", "fstype": "zfs"},
+    {"source": "/dev/vda1", "target": "/mnt/boot", "fstype": "vfat"}]``
     """
 
     def command(self, path):

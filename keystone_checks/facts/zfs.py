@@ -116,7 +116,8 @@ def _blocks(lines: list[str]) -> dict[str, list[str]]:
     return blocks
 
 
-_VDEV = re.compile(r"^(\t| {2,})(\s*)(\S+)\s+(ONLINE|DEGRADED|FAULTED|OFFLINE|UNAVAIL|REMOVED|AVAIL|INUSE|SPLIT)\b(?:\s+(\S+)\s+(\S+)\s+(\S+))?\s*(.*)$")
+_VDEV = re.compile(r"^(\t| {2,})(\s*)(\S+)\s+(ONLINE|DEGRADED|FAULTED|OFFLINE|UNAVAIL|REMOVED|AVAIL|INUSE|SPLIT)\b"
+                   r"(?:\s+(\S+)\s+(\S+)\s+(\S+))?\s*(.*)$")
 
 
 def _vdevs(config: list[str]) -> list[dict]:
@@ -169,6 +170,20 @@ class PoolList(KeystoneFact):
             })
         found = next((p for p in pools if p["name"] == pool), None)
         return {"imported": found is not None, "pool": found, "pools": pools}
+
+
+class ImportedPools(PoolList):
+    """The pools imported right now, for an operation deciding what to do: :class:`PoolList`, except
+    that ``zpool list`` exiting 1 because the zfs module is not loaded is an answer (no pool is
+    imported), not a failure. Checks use :class:`PoolList`, where that exit is reported.
+
+    Arguments:
+        pool: pool name (``""``: none in particular)
+
+    Example: ``{"imported": false, "pool": null, "pools": []}``
+    """
+
+    ok_exit_codes = frozenset({0, 1})
 
 
 class PoolStatus(KeystoneFact):
@@ -394,7 +409,8 @@ class SnapshotHolds(KeystoneFact):
     Arguments:
         pool: pool name (host data ``pool``)
 
-    Example: ``{"imported": true, "snapshots": 12, "holds": [{"snapshot": "rpool/crypt/root@x", "tag": "keep", "since": "Sun Nov 22 03:00 2026"}]}``
+    Example: ``{"imported": true, "snapshots": 12, "holds": [{"snapshot": "rpool/crypt/root@x", "tag": "keep",
+    "since": "Sun Nov 22 03:00 2026"}]}``
     """
 
     requires = "zfs"

@@ -3,6 +3,9 @@ systemd, sshd and nix, used to prove every check against a live kernel.
 
 Entry point: ``python -m keystone_checks.lab build|up|down|status|ssh|capture``
 (see :mod:`keystone_checks.lab.cli`) and the pytest fixtures in ``tests/lab``.
+
+Test tooling, apart from the runtime: nothing in engine/, frontends/, facts/, operations/ or
+reports/ imports it (``keystone-checks lab`` loads it on demand).
 """
 
 

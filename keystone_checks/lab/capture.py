@@ -197,11 +197,11 @@ def capture_scenario(variant: recipe.Variant, sc: Scenario, say=print) -> int:
         port = g.ctl_port if fault and fault.control else None
         g.multiplex = True
         for cmd in sc.commands:
-            rc, out, err = g.ssh_bytes("sh -c " + shlex.quote(cmd), timeout=60, port=port)
+            rc, out_b, err_b = g.ssh_bytes("sh -c " + shlex.quote(cmd), timeout=60, port=port)
             if rc == 255 and g.ssh_bytes("true", timeout=30, port=port)[0] != 0:  # ssh itself broke
-                raise LabError(f"{sc.name}: ssh failed for {cmd!r}: {err.decode(errors='replace').strip()}")
-            doc = {"command": cmd, "exit_code": rc, "stdout": out.decode(errors="replace"),
-                   "stderr": err.decode(errors="replace")}
+                raise LabError(f"{sc.name}: ssh failed for {cmd!r}: {err_b.decode(errors='replace').strip()}")
+            doc = {"command": cmd, "exit_code": rc, "stdout": out_b.decode(errors="replace"),
+                   "stderr": err_b.decode(errors="replace")}
             (dest / f"{slug(cmd)}.yaml").write_text(to_yaml(doc))
         say(f"[capture] {variant.name}/{sc.name}: {len(sc.commands)} commands")
         return len(sc.commands)

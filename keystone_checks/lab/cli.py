@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from keystone_checks.lab import build, recipe, snapshot
 from keystone_checks.lab.errors import LabError
@@ -163,7 +164,7 @@ def cmd_capture(a) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="keystone-checks lab", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    zfs = dict(choices=[*recipe.VARIANTS, "all"], default="zfs21")
+    zfs: dict[str, Any] = dict(choices=[*recipe.VARIANTS, "all"], default="zfs21")
     b = sub.add_parser("build", help="build image + saved states (cache hit: instant)")
     b.add_argument("--zfs", **zfs)
     b.add_argument("--state", action="append", choices=list(recipe.STATES))

@@ -206,7 +206,7 @@ def inject(guest, fault: Fault, variant: recipe.Variant | None = None) -> dict:
     inventory data overrides.  Raises LabError if the fault did not take."""
     from keystone_checks.lab import snapshot
 
-    variant = variant or getattr(guest, "variant", recipe.VARIANTS["zfs21"])
+    variant = variant or getattr(guest, "variant", None) or recipe.VARIANTS["zfs21"]
     prelude = snapshot.guest_prelude(variant, guest_disk(fault), "faults.sh")
     rc, out, err = guest.run_phased(fault.inject, prelude=prelude, timeout=300)
     if rc != 0:
@@ -220,7 +220,7 @@ def inject(guest, fault: Fault, variant: recipe.Variant | None = None) -> dict:
 def verify(guest, fault: Fault, variant: recipe.Variant | None = None) -> tuple[int, str, str]:
     from keystone_checks.lab import snapshot
 
-    variant = variant or getattr(guest, "variant", recipe.VARIANTS["zfs21"])
+    variant = variant or getattr(guest, "variant", None) or recipe.VARIANTS["zfs21"]
     script = snapshot.guest_prelude(variant, guest_disk(fault), "faults.sh") + "set +e\n" + fault.verify + "\n"
     port = guest.ctl_port if fault.control else None
     return guest.ssh("sh -s", timeout=60, stdin=script, port=port)

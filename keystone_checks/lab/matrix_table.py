@@ -24,7 +24,8 @@ listed checks, `--dry` with fixes lists the commands and changes nothing, the fi
 `fixed` and a re-run has no failures, and the data written before the fault is intact (sha256).
 `manual` = the guide's remedy needs a person (console, hardware, a judgement); the matrix then stops
 after step 1. "(2 fix runs)": the first fix unblocked a disruptive or destructive one, which only runs
-once it is in the plan an operator sees, so it took a second dry run + fix, as it would for a person. Do not edit by hand: CI regenerates it and fails when it differs.
+once it is in the plan an operator sees, so it took a second dry run + fix, as it would for a person.
+Do not edit by hand: CI regenerates it and fails when it differs.
 
 """
 

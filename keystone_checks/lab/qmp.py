@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from typing import Any
 
 from keystone_checks.lab.errors import LabError
 
@@ -24,7 +25,7 @@ class QMP:
             except OSError:
                 self.sock.close()
                 if time.monotonic() > deadline:
-                    raise LabError(f"QEMU monitor socket {path} did not come up")
+                    raise LabError(f"QEMU monitor socket {path} did not come up") from None
                 time.sleep(0.1)
         self.sock.settimeout(timeout)
         self.buf = b""
@@ -40,8 +41,8 @@ class QMP:
         line, self.buf = self.buf.split(b"\n", 1)
         return json.loads(line)
 
-    def execute(self, cmd: str, **args) -> dict:
-        msg = {"execute": cmd}
+    def execute(self, cmd: str, **args) -> Any:
+        msg: dict[str, Any] = {"execute": cmd}
         if args:
             msg["arguments"] = args
         self.sock.sendall(json.dumps(msg).encode() + b"\n")
@@ -54,7 +55,7 @@ class QMP:
             return reply.get("return", {})
 
     def hmp(self, line: str) -> str:
-        return self.execute("human-monitor-command", **{"command-line": line})
+        return str(self.execute("human-monitor-command", **{"command-line": line}))
 
     def close(self) -> None:
         try:

@@ -16,6 +16,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from keystone_checks.lab import build, recipe
 from keystone_checks.lab.errors import LabError
@@ -81,8 +82,14 @@ def save(guest: Guest, dest: Path) -> float:
 class Clone(Guest):
     """A fresh, running copy of a saved state (what each lab test gets)."""
 
+    variant: recipe.Variant
+    state: str
+    meta: dict[str, Any]
+    boot_seconds: float = 0.0
+    restore_seconds: float = 0.0
+
     @classmethod
-    def boot_blank(cls, variant: recipe.Variant, workdir: Path) -> "Clone":
+    def boot_blank(cls, variant: recipe.Variant, workdir: Path) -> Clone:
         """Cold boot from the base image with a blank sparse test disk."""
         image = build.image_dir(variant)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -94,7 +101,7 @@ class Clone(Guest):
         return g
 
     @classmethod
-    def restore(cls, variant: recipe.Variant, state: str, workdir: Path | None = None) -> "Clone":
+    def restore(cls, variant: recipe.Variant, state: str, workdir: Path | None = None) -> Clone:
         src = state_dir(variant, state)
         if not (src / "meta.json").exists():
             raise LabError(f"lab state '{state}' for {variant.name} is not built; "
@@ -178,7 +185,7 @@ def ensure_state(variant: recipe.Variant, state: str, say=print) -> Path:
         _run_setup(g, variant, state, say)
         setup_s = time.monotonic() - t1
         checksum = (data_checksum(g, variant) if st.readable else
-                    json.loads((state_dir(variant, st.parent) / "meta.json").read_text())["checksum"])
+                    json.loads((state_dir(variant, str(st.parent)) / "meta.json").read_text())["checksum"])
         save_s = save(g, dest)
     finally:
         g.kill()

@@ -1,5 +1,5 @@
 """Operations: how to fix. Each is a pyinfra ``@operation``: idempotent, ``host.noop()`` when there
-is nothing to do, every command built from quoted parts (``keystone_checks.commands``), host state read through
+is nothing to do, every command built from quoted parts (``keystone_checks.engine.commands``), host state read through
 facts (``read_fact``).
 
 Check files name them ``module.function`` (ours, e.g. ``luks.close_mapping``) or
@@ -29,14 +29,13 @@ def resolve_operation(name: str):
     return func
 
 
-def read_fact(cls, exit_codes=None, **args):
-    """``host.get_fact`` for one of our facts, accepting the exit codes that still carry an answer
-    (``cryptsetup status`` exits 4 for a closed mapping, ``zpool status`` 1 for a missing pool);
-    ``exit_codes`` overrides the fact's own list where an operation reads more into a failure.
+def read_fact(cls, **args):
+    """``host.get_fact`` for one of our facts, accepting the exit codes the fact declares still carry
+    an answer (``cryptsetup status`` exits 4 for a closed mapping, ``zpool status`` 1 for a missing
+    pool): what an exit code means stays in the fact, never in the operation.
 
     **Example:** ``read_fact(PoolList, pool="rpool")["imported"]``
     """
     from pyinfra import host
 
-    codes = sorted(exit_codes if exit_codes is not None else cls.ok_exit_codes)
-    return host.get_fact(cls, **args, _success_exit_codes=codes)
+    return host.get_fact(cls, **args, _success_exit_codes=sorted(cls.ok_exit_codes))

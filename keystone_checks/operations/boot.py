@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import operation
 
-from ..commands import THEN, assign, cmd, sh
+from ..engine.commands import THEN, assign, cmd, sh
 from ..facts.disks import DiskMounts, SwapOnDisk
 from . import read_fact
 

@@ -33,8 +33,8 @@ from pyinfra import host
 from pyinfra.api import operation
 from pyinfra.api.exceptions import OperationValueError
 
-from ..commands import THEN, assign, cmd, sh
-from ..hostdata import consented_device
+from ..engine.commands import THEN, Part, assign, cmd, sh
+from ..engine.hostdata import consented_device
 
 REFUSED_EXIT = 3
 
@@ -186,7 +186,7 @@ while [ "$kc_i" -lt 3 ] && [ -n "$(wipefs --noheadings -- "$kc_real" 2>/dev/null
   wipefs -a -- "$kc_real" >/dev/null || exit 1; kc_i=$((kc_i + 1))
 done
 [ -z "$(wipefs --noheadings -- "$kc_real" 2>/dev/null)" ] || { printf 'signatures left on %s after wiping\n' "$kc_real" >&2; exit 1; }
-"""
+"""  # noqa: E501 - a shell script: its messages stay whole
 
 
 def guarded_wipe_script(device: str, expected_device: str, paths: GuardPaths = REAL):
@@ -196,7 +196,7 @@ def guarded_wipe_script(device: str, expected_device: str, paths: GuardPaths = R
               ("kc_mounts", paths.mounts), ("kc_swaps", paths.swaps), ("kc_sys_block", paths.sys_block),
               ("kc_dev_dir", paths.dev_dir), ("kc_proc", paths.proc), ("kc_zpool", paths.zpool),
               ("kc_require_block", 1 if paths.require_block_device else 0))
-    parts = []
+    parts: list[Part] = []
     for name, value in values:
         parts += [assign(name, value), THEN]
     return cmd(*parts, sh(_GUARD))

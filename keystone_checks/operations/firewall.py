@@ -7,7 +7,7 @@ import re
 from pyinfra import host
 from pyinfra.api import operation
 
-from ..commands import cmd, refuse
+from ..engine.commands import cmd, refuse
 from ..errors import ProbeFailed, UnparseableOutput
 from ..facts.firewall import InputFirewall
 from . import read_fact
@@ -58,6 +58,7 @@ def allow_tcp_port(port: int = 22):
                      "restriction; connect from there or change the rules by hand")
         return
     seen: set[tuple] = set()
+    key: tuple[str, ...]
     for path in state["blocked_in"]:  # an inet chain drops both families: one insert
         if path["backend"] == "nftables":
             fam, table, chain = (str(path[k]) for k in ("family", "table", "chain"))

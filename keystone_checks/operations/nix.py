@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyinfra.api import operation
 
-from ..commands import cmd
+from ..engine.commands import cmd
 
 
 @operation(is_idempotent=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import operation
 
-from ..commands import THEN, Syntax, cmd, fail, sh
+from ..engine.commands import THEN, Syntax, cmd, fail, sh
 from ..errors import ProbeFailed, UnparseableOutput
 from ..facts.systemd import ServiceActive
 from . import read_fact

@@ -5,19 +5,15 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import operation
 
-from ..commands import AND, EXIT_0, OR, QUIET, THEN, Syntax, assign, cmd, fail, refuse, sh, var
+from ..engine.commands import AND, EXIT_0, OR, QUIET, THEN, Syntax, assign, cmd, fail, refuse, sh, var
 from ..facts.system import MountsUnder
-from ..facts.zfs import DatasetProperties, ModuleStatus, PoolList, PoolStatus
+from ..facts.zfs import DatasetProperties, ImportedPools, ModuleStatus, PoolStatus
 from . import read_fact
 
 EXPORT_TIMEOUT = 120  # ZFS 2.3 hangs an export forever while a zvol is held open; never wait forever
 
-# `zpool list` exits 1 when the zfs module is not loaded: no pool is imported then.
-_POOL_LIST_CODES = (0, 1)
-
-
 def _imported(pool: str) -> bool:
-    listed = read_fact(PoolList, pool=pool, exit_codes=_POOL_LIST_CODES)
+    listed = read_fact(ImportedPools, pool=pool)
     return bool(listed and listed.get("imported"))
 
 
@@ -65,7 +61,7 @@ def load_module():
 
         zfs.load_module()
     """
-    status = host.get_fact(ModuleStatus)
+    status = read_fact(ModuleStatus)
     if status and status.get("loaded"):
         host.noop("zfs module already loaded")
         return
@@ -114,7 +110,7 @@ def export_all(credstore_mapping: str = "credstore"):
 
         zfs.export_all()
     """
-    listed = read_fact(PoolList, pool="", exit_codes=_POOL_LIST_CODES)
+    listed = read_fact(ImportedPools, pool="")
     if not listed or not listed.get("pools"):
         host.noop("no pool is imported")
         return
@@ -204,7 +200,7 @@ def force_import_scrub_export(pool: str, allow_force: bool = False, credstore_ma
 # Always `zpool import -f`: the runner refuses to queue it without --data allow_force_import=true
 # (and the operation refuses on the host too). import_pool only forces when it finds the pool was
 # last used by another system, and checks the same consent itself.
-force_import_scrub_export.forces_import = True
+force_import_scrub_export.forces_import = True  # type: ignore[attr-defined] # read by fixing.forces_import
 
 
 @operation()

@@ -1,7 +1,8 @@
-"""Report writers: each turns the report dict (see keystone_checks/report.py) into one format.
+"""Report writers: each turns the report dict (see keystone_checks/engine/outcome.py) into one format.
 
 One interface: a writer module has ``write(report: dict, options: Options = DEFAULT) -> str``
-(the console too). ``WRITERS`` names them for ``--report FORMAT[:PATH]``; ``write_reports`` writes each to its path atomically (regular files
+(the console too). ``WRITERS`` names them for ``--report FORMAT[:PATH]``; ``write_reports`` writes each to
+its path atomically (regular files
 only) or to stdout (``-``), attempting every format even when one fails.
 Writers read only the engine's results: no fact evidence carries key material.
 """
@@ -11,8 +12,9 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -83,20 +85,20 @@ def write_reports(report: dict[str, Any], specs: list[tuple[str, str | None]], s
     Every format is attempted even when one fails. Returns ``(written, failures)``: the
     ``(format, path)`` pairs written and one message per failure (the caller exits UNKNOWN).
     """
-    from ..report import ReportWriteError, write_atomic
+    from ..engine.outcome import ReportWriteError, write_atomic
 
     stdout = stdout or sys.stdout
     options = options or Options()
     written: list[tuple[str, str]] = []
     failures: list[str] = []
     for name, path in specs:
-        to_stdout = path in (None, "-")
+        to_stdout = path is None or path == "-"
         try:
             text = writer(name)(report, options if to_stdout else replace(options, colour=False))
         except Exception as exc:  # noqa: BLE001 - one broken writer must not cost the other formats
             failures.append(f"report ({name}): cannot render: {type(exc).__name__}: {exc}")
             continue
-        if to_stdout:
+        if path is None or path == "-":
             try:
                 stdout.write(text)
                 stdout.flush()

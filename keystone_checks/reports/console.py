@@ -12,8 +12,8 @@ import shutil
 import textwrap
 from typing import Any
 
-from ..evaluate import is_failing, outcome_rank, severity_rank, worst_first
-from ..remedy import guide_link
+from ..engine.evaluate import is_failing, outcome_rank, severity_rank, worst_first
+from ..engine.remedy import guide_link
 from . import DEFAULT, Options
 from .safe_text import one_line, scrub
 

@@ -22,8 +22,8 @@ import json
 from html import escape
 from typing import Any
 
-from ..evaluate import is_failing, outcome_rank, severity_rank, worst_first
-from ..remedy import guide_link, with_commands
+from ..engine.evaluate import is_failing, outcome_rank, severity_rank, worst_first
+from ..engine.remedy import guide_link, with_commands
 from . import DEFAULT, Options
 from .safe_text import scrub
 
@@ -82,7 +82,8 @@ table.matrix {{ border-collapse: separate; border-spacing: 0; }}
 .matrix td summary::-webkit-details-marker {{ display: none; }}
 .matrix td.o-none {{ background: {_COLOURS['none']}; }}
 .matrix td.skip-role > details > summary {{ background: #e0e0e0; color: #9e9e9e; }}
-.matrix td.skip-dependency > details > summary {{ background: repeating-linear-gradient(45deg, #9e9e9e 0 3px, #bdbdbd 3px 6px); color: #111; }}
+.matrix td.skip-dependency > details > summary {{
+  background: repeating-linear-gradient(45deg, #9e9e9e 0 3px, #bdbdbd 3px 6px); color: #111; }}
 .matrix td[data-severity="critical"].failing > details > summary {{ box-shadow: inset 0 0 0 2px #000; }}
 .matrix tr.down th.hostname {{ font-weight: bold; }}
 .matrix tr.down td.cell {{ background: repeating-linear-gradient(45deg, #fff 0 4px, #eceff1 4px 8px); }}
@@ -269,7 +270,8 @@ def write(report: dict[str, Any], options: Options = DEFAULT) -> str:
         f"<h1>keystone-checks <code>{escape(report['phase'])}</code> "
         f'<span class="status" id="status" style="background:{_STATUS_COLOURS.get(status, "#555")}">'
         f"{escape(status.upper())} (exit {summary['exit_code']})</span></h1>",
-        f"<p>{summary['hosts']} host(s): {statuses.get('ok', summary['hosts'])} checked{' ' + host_counts if host_counts else ''}; {escape(counts)}. "
+        f"<p>{summary['hosts']} host(s): {statuses.get('ok', summary['hosts'])} checked"
+        f"{' ' + host_counts if host_counts else ''}; {escape(counts)}. "
         f"Started {escape(report['started_at'])}, {report['duration_s']} s{' (dry run)' if report.get('dry_run') else ''}.</p>",
     ]
     failing_count = sum(1 for c in check_ids if worst[c] <= problem)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..report import to_json
+from ..engine.outcome import to_json
 from . import DEFAULT, Options
 
 

@@ -1,7 +1,8 @@
 """JUnit XML (the Jenkins/ant dialect CI systems read): a testcase per host x check.
 
 classname = host, name = check id; failing (fail/fix-failed/would-fix) -> <failure>, error -> <error>,
-skipped and waived -> <skipped> (a waived one's message starts "waived:"); an unreachable host is one <error> testcase named ``(connect)``. A failure's
+skipped and waived -> <skipped> (a waived one's message starts "waived:"); an unreachable host is one
+<error> testcase named ``(connect)``. A failure's
 text holds expected/found, the fix with its commands (dry first) and the guide section.
 """
 
@@ -11,8 +12,8 @@ import json
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from ..evaluate import is_failing
-from ..remedy import text_lines
+from ..engine.evaluate import is_failing
+from ..engine.remedy import text_lines
 from . import DEFAULT, Options
 from .safe_text import scrub, xml_text
 

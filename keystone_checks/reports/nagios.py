@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..evaluate import is_failing, worst_first
+from ..engine.evaluate import is_failing, worst_first
 from . import DEFAULT, Options
 from .safe_text import one_line, scrub
 

@@ -5,7 +5,8 @@ One gauge sample per host x check with the *current* outcome as a label and valu
 (title, severity and guide section, for alert text: joined ``on(instance, job, check)``), plus per-run
 gauges, and one ``keystone_check_fix_info`` sample per host x failing check: the fix's risk and summary,
 the command that shows it (dry run) and a failed fix's error, for alert text (joined ``on(instance, job,
-host, check)``; it exists only while the check fails). Written atomically by ``write_reports`` (node_exporter must never read half a file). The alerting
+host, check)``; it exists only while the check fails). Written atomically by ``write_reports`` (node_exporter
+must never read half a file). The alerting
 rules and dashboard built on these series: deploy/prometheus/, deploy/grafana/.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ..evaluate import is_failing
+from ..engine.evaluate import is_failing
 from . import DEFAULT, Options
 from .safe_text import visible
 

@@ -20,7 +20,8 @@ Example::
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _CONTROL_AND_NEWLINES = re.compile(r"[\x00-\x1f\x7f-\x9f]")

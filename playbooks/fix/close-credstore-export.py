@@ -5,6 +5,6 @@ close the credstore LUKS mapping (unmounting it first), then export the pool.
     pyinfra -y inventory/lab.py playbooks/fix/close-credstore-export.py
 """
 
-from keystone_checks.runner import run_fix
+from keystone_checks.frontends.playbook import run_fix
 
 run_fix("close-credstore-export", ["credstore-closed-before-export"])

@@ -25,6 +25,6 @@ installed-esp-populated) report the state before and after.
         --data luks_passphrase_file=~/.keystone/credstore.pass
 """
 
-from keystone_checks.runner import run_fix
+from keystone_checks.frontends.playbook import run_fix
 
 run_fix("emergency-access", ["recovery-system-mounted"])

@@ -6,6 +6,6 @@ zpool import -N rpool. A pool last used by another system needs -f, which is ref
     pyinfra -y inventory/lab.py playbooks/fix/import-pool.py [--data allow_force_import=true]
 """
 
-from keystone_checks.runner import run_fix
+from keystone_checks.frontends.playbook import run_fix
 
 run_fix("import-pool", ["pool-imported"])

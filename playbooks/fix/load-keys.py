@@ -13,6 +13,6 @@ recover from the ISO with playbooks/fix/emergency-access.py).
     pyinfra -y inventory/lab.py playbooks/fix/load-keys.py --data luks_passphrase_file=PATH
 """
 
-from keystone_checks.runner import run_fix
+from keystone_checks.frontends.playbook import run_fix
 
 run_fix("load-keys", ["credstore-unlocked", "credstore-mounted", "crypt-keys-loaded", "crypt-datasets-mounted"])

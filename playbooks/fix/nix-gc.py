@@ -9,6 +9,6 @@ collect garbage, on hosts whose Nix store filesystem is short of space.
     pyinfra -y inventory/lab.py playbooks/fix/nix-gc.py
 """
 
-from keystone_checks.runner import run_fix
+from keystone_checks.frontends.playbook import run_fix
 
 run_fix("nix-gc", ["nix-store-free-space"])

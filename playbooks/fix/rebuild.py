@@ -12,6 +12,6 @@ wiping, that the device resolves to the inventory's disk and that nothing on it 
 imported in a ZFS pool, swapped on or held open; otherwise it prints "refusing: <reason>".
 """
 
-from keystone_checks.runner import run_fix
+from keystone_checks.frontends.playbook import run_fix
 
 run_fix("rebuild", ["target-disk-no-old-signatures"])

@@ -7,6 +7,6 @@ on deployed hosts with failed units after a deploy, switch back to the previous 
     pyinfra -y inventory/lab.py playbooks/fix/rollback.py
 """
 
-from keystone_checks.runner import run_fix
+from keystone_checks.frontends.playbook import run_fix
 
 run_fix("rollback", ["services-rollback-if-failed"])

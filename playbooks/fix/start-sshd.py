@@ -6,6 +6,6 @@ or any working path to the host (for example a serial/VM console with pyinfra's 
     pyinfra -y inventory/lab.py playbooks/fix/start-sshd.py
 """
 
-from keystone_checks.runner import run_fix
+from keystone_checks.frontends.playbook import run_fix
 
 run_fix("start-sshd", ["sshd-running", "firewall-allows-ssh"])

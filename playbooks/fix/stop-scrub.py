@@ -6,6 +6,6 @@ abandoned; the guide's first choice is to wait for it. Start it again at a quiet
     pyinfra -y inventory/lab.py playbooks/fix/stop-scrub.py
 """
 
-from keystone_checks.runner import run_fix
+from keystone_checks.frontends.playbook import run_fix
 
 run_fix("stop-scrub", ["no-scrub-running"])

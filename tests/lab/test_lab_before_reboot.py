@@ -14,7 +14,6 @@ import subprocess
 import sys
 
 import pytest
-
 from kc_helpers import REPO
 
 pytestmark = pytest.mark.lab
@@ -28,7 +27,7 @@ STATE = ("zpool list -H -o name rpool >/dev/null 2>&1; echo imported $?; "
 def _gate(host, tmp_path, tag, *args):
     """`keystone-checks run before-reboot` against the guest: (exit code, results by check)."""
     path = tmp_path / f"{tag}.json"
-    done = subprocess.run([sys.executable, "-m", "keystone_checks.cli", "run", "before-reboot",
+    done = subprocess.run([sys.executable, "-m", "keystone_checks.frontends.cli", "run", "before-reboot",
                            "-i", str(host.inventory_path), "--report", f"json:{path}", *args],
                           capture_output=True, text=True, timeout=900, cwd=REPO, env=dict(os.environ),
                           stdin=subprocess.DEVNULL)

@@ -12,9 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from kc_helpers import read_report, run_pyinfra
-
 
 pytestmark = pytest.mark.lab
 

@@ -16,7 +16,7 @@ TEXT = "+ zpool export -a\ncannot export 'rpool': pool is busy"
 
 
 def confirm(host) -> list[dict]:
-    done = subprocess.run([sys.executable, "-m", "keystone_checks.cli", "diagnose", "-i", str(host.inventory_path),
+    done = subprocess.run([sys.executable, "-m", "keystone_checks.frontends.cli", "diagnose", "-i", str(host.inventory_path),
                            "--host", host.name, "--json", TEXT], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(done.stdout)["causes"]

@@ -2,7 +2,6 @@
 the exact check tripping, the fix playbook repairing it (the start of the fault matrix)."""
 
 import pytest
-
 from kc_helpers import outcomes, read_report, run_pyinfra
 
 pytestmark = pytest.mark.lab

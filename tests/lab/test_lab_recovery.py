@@ -9,7 +9,6 @@ lab's passphrase file (sent on stdin), as an operator would run it.
 """
 
 import pytest
-
 from kc_helpers import read_report, run_pyinfra
 
 pytestmark = pytest.mark.lab

@@ -11,11 +11,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from kc_helpers import free_port
+from report_checks import check_console, check_html, check_json, check_junit, check_nagios, check_prometheus, run_sweep
+
 from keystone_checks.lab import inventory
-from report_checks import (check_console, check_html, check_json, check_junit, check_nagios, check_prometheus,
-                           run_sweep)
 
 pytestmark = pytest.mark.lab
 

@@ -19,9 +19,9 @@ import os
 import shutil
 
 import pytest
-
 from kc_helpers import read_report, run_pyinfra, write_inventory
-from keystone_checks.catalog import load_catalog
+
+from keystone_checks.engine.catalog import load_catalog
 
 pytestmark = pytest.mark.lab
 

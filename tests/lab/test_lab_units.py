@@ -34,8 +34,8 @@ from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
-
 from kc_helpers import REPO
+
 from keystone_checks.lab.paths import cache_root
 
 pytestmark = pytest.mark.lab
@@ -61,7 +61,7 @@ deployed = [
 '''
 
 WRAPPER = f'''#!/bin/sh
-PYTHONPATH={PREFIX}:{PREFIX}/lib exec python3 -m keystone_checks.cli "$@"
+PYTHONPATH={PREFIX}:{PREFIX}/lib exec python3 -m keystone_checks.frontends.cli "$@"
 '''
 
 

@@ -17,11 +17,11 @@ import json
 import os
 
 import pytest
-
 from kc_helpers import read_report, run_pyinfra
-from keystone_checks.catalog import load_catalog
+
+from keystone_checks.engine.catalog import load_catalog
+from keystone_checks.engine.fix import forces_import
 from keystone_checks.lab import faults
-from keystone_checks.fixing import forces_import
 
 pytestmark = pytest.mark.lab
 

@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
-from . import yamlsafe
-from .errors import KeystoneChecksError
+from .. import yamlsafe
+from ..errors import KeystoneChecksError
 
 MAX_BYTES = 1024 * 1024  # a waivers file is a short hand-written list
 MAX_TEXT = 4096
@@ -57,7 +58,7 @@ class Waiver:
 
 
 def today_utc() -> _dt.date:
-    return _dt.datetime.now(_dt.timezone.utc).date()
+    return _dt.datetime.now(_dt.UTC).date()
 
 
 def load(path: str | Path, check_ids: Iterable[str]) -> list[Waiver]:
@@ -140,7 +141,8 @@ def matching(waivers: list[Waiver], check_id: str, host_name: str, today: _dt.da
     """The waiver for this check on this host: a live one first, else an expired one (to report it)."""
     found = [w for w in waivers if w.check == check_id and fnmatchcase(host_name, w.hosts)]
     live = [w for w in found if not w.expired(today)]
-    return (live or found or [None])[0]
+    chosen = live or found
+    return chosen[0] if chosen else None
 
 
 def apply(results: Iterable, host_name: str, waivers: list[Waiver], today: _dt.date | None = None) -> None:
@@ -175,7 +177,7 @@ def apply_context(results: Iterable, host_name: str, context: dict[str, Any]) ->
     path = context.get("waivers")
     if not path:
         return
-    from .runner import catalog
+    from .pipeline import catalog
 
     apply(results, host_name, load_cached(str(path), [c.id for c in catalog()]))
 

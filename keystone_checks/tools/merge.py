@@ -27,7 +27,7 @@ import json
 import re
 import time
 from dataclasses import fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -35,9 +35,9 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from . import report
-from .errors import KeystoneChecksError
-from .evaluate import CheckResult, Outcome
+from ..engine import outcome as report
+from ..engine.evaluate import CheckResult, Outcome
+from ..errors import KeystoneChecksError
 
 _RESULT_FIELDS = {f.name for f in fields(CheckResult)}
 
@@ -98,7 +98,7 @@ def merge(shards: list[tuple[str, dict[str, Any]]], expected_hosts: list[str] | 
                                           "each host must belong to exactly one shard")
             owner[host["name"]] = name
             merged_host = _host(host, data)
-            age = now - merged_host.finished_at
+            age = now - (merged_host.finished_at or merged_host.started_at)
             if age > max_age_s:
                 merged_host = report.HostReport(
                     name=merged_host.name, roles=merged_host.roles, status="unreachable",
@@ -140,7 +140,7 @@ def _host(data: dict[str, Any], shard: dict[str, Any]) -> report.HostReport:
 def _epoch(iso: str) -> float:
     when = datetime.fromisoformat(iso)
     if when.tzinfo is None:  # the schema's date-time has an offset; a hand-edited one is read as UTC
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return when.timestamp()
 
 

@@ -1,8 +1,8 @@
 """``keystone-checks diagnose -i INVENTORY --host H TEXT``: confirm the candidate causes on the host.
 
-The text ranks candidate checks (keystone_checks/diagnose.py); this runs exactly those checks (and
+The text ranks candidate checks (keystone_checks/tools/diagnose.py); this runs exactly those checks (and
 the checks they depend on) on the one host, with the engine of ``keystone-checks run``
-(apirun.load_inventory/select_hosts, pyinfra's connect, runner.check_host: one batched gather), and
+(the api front-end's session: load, --limit, connect, the engine's check_host: one batched gather), and
 re-ranks the causes by what the host shows:
 
 * **confirmed**: the check fails on the host: this is (one of) the cause(s); its fix is printed with
@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import KeystoneChecksError
+from ..errors import KeystoneChecksError
 
 _RANK = {"confirmed": 0, "not confirmed": 1, "ruled out": 2}
 
@@ -53,61 +53,25 @@ def run_checks(inventory_path: str, host_name: str, check_ids: list[str], catalo
 
     ``status`` is "ok", or "unreachable: REASON" / "error: REASON" when no check could run.
     """
-    from . import apirun
+    from ..frontends import api as apirun
 
     apirun.patch()
-    from pyinfra.api import Config, State
-    from pyinfra.api.connect import connect_all, disconnect_all
-    from pyinfra.api.exceptions import PyinfraError
-    from pyinfra.api.state import BaseStateCallback, StateStage
-    from pyinfra.context import ctx_config, ctx_host
+    from ..engine.plan import with_dependencies
 
-    from .plan import order_by_dependencies
-    from .runner import check_host
-
-    by_id = {c.id: c for c in catalog}
-    wanted, stack = set(), list(check_ids)
-    while stack:
-        current = stack.pop()
-        if current not in wanted and current in by_id:
-            wanted.add(current)
-            stack.extend(by_id[current].depends_on)
-    checks = order_by_dependencies([c for c in catalog if c.id in wanted])
-
-    state = State(check_for_changes=False)
-    inventory = apirun.load_inventory(inventory_path, state)
-    hosts = apirun.select_hosts(inventory, [host_name], inventory_path)
-    if len(hosts) != 1:
-        raise KeystoneChecksError(f"--host {host_name} names {len(hosts)} hosts in {inventory_path}; name one host")
-    (host,) = hosts
-    errors: dict[str, str] = {}
-
-    class _Errors(BaseStateCallback):
-        @staticmethod
-        def host_connect_error(state, host, error):  # noqa: ARG004 - pyinfra's callback signature
-            errors[host.name] = str(error.args[0] if getattr(error, "args", None) else error)
-
-    state.init(inventory, Config(CONNECT_TIMEOUT=connect_timeout), initial_limit=hosts)
-    state.add_callback_handler(_Errors())
-    state.set_stage(StateStage.Connect)
+    checks = with_dependencies(catalog, check_ids, "diagnose")
+    session = apirun.open_session(inventory_path, [host_name], connect_timeout=connect_timeout)
+    if len(session.hosts) != 1:
+        raise KeystoneChecksError(f"--host {host_name} names {len(session.hosts)} hosts in {inventory_path}; name one host")
+    (host,) = session.hosts
     try:
-        connect_all(state)
-    except PyinfraError as exc:
-        if "No hosts remaining" not in str(exc):
-            raise KeystoneChecksError(f"connecting to {host.name}: {exc}") from None
-    if not host.connected:
-        key, explanation, _ = apirun.classify_connect_error(errors.get(host.name, "could not connect"))
-        return f"unreachable: {key}: {explanation}", {}
-    state.set_stage(StateStage.Prepare)
-    try:
-        with ctx_config.use(state.config.copy()), ctx_host.use(host):
-            host_report = check_host(host, state, checks, force_fix=False)
+        apirun.connect(session)
+        if not host.connected:
+            failure = apirun.failure_of(session, host)
+            return f"unreachable: {failure.kind}: {failure.reason}", {}
+        reports = apirun.check_hosts(session, checks, force_fix=False)
     finally:
-        state.set_stage(StateStage.Disconnect)
-        try:
-            disconnect_all(state)
-        except Exception:  # noqa: BLE001 - the results are in; a disconnect hiccup must not lose them
-            pass
+        apirun.close(session)
+    host_report = reports[host.name]
     if host_report.status == "error":
         return f"error: {host_report.error}", {}
     return "ok", {r.check: r for r in host_report.results}

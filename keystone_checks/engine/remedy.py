@@ -22,7 +22,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-GUIDES_DIR = Path(__file__).resolve().parent / "data" / "guides"
+GUIDES_DIR = Path(__file__).resolve().parents[1] / "data" / "guides"
 INVENTORY = "INVENTORY"  # placeholder: the report does not record which inventory file the run read
 NO_FIX = "no automated fix: see the guide section"
 

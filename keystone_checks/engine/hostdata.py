@@ -2,8 +2,8 @@
 
 Check templates (``{{ disk }}``) may reference only these keys; ``keystone-checks validate`` rejects
 any other name, and a key with no default that a host lacks turns the checks needing it into
-``error`` outcomes naming the host and the key. This table is the documentation of host data
-(the README's table is generated from it by ``keystone-checks docs``).
+``error`` outcomes naming the host and the key. This table is the reference of host data: each
+key's types, default, grammar and meaning.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import HostDataError
+from ..errors import HostDataError, KeystoneChecksError
 
 ROLES = ("controller", "installer", "deployed")
 
@@ -44,7 +44,8 @@ KEYS: dict[str, HostKey] = {
         HostKey("layout", (dict,), {}, "pin the detected layout: {installer: bool, storage: zfs|ext4-luks, "
                                        "boot_loader: systemd-boot|lanzaboote, firewall: iptables|nftables}; "
                                        "unset keys are detected (system.Layout)"),
-        HostKey("pool", (str,), "rpool", "ZFS root pool name (\"\" = this host has no ZFS pool: checks that require it do not apply)", kind="pool"),
+        HostKey("pool", (str,), "rpool", "ZFS root pool name (\"\" = this host has no ZFS pool: checks that require it "
+                "do not apply)", kind="pool"),
         HostKey("crypt_dataset", (str,), "rpool/crypt", "encrypted dataset holding the system", kind="dataset"),
         HostKey("credstore_name", (str,), "credstore", "LUKS mapping name of the credstore", kind="mapping"),
         HostKey("credstore_device", (str,), "/dev/zvol/rpool/credstore", "zvol holding the credstore LUKS volume", kind="path"),
@@ -57,8 +58,10 @@ KEYS: dict[str, HostKey] = {
         HostKey("min_nix_free_bytes", (int,), 10 * _G, "free space wanted under /nix (guide: 10 GB)", limits=(0, 2**63 - 1)),
         HostKey("keep_generations", (int,), 5, "system generations kept by the garbage-collection fix", limits=(1, 10000)),
         HostKey("ssh_port_expected", (int,), 22, "port sshd must listen on and the firewall must allow", limits=(1, 65535)),
-        HostKey("authorized_key", (str,), "", "public key that must be among the login user's authorized keys ('' = any valid key)", kind="line"),
-        HostKey("ssh_user", (str,), "root", "account the operator (and pyinfra) logs in as; Keystone v0.2+ puts keys on a normal wheel user"),
+        HostKey("authorized_key", (str,), "", "public key that must be among the login user's authorized keys "
+                "('' = any valid key)", kind="line"),
+        HostKey("ssh_user", (str,), "root", "account the operator (and pyinfra) logs in as; Keystone v0.2+ puts keys on a "
+                "normal wheel user"),
         HostKey("authorized_keys_file", (str,), "/root/.ssh/authorized_keys", "root's authorized_keys file", kind="path"),
         HostKey("min_ram_bytes", (int,), 16 * 1024**3, "RAM the guide recommends for ZFS (16 GB)", limits=(0, 2**63 - 1)),
         HostKey("max_load_per_cpu", (int, float), 2.0, "1-minute load per CPU above which the host is 'slow'", limits=(0, 10000)),
@@ -72,9 +75,11 @@ KEYS: dict[str, HostKey] = {
         HostKey("targets", (list,), [], "controller: hosts to reach, [{name, address, port}]"),
         # Run control (set with --data)
         HostKey("fix", (bool,), False, "queue the fixes of failing checks (dry-run with pyinfra --dry)"),
-        HostKey("allow_destructive", (bool,), False, "permit destructive fixes (also needs destructive_device naming this host and its disk)"),
+        HostKey("allow_destructive", (bool,), False, "permit destructive fixes (also needs destructive_device naming this host "
+                "and its disk)"),
         HostKey("allow_force_import", (bool,), False, "permit `zpool import -f` (can corrupt a pool in use elsewhere)"),
-        HostKey("destructive_device", (str,), "", "the device the operator names for a destructive fix: HOST:DEVICE[,HOST:DEVICE...]", kind="consent"),
+        HostKey("destructive_device", (str,), "", "the device the operator names for a destructive fix: "
+                "HOST:DEVICE[,HOST:DEVICE...]", kind="consent"),
         HostKey("host_timeout", (int, float), None, "seconds the host gets to answer its one batched gather (default: "
                 "its slowest probe's timeout + 32 s); past it the host is reported `timeout` and the run goes on",
                 limits=(1, 86400)),
@@ -178,7 +183,7 @@ def _type_names(key: HostKey) -> str:
 # -- grammar of values -------------------------------------------------------------------------------
 #
 # Checked when host data is loaded, so a value that could be read as an option or as something else
-# than a name never reaches a command (commands quote every value too: see keystone_checks.commands).
+# than a name never reaches a command (commands quote every value too: see keystone_checks.engine.commands).
 
 MAX_TEXT = 4096  # bytes of one host-data string (PATH_MAX); a longer value is refused, not truncated
 MAX_POOL = 239  # OpenZFS pool_namecheck: shorter than ZFS_MAX_DATASET_NAME_LEN - 2 - 2 * len("$ORIGIN")
@@ -345,7 +350,7 @@ def consented_device(value: str, host_name: str) -> str | None:
 
 def _names_problem(kind: str, value: Any) -> str | None:
     """What is wrong with a roles / check ids / tags / severity value, or None (catalog membership of
-    check ids and tags is judged where the catalog is known: keystone_checks/selection.py)."""
+    check ids and tags is judged where the catalog is known: keystone_checks/engine/selection.py)."""
     if isinstance(value, str) and (len(value) > MAX_TEXT or _CONTROL.search(value)):
         return f"{_shown(value)} is not valid; expected {GRAMMARS[kind]}"
     names = split_names(value)
@@ -399,9 +404,34 @@ def parse_cli_value(key: str, text: str) -> Any:
             return float(text)
         except ValueError:
             pass
-    if str in types:
+    if str in types and not ({list, dict} & set(types) and text.strip()[:1] in ("[", "{")):
         return text
     try:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def parse_data_pairs(items: list[str]) -> dict[str, Any]:
+    """``--data KEY=VALUE`` options -> host data, each value typed by :func:`parse_cli_value`. The one
+    parser of both front-ends: ``keystone-checks run --data`` and, re-read from the command line,
+    ``pyinfra --data`` (whose own parser would make ``pool=123`` an int)."""
+    data: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise KeystoneChecksError(f"--data {item}: expected KEY=VALUE")
+        data[key] = parse_cli_value(key, value)
+    return data
+
+
+def data_options(argv: list[str]) -> list[str]:
+    """The ``--data`` values of a command line (``--data K=V`` or ``--data=K=V``), in order."""
+    found: list[str] = []
+    for index, arg in enumerate(argv):
+        if arg == "--data" and index + 1 < len(argv):
+            found.append(argv[index + 1])
+        elif arg.startswith("--data="):
+            found.append(arg.removeprefix("--data="))
+    return found
+

@@ -9,13 +9,13 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from ..errors import HostDataError, KeystoneChecksError
+from ..facts import FACTS
+from ..facts.base import ProbeOutput
+from ..facts.batch import KILL_GRACE, STDOUT_LIMIT, Probe, ProbeBatch, new_marker, split_batch
 from . import templating
 from .catalog import Check
-from .errors import HostDataError, KeystoneChecksError
 from .evaluate import CheckResult, Outcome, _short, evaluate, result_for
-from .facts import FACTS
-from .facts.base import ProbeOutput
-from .facts.batch import KILL_GRACE, STDOUT_LIMIT, Probe, ProbeBatch, new_marker, split_batch
 from .plan import HostPlan, plan_host
 
 # A dependency that passed, or was repaired in this run, lets its dependents be evaluated.
@@ -68,7 +68,7 @@ def gather(host, probes: list[Probe], deadline: float | None = None, doing: str 
         if exc is not timer:
             raise
         _abandon(host)
-        raise HostTimeout(deadline, doing) from None
+        raise HostTimeout(deadline or 0, doing) from None
     finally:
         if timer is not None:
             timer.close()
@@ -142,6 +142,8 @@ def applies(check: Check, plan: HostPlan, parsed, context) -> CheckResult | None
     """Judge ``check.applies_when`` on its gathered value: None when the check applies, else the
     result: ``skipped`` (not applicable: gates nothing) or ``error`` (cannot tell whether it applies)."""
     rule = check.applies_when
+    if not rule:
+        return None
     name = rule["gather"]
     index = plan.probe_index.get(check.id, {}).get(name)
     value, error = parsed.get(index, (None, "probe was not run")) if index is not None else (None, "not gathered")

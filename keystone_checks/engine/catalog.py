@@ -23,9 +23,10 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from . import hostdata, shapes, templating, yamlsafe
-from .errors import CatalogError, CheckFileError
-from .paths import checks_dir, playbooks_dir
+from .. import yamlsafe
+from ..errors import CatalogError, CheckFileError
+from ..paths import checks_dir, playbooks_dir
+from . import hostdata, shapes, templating
 
 DEFAULT_CHECKS_DIR = checks_dir()
 
@@ -150,7 +151,7 @@ class Check:
 
     @property
     def symptom_patterns(self) -> list[re.Pattern]:
-        return [re.compile(s["regex"], re.IGNORECASE) if isinstance(s, dict) else re.compile(re.escape(s), re.IGNORECASE) for s in self.symptoms]
+        return [re.compile(s["regex"] if isinstance(s, dict) else re.escape(s), re.IGNORECASE) for s in self.symptoms]
 
 
 @lru_cache(maxsize=1)
@@ -182,7 +183,7 @@ def _to_python(node: yaml.Node, path: tuple, lines: _Lines, where: str, problems
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(v, path + (i,), lines, where, problems) for i, v in enumerate(node.value)]
-    assert isinstance(node, yaml.ScalarNode)
+    assert isinstance(node, yaml.ScalarNode)  # the composer makes only these three kinds
     return _scalar(node)
 
 
@@ -261,8 +262,8 @@ def _schema_message(error) -> str:
 
 
 def _semantic_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileError]:
-    from .facts import FACTS
-    from .operations import resolve_operation
+    from ..facts import FACTS
+    from ..operations import resolve_operation
 
     problems: list[CheckFileError] = []
 
@@ -289,7 +290,8 @@ def _semantic_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileE
         except LookupError as exc:
             add(("fix", "steps", i, "op"), f"fix.steps[{i}]: {exc}")
             continue
-        _check_call(getattr(op, "_inner", op), step.get("args", {}), ("fix", "steps", i, "args"), f"fix.steps[{i}]: operation {step['op']}", add)
+        _check_call(getattr(op, "_inner", op), step.get("args", {}), ("fix", "steps", i, "args"),
+                    f"fix.steps[{i}]: operation {step['op']}", add)
 
     guide = data.get("guide", {})
     known_sections = _guide_headings(guide.get("document", ""))
@@ -306,7 +308,7 @@ def _semantic_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileE
 
     for i, key in enumerate(data.get("requires_data") or []):
         if key not in _SAMPLE_CONTEXT:
-            add(("requires_data", i), f"requires_data: unknown host data key '{key}' (known keys: see keystone_checks/hostdata.py)")
+            add(("requires_data", i), f"requires_data: unknown host data key '{key}' (known keys: see keystone_checks/engine/hostdata.py)")
 
     problems.extend(_applies_when_problems(data, where, lines))
 
@@ -324,7 +326,7 @@ def _semantic_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileE
             if unknown:
                 bad_templates = True
                 add(path, f"check '{data.get('id')}': {where_in}: template {template!r} uses unknown host data "
-                          f"{sorted(unknown)} (known keys: see keystone_checks/hostdata.py)")
+                          f"{sorted(unknown)} (known keys: see keystone_checks/engine/hostdata.py)")
     if bad_templates:
         return problems
 
@@ -357,7 +359,7 @@ def _semantic_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileE
 @cache
 def _guide_headings(document: str) -> frozenset[str] | None:
     """The headings of a guide (read the way ``coverage`` reads them); None when it cannot be read."""
-    from . import coverage
+    from ..tools import coverage
 
     try:
         return frozenset(coverage.headings(coverage.guide_text(document)))
@@ -473,7 +475,8 @@ def validate(paths: list[Path], against: list[Path] | None = None) -> tuple[list
     return checks, problems
 
 
-def _catalog_problems(checks: list[Check], lines_by_path: dict[str, _Lines], blame: set[str] | frozenset[str] = frozenset()) -> list[CheckFileError]:
+def _catalog_problems(checks: list[Check], lines_by_path: dict[str, _Lines],
+                      blame: set[str] | frozenset[str] = frozenset()) -> list[CheckFileError]:
     """Problems between checks (duplicate ids, unknown or cyclic depends_on); a cycle is reported on a
     file in ``blame`` (the new files) when it runs through one."""
     problems: list[CheckFileError] = []
@@ -546,7 +549,7 @@ def _catalog_key(paths: list[Path]) -> str | None:
     import hashlib
 
     digest = hashlib.sha256()
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent  # the whole package: engine, facts, operations, schema
     try:
         # the guides too: validation checks each guide.section against their headings
         for source in sorted(package.rglob("*.py")) + sorted(package.glob("schema/*.json")) + sorted(package.glob("data/guides/*.md")):

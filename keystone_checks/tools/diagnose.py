@@ -45,13 +45,14 @@ import json
 import math
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 THRESHOLD = 0.62
-MESSAGES_DIR = Path(__file__).resolve().parent / "data" / "messages"
-FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "diagnose"
+MESSAGES_DIR = Path(__file__).resolve().parents[1] / "data" / "messages"
+FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "diagnose"
 CORPUS = FIXTURES / "corpus.yaml"
 EVAL_FILES = [FIXTURES / "frozen-test.yaml", FIXTURES / "dev.yaml", CORPUS]
 
@@ -175,7 +176,7 @@ def _bounded(pattern: str, limit: int = 256) -> str:
                 i += 2
                 continue
         elif ch in "+*" and out and out[-1] not in ("(", "|"):
-            out.append("{1,%d}" % limit if ch == "+" else "{0,%d}" % limit)
+            out.append(f"{{1,{limit}}}" if ch == "+" else f"{{0,{limit}}}")
             i += 1
             continue
         out.append(ch)
@@ -226,7 +227,7 @@ def _compile(pattern: str, where: str):
 
 def load_messages(directory: Path = MESSAGES_DIR, known: set[str] | None = None) -> list[Message]:
     """Read every messages/*.yaml; an unknown check id or a bad entry is an error naming file and entry."""
-    from . import yamlsafe
+    from .. import yamlsafe
 
     out: list[Message] = []
     for path in sorted(directory.glob("*.yaml")):
@@ -281,7 +282,7 @@ class Match:
 
 def fix_of(check) -> dict[str, Any]:
     """What to run (or do) about a check: the fix playbook, the run command, or the manual text."""
-    from .catalog import describe_fix
+    from ..engine.catalog import describe_fix
 
     fix = describe_fix(check)
     if fix.kind != "automated":
@@ -461,7 +462,7 @@ def rank(text: str, checks: Iterable[Any], limit: int | None = None) -> list[Mat
 
 def _load_eval(path: Path) -> tuple[list[dict], list[dict]]:
     """(cases, unrelated) of an eval file: frozen-test/dev format or the older corpus.yaml format."""
-    from . import yamlsafe
+    from .. import yamlsafe
 
     data = yamlsafe.load(path.read_text(), what=str(path)) or {}
     cases = [{"text": c["text"], "expect": list(c["expect"]), "source": c.get("source", "")} for c in data.get("cases", [])]
@@ -493,7 +494,9 @@ def evaluate(index: Index, path: Path) -> dict[str, Any]:
         got = [m.check.id for m in index.rank(u["text"], limit=3)]
         if got:
             false_positives.append({"source": u["source"], "got": got, "text": " ".join(u["text"].split())[:100]})
-    rate = (lambda k: round(k / total, 3) if total else 0.0)
+    def rate(k):
+        return round(k / total, 3) if total else 0.0
+
     return {"file": str(path), "cases": total, "top1": rate(top1), "top3": rate(top3), "no_match": rate(nomatch),
             "unrelated": len(unrelated), "unrelated_silent": len(unrelated) - len(false_positives),
             "misses": misses, "false_positives": false_positives}
@@ -521,8 +524,8 @@ def _print_eval(results: list[dict[str, Any]]) -> None:
 
 def _confirm(args, index: Index, text: str) -> int:
     """Run the candidate checks on ``--host`` and rank the causes by what it shows (confirm.py)."""
+    from ..errors import KeystoneChecksError
     from . import confirm
-    from .errors import KeystoneChecksError
 
     if not (args.host and args.inventory):
         print("keystone-checks diagnose: --host and -i INVENTORY go together", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Host-data placeholders in check files: plain substitution, never code.
 
-A check file may write ``{{ name }}`` where ``name`` is a host data key (keystone_checks/hostdata.py,
+A check file may write ``{{ name }}`` where ``name`` is a host data key (keystone_checks/engine/hostdata.py,
 plus ``host``). A value that is exactly one placeholder, ``"{{ disk }}"``, becomes the host's value
 itself (a str, an int, a list), so ``expect`` schemas can say ``minimum: "{{ min_disk_bytes }}"``;
 a placeholder inside a longer string is replaced by ``str(value)`` (``"/mnt{{ boot_mount }}"``).
@@ -34,7 +34,7 @@ NAMES = frozenset(hostdata.KEYS) | {"host"}
 
 HOW_TO = ("only plain placeholders `{{ name }}` naming a host data key are allowed (no `{% %}` blocks, "
           "filters, attributes, calls or expressions); write the value literally, or add the key to "
-          "keystone_checks/hostdata.py")
+          "keystone_checks/engine/hostdata.py")
 
 
 class TemplateProblem(Exception):
@@ -67,7 +67,7 @@ def render(value: Any, context: dict[str, Any]) -> Any:
     names = variables(value)
     unknown = sorted(names - NAMES)
     if unknown:
-        raise TemplateProblem(f"template {value!r} uses unknown host data {unknown} (known keys: see keystone_checks/hostdata.py)")
+        raise TemplateProblem(f"template {value!r} uses unknown host data {unknown} (known keys: see keystone_checks/engine/hostdata.py)")
     missing = sorted(n for n in names if n not in context)
     if missing:
         raise TemplateProblem(f"'{missing[0]}' is undefined (host data key missing for template {value!r})")

@@ -23,11 +23,12 @@ from typing import Any
 from pyinfra.api.exceptions import NestedOperationError
 from pyinfra.operations import python as python_ops
 
+from .. import secrets
+from ..operations import resolve_operation
 from . import hostdata, templating, waivers
 from .catalog import Check, Step
 from .evaluate import CheckResult, Outcome
-from .hostrun import blocking_dependencies, look
-from .operations import resolve_operation
+from .gather import blocking_dependencies, look
 from .plan import order_by_dependencies
 
 
@@ -73,6 +74,8 @@ class HostFixes:
             return
         commands: list[str] = []
         result.fix = {"risk": risk, "summary": fix.summary, "commands": commands}
+        metas: list[Any] = []
+        _QUEUED[id(result)] = (result, metas)
         try:
             for step in fix.steps:
                 op = resolve_operation(step.op)
@@ -80,10 +83,15 @@ class HostFixes:
                 # _timeout: a fix command that never returns fails this host's fix (pyinfra stops
                 # reading it) instead of holding every later operation of every host
                 meta = op(**args, name=f"fix {check.id}: {step.op}", _timeout=fix_timeout(self.context))  # runs at once when `now`
+                metas.append(meta)
                 commands.extend(_ran_commands(meta) if now else _planned_commands(self.state, self.host, meta))
-        except NestedOperationError:
-            result.outcome = Outcome.FIX_FAILED
-            result.message = f"fix operation failed on the host (see pyinfra's output): {result.message}"
+        except NestedOperationError as exc:
+            # the nested operation ran and failed: its output is on its meta, found by its hash
+            try:
+                metas.append(self.state.get_op_data_for_host(self.host, exc.args[0]).operation_meta)
+            except Exception:  # noqa: BLE001 - without its output the failure is still reported
+                pass
+            _mark_failed(result, "fix operation failed on the host")
             return
         except Exception as exc:  # noqa: BLE001 - a fix that cannot be queued is reported, never raised
             result.fix = {"risk": risk, "refused": f"could not queue fix: {exc}"}
@@ -101,6 +109,7 @@ class HostFixes:
 
     def recheck(self, check: Check, result: CheckResult) -> None:
         """Execute time, after the fix's operations: gather again, decide fixed / fix-failed."""
+        _QUEUED.pop(id(result), None)  # its operations succeeded: nothing to explain later
         try:
             again = look(self.host, [check], self.roles, self.context,
                          doing=f"re-checking {check.id} after its fix")[check.id]
@@ -199,6 +208,54 @@ def forces_import(steps) -> bool:
         if getattr(op, "forces_import", False):
             return True
     return False
+
+
+# -- fixes that did not complete ------------------------------------------------------------------
+
+# id(result) -> (result, the operations queued for its fix): after pyinfra ran them, why a fix that
+# did not complete failed is read from its operations' output.
+_QUEUED: dict[int, tuple[CheckResult, list[Any]]] = {}
+
+
+def settle(results, executed: bool) -> None:
+    """After the operations ran (``executed``): a fix still ``would-fix`` did not complete (its
+    operation failed, or pyinfra stopped the host before it): ``fix-failed``, with the failing
+    command's own error text in ``fix["error"]``. The one place both front-ends turn would-fix
+    into fix-failed."""
+    if not executed:
+        return
+    for result in results:
+        if result.outcome == Outcome.WOULD_FIX:
+            _mark_failed(result, "fix operation did not complete")
+
+
+def _mark_failed(result: CheckResult, what: str) -> None:
+    entry = _QUEUED.pop(id(result), None)
+    error = failure_text(entry[1]) if entry and entry[0] is result else None
+    if error is not None:
+        what = "fix operation failed on the host"
+    else:
+        error = ("not run: an earlier operation on this host failed or the host was dropped "
+                 "(pyinfra stops a host at its first failed operation)")
+    result.outcome = Outcome.FIX_FAILED
+    result.message = f"{what}: {error.splitlines()[-1] if error else ''} (was: {result.message})"
+    result.fix = {**(result.fix or {}), "error": error}
+
+
+ERROR_LINES = 20  # lines of a failing command's output kept in the report
+
+
+def failure_text(metas: list[Any]) -> str | None:
+    """The output of the first of ``metas`` (pyinfra OperationMeta) that ran and failed: its stderr
+    (else stdout), last :data:`ERROR_LINES` lines, secrets redacted. None when none of them failed."""
+    for meta in metas:
+        if getattr(meta, "_success", None) is not False:
+            continue
+        output = getattr(meta, "_combined_output", None)
+        lines = list(getattr(output, "stderr_lines", None) or getattr(output, "stdout_lines", None) or [])
+        text = "\n".join(line.rstrip() for line in lines[-ERROR_LINES:] if line.strip())
+        return secrets.redact(text) if text else "the command failed without output (see pyinfra's output)"
+    return None
 
 
 # -- the commands a fix runs -------------------------------------------------------------------------

@@ -12,7 +12,7 @@ Shape (documented by ``schema/report.schema.json``)::
                 "started_at": ISO-8601, "finished_at": ISO-8601,
                 "duration_s": 0.3, "results": [CheckResult...]}]}
 
-A failing result (fail, fix-failed, would-fix) also carries ``remedy`` (keystone_checks/remedy.py):
+A failing result (fail, fix-failed, would-fix) also carries ``remedy`` (keystone_checks/engine/remedy.py):
 the fix's summary and risk and the commands that run it, dry first, fix requested or not.
 """
 
@@ -25,12 +25,12 @@ import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import KeystoneChecksError
+from .. import __version__
+from ..errors import KeystoneChecksError
 from .evaluate import CheckResult, Outcome, is_failing
 from .remedy import with_commands
 
@@ -105,10 +105,10 @@ def build(phase: str, hosts: list[HostReport], started: float, finished: float, 
     for host in hosts:
         host_statuses[host.status] = host_statuses.get(host.status, 0) + 1
     host_dicts = [h.to_dict() for h in sorted(hosts, key=lambda h: h.name)]
-    for host in host_dicts:
-        for r in host["results"]:
+    for entry in host_dicts:
+        for r in entry["results"]:
             if r.get("remedy"):
-                r["remedy"] = with_commands(r["remedy"], phase, host["name"])
+                r["remedy"] = with_commands(r["remedy"], phase, entry["name"])
     return {
         "schema": SCHEMA_ID,
         "tool": {"name": "keystone-checks", "version": __version__},
@@ -215,4 +215,4 @@ def default_path(phase: str, when: float | None = None) -> Path:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(_finite(ts, 0.0), tz=timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(_finite(ts, 0.0), tz=UTC).isoformat(timespec="seconds")

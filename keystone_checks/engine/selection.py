@@ -17,11 +17,12 @@ The same rules for ``keystone-checks run``/``list`` and for the playbooks (host 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from .errors import KeystoneChecksError
+from ..errors import KeystoneChecksError
 from .hostdata import SEVERITIES, split_names
 
 
@@ -36,7 +37,7 @@ class Selection:
     severity: str = ""
 
     @classmethod
-    def from_values(cls, checks: Any = None, tags: Any = None, severity: Any = None) -> "Selection":
+    def from_values(cls, checks: Any = None, tags: Any = None, severity: Any = None) -> Selection:
         """From command-line or host-data values: lists, or strings separated by ','."""
         return cls(split_names(checks or []), split_names(tags or []), str(severity or "").strip())
 

@@ -1,7 +1,7 @@
 """``keystone-checks coverage``: does the catalog cover every section and cause of both guides?
 
-What must be covered is data (``keystone_checks/data/coverage.yaml``: each section and cause named
-in issue 3, with the guide's wording for each cause). Which checks cover it is computed from the
+What must be covered is data (``keystone_checks/data/coverage.yaml``: each section and cause the
+guides name, with the guide's wording for each cause). Which checks cover it is computed from the
 catalog: a check covers a section when its ``guide.document`` / ``guide.section`` equal the entry's,
 and a cause when its ``guide.cause`` also matches. For each entry the covering check ids and their
 fixes (operation names, the fix playbook, or ``manual``) are printed.
@@ -29,11 +29,11 @@ from pathlib import Path
 
 import yaml
 
-from . import yamlsafe
-from .catalog import DEFAULT_CHECKS_DIR, Check, describe_fix, validate
-from .errors import KeystoneChecksError
+from .. import yamlsafe
+from ..engine.catalog import DEFAULT_CHECKS_DIR, Check, describe_fix, validate
+from ..errors import KeystoneChecksError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SEEDS = REPO.parent / "shared" / "seeds"  # ../shared/seeds next to the repository, when present
 PLAYBOOKS_FIX = REPO / "playbooks" / "fix"
 

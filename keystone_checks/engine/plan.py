@@ -10,10 +10,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import KeystoneChecksError
+from ..facts import FACTS
+from ..facts.batch import Probe
 from . import hostdata, templating
 from .catalog import Check, load_catalog
-from .facts import FACTS
-from .facts.batch import Probe
 
 PHASES = ("preflight", "configuration", "network", "deployment", "boot", "zfs", "performance", "next-boot",
           "before-reboot", "recovery", "sweep")
@@ -37,14 +38,25 @@ class HostPlan:
 def checks_for_phase(catalog: list[Check], phase: str) -> list[Check]:
     """The phase's checks plus, transitively, every check they depend on (from any phase):
     a dependency outside the phase must still gate its dependents, never be silently ignored."""
+    return with_dependencies(catalog, [c.id for c in catalog if phase in c.phases], f"phase {phase}")
+
+
+def with_dependencies(catalog: list[Check], check_ids: list[str], what: str) -> list[Check]:
+    """``check_ids`` plus, transitively, every check they depend on, dependencies first (else catalog
+    order). The one dependency closure of a phase, a fix playbook and a diagnosis. An id the catalog
+    does not have is an error naming ``what`` asked for it (a playbook, a phase)."""
     by_id = {c.id: c for c in catalog}
-    wanted = {c.id for c in catalog if phase in c.phases}
-    stack = list(wanted)
+    unknown = [i for i in check_ids if i not in by_id]
+    if unknown:
+        raise KeystoneChecksError(f"{what}: unknown check id(s) {unknown}")
+    wanted: set[str] = set()
+    stack = list(check_ids)
     while stack:
-        for dep in by_id[stack.pop()].depends_on:
-            if dep in by_id and dep not in wanted:
-                wanted.add(dep)
-                stack.append(dep)
+        current = stack.pop()
+        if current in wanted:
+            continue
+        wanted.add(current)
+        stack.extend(dep for dep in by_id[current].depends_on if dep in by_id)
     return order_by_dependencies([c for c in catalog if c.id in wanted])
 
 

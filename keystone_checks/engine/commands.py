@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Any, Union
+from typing import Any
 
 from pyinfra.api import QuoteString, StringCommand
 
@@ -59,7 +59,7 @@ TO_STDERR = Syntax(">&2")
 EXIT_0 = Syntax("exit 0")
 EXIT_1 = Syntax("exit 1")
 
-Part = Union[str, int, Syntax, StringCommand]
+Part = str | int | Syntax | StringCommand
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

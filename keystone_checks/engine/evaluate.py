@@ -29,7 +29,7 @@ class Outcome(str, Enum):
     FIX_FAILED = "fix-failed"
     WOULD_FIX = "would-fix"
     # failed, but a waiver the operator wrote (reason, expiry) covers it: shown, never a pass, and
-    # not counted toward the exit status (keystone_checks/waivers.py)
+    # not counted toward the exit status (keystone_checks/engine/waivers.py)
     WAIVED = "waived"
 
     def __str__(self) -> str:

@@ -10,14 +10,15 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__, hostdata
-from .errors import KeystoneChecksError
+from .. import __version__
+from ..engine import hostdata
+from ..errors import KeystoneChecksError
 
 EXIT_UNKNOWN = 3  # report.EXIT_UNKNOWN; not imported so that a broken install still exits UNKNOWN from main()
 
 
 def cmd_validate(args) -> int:
-    from .catalog import DEFAULT_CHECKS_DIR, validate
+    from ..engine.catalog import DEFAULT_CHECKS_DIR, validate
 
     paths = [Path(p) for p in args.paths] or [DEFAULT_CHECKS_DIR]
     # files named on their own join the catalog: their ids, depends_on and cycles are checked against it
@@ -32,7 +33,7 @@ def cmd_validate(args) -> int:
 
 
 def _catalog(args):
-    from .catalog import DEFAULT_CHECKS_DIR, validate
+    from ..engine.catalog import DEFAULT_CHECKS_DIR, validate
 
     checks, problems = validate([Path(args.catalog)] if getattr(args, "catalog", None) else [DEFAULT_CHECKS_DIR])
     if problems:
@@ -42,7 +43,7 @@ def _catalog(args):
 
 def _check_phase_role(phase: str | None, role: str | None) -> None:
     """A phase or role name that does not exist is a usage error naming the valid ones, not an empty list."""
-    from .plan import PHASES
+    from ..engine.plan import PHASES
 
     if phase and phase not in PHASES:
         raise KeystoneChecksError(f"unknown phase {phase!r}; valid phases: {', '.join(PHASES)}")
@@ -51,14 +52,14 @@ def _check_phase_role(phase: str | None, role: str | None) -> None:
 
 
 def _selection(args):
-    from .selection import Selection
+    from ..engine.selection import Selection
 
     return Selection.from_values(",".join(args.checks), ",".join(args.tags), args.severity)
 
 
 def cmd_list(args) -> int:
-    from . import selection as sel
-    from .plan import checks_for_phase
+    from ..engine import selection as sel
+    from ..engine.plan import checks_for_phase
 
     _check_phase_role(args.phase, args.role)
     catalog = _catalog(args)
@@ -89,10 +90,11 @@ def cmd_show(args) -> int:
         raise KeystoneChecksError(f"no check with id '{args.id}'{hint}")
     print(f"{check.id}: {check.title}")
     print(f"  severity: {check.severity}   phases: {', '.join(check.phases)}   roles: {', '.join(check.roles)}")
-    from .selection import tags_of
+    from ..engine.selection import tags_of
 
     print(f"  tags:     {', '.join(tags_of(check)) or '-'}   (select with --tags)")
-    print(f"  guide:    {check.guide['document']} > {check.guide['section']}" + (f" > {check.guide['cause']}" if check.guide.get("cause") else ""))
+    cause = f" > {check.guide['cause']}" if check.guide.get("cause") else ""
+    print(f"  guide:    {check.guide['document']} > {check.guide['section']}{cause}")
     print(f"  why:      {check.why}")
     for name, spec in check.gather.items():
         print(f"  looks at: {name} = {spec.fact}({json.dumps(spec.args)})")
@@ -104,7 +106,7 @@ def cmd_show(args) -> int:
     if check.applies_when:
         print(f"  applies:  when {check.applies_when['description']} "
               f"({check.applies_when['gather']}: {json.dumps(check.applies_when['schema'])})")
-    from .catalog import describe_fix
+    from ..engine.catalog import describe_fix
 
     fix = describe_fix(check)
     if fix.kind == "manual":
@@ -118,27 +120,20 @@ def cmd_show(args) -> int:
 
 
 def cmd_coverage(args) -> int:
-    import importlib
+    from ..tools import coverage
 
-    try:
-        coverage = importlib.import_module("keystone_checks.coverage")
-    except ModuleNotFoundError as exc:
-        if exc.name != "keystone_checks.coverage":
-            raise  # coverage.py exists but one of its imports is missing: show that
-        raise KeystoneChecksError("`coverage` is not available yet: keystone_checks/coverage.py (the guide-coverage "
-                                  "report) has not landed in this checkout") from None
     return coverage.main(list(args.rest))
 
 
 def cmd_docs(args) -> int:
-    from . import docs
+    from ..tools import docs
 
     checks = _catalog(args)
     outputs = [(Path(args.output) if args.output else docs.DEFAULT_PATH, docs.render(checks), f"{len(checks)} checks")]
     # --output alone names the catalog page only; the fact reference goes where --facts-output says
     facts_path = Path(args.facts_output) if args.facts_output else None if args.output else docs.DEFAULT_FACTS_PATH
     if facts_path is not None:
-        from .facts import FACTS
+        from ..facts import FACTS
 
         try:
             outputs.append((facts_path, docs.render_facts(), f"{len(FACTS)} facts"))
@@ -154,7 +149,7 @@ def cmd_docs(args) -> int:
         for path, _, what in outputs:
             print(f"ok: {path} is up to date ({what})")
         return 0
-    from .report import write_atomic
+    from ..engine.outcome import write_atomic
 
     for path, text, what in outputs:
         write_atomic(path, text)
@@ -163,24 +158,14 @@ def cmd_docs(args) -> int:
 
 
 def cmd_diagnose(args) -> int:
-    from . import diagnose
+    from ..tools import diagnose
 
     return diagnose.main(args, _catalog(args))
 
 
-def _data_pairs(items: list[str]) -> dict:
-    data = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise KeystoneChecksError(f"--data {item}: expected KEY=VALUE")
-        data[key] = hostdata.parse_cli_value(key, value)
-    return data
-
-
 def _report_specs(args) -> list[tuple[str, str | None]]:
     """``--report FORMAT[:PATH]`` options (default: the console table), unknown formats refused."""
-    from .reports import parse_spec
+    from ..reports import parse_spec
 
     try:
         return [parse_spec(s) for s in args.report] or [("console", None)]
@@ -203,7 +188,7 @@ def _add_output_flags(p) -> None:
 
 
 def _output_options(args):
-    from .reports import Options, colour_wanted
+    from ..reports import Options, colour_wanted
 
     return Options(colour=colour_wanted(sys.stdout, args.no_color), verbose=args.verbose, quiet=args.quiet)
 
@@ -214,15 +199,15 @@ def _limit_patterns(args) -> list[str]:
 
 
 def cmd_run(args) -> int:
-    from . import apirun
+    from . import api as apirun
 
     apirun.patch()  # gevent first: before pyinfra/paramiko import socket and ssl users
-    from .reports import emit_reports
+    from ..reports import emit_reports
 
     specs = _report_specs(args)
     if not any(name == "console" for name, _ in specs) and not any(path in (None, "-") for _, path in specs):
         specs.insert(0, ("console", None))  # the operator at a terminal always sees the table
-    data = _data_pairs(args.data)
+    data = hostdata.parse_data_pairs(args.data)
     waivers_path = _run_selection(args, data, apirun)
     options = apirun.RunOptions(target=args.target, inventory=args.inventory,
                                 limit=_limit_patterns(args),
@@ -233,9 +218,9 @@ def cmd_run(args) -> int:
     logging.getLogger("pyinfra").setLevel(logging.CRITICAL)  # reasons are in the report, not in pyinfra's log lines
     result = apirun.run(options)
     if waivers_path:
-        from . import runner, waivers
+        from ..engine import pipeline, waivers
 
-        waivers.annotate_report(result, waivers_path, [c.id for c in runner.catalog()], stream=sys.stderr)
+        waivers.annotate_report(result, waivers_path, [c.id for c in pipeline.catalog()], stream=sys.stderr)
     ok = emit_reports(result, specs, options=_output_options(args))
     return result["summary"]["exit_code"] if ok else EXIT_UNKNOWN
 
@@ -244,8 +229,9 @@ def _run_selection(args, data: dict, apirun) -> str:
     """Check ``run``'s selection, roles, waivers and --dry up front (a usage error exits 3 before any
     host is contacted), then hand them to the engine as host data for every host. Returns the waivers
     file ('' for none)."""
-    from . import runner, selection as sel, waivers
-    from .plan import checks_for_phase
+    from ..engine import pipeline, waivers
+    from ..engine import selection as sel
+    from ..engine.plan import checks_for_phase
 
     target = apirun.resolve_target(args.target)
     if args.dry and not args.fix and not target.force_fix:
@@ -262,7 +248,7 @@ def _run_selection(args, data: dict, apirun) -> str:
         if problem:
             raise KeystoneChecksError(f"role: {problem}")
     chosen = _selection(args)
-    catalog = runner.catalog()
+    catalog = pipeline.catalog()
     if chosen:
         if target.check_ids is None:
             candidates = checks_for_phase(catalog, target.phase)
@@ -280,8 +266,8 @@ def _run_selection(args, data: dict, apirun) -> str:
 
 
 def cmd_merge(args) -> int:
-    from . import merge
-    from .reports import emit_reports
+    from ..reports import emit_reports
+    from ..tools import merge
 
     specs = _report_specs(args)
     shards = [(path, merge.load_shard(path)) for path in args.reports]
@@ -289,7 +275,7 @@ def cmd_merge(args) -> int:
     if args.inventory:
         from pyinfra.api import State
 
-        from .apirun import load_inventory, select_hosts
+        from .api import load_inventory, select_hosts
 
         inventory = load_inventory(args.inventory, State(check_for_changes=False))
         limit = _limit_patterns(args)
@@ -347,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--catalog", "--checks", dest="catalog", help="catalog directory")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("coverage", help="which guide sections have checks (keystone_checks/coverage.py)")
+    p = sub.add_parser("coverage", help="which guide sections have checks (keystone_checks/tools/coverage.py)")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the coverage report")
     p.set_defaults(func=cmd_coverage)
 
@@ -394,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--waivers", metavar="FILE", help="waivers file: YAML list of {check, hosts, reason, expires}; "
                                                      "a covered failure is reported 'waived' (README: Waivers)")
     p.add_argument("--report", action="append", default=[], metavar="FORMAT[:PATH]",
-                   help="console, json, junit, prometheus, nagios, html; no PATH or '-': stdout; PATH: a regular file, replaced atomically (repeatable)")
+                   help="console, json, junit, prometheus, nagios, html; no PATH or '-': stdout; "
+                        "PATH: a regular file, replaced atomically (repeatable)")
     p.add_argument("--connect-timeout", type=int, default=10, help="seconds (default 10)")
     _add_output_flags(p)
     p.set_defaults(func=cmd_run)
@@ -407,7 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-i", "--inventory", help="the whole fleet's inventory: hosts missing from every shard become unreachable")
     p.add_argument("--limit", action="append", default=[], help="with -i: only these hosts/groups are expected")
     p.add_argument("--report", action="append", default=[], metavar="FORMAT[:PATH]",
-                   help="console, json, junit, prometheus, nagios, html; no PATH or '-': stdout; PATH: a regular file, replaced atomically (repeatable)")
+                   help="console, json, junit, prometheus, nagios, html; no PATH or '-': stdout; "
+                        "PATH: a regular file, replaced atomically (repeatable)")
     p.add_argument("--max-age", default="2h", metavar="AGE",
                    help="a host last observed longer ago than this (e.g. 90m, 2h, 1d; default 2h) is reported "
                         "unreachable (stale), not with its old results")
@@ -421,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_lab(args) -> int:
-    from .lab import main as lab_main
+    from ..lab import main as lab_main
 
     return lab_main(args.rest)
 
