@@ -51,7 +51,7 @@ class HostReport:
     duration_s: float = 0.0
     results: list[CheckResult] = field(default_factory=list)
     # When this host was looked at (epoch seconds): a merged fleet report judges each host's age by
-    # its own time, not by the newest shard's. Created when the host's look starts (runner.check_host).
+    # its own time, not by the newest shard's. Created when the host's look starts (pipeline.check_host).
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None  # None: started_at + duration_s
 

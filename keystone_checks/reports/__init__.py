@@ -116,7 +116,7 @@ def emit_reports(report: dict[str, Any], specs: list[tuple[str, str | None]], st
                  options: Options | None = None) -> bool:
     """``write_reports`` plus one line per report written or failed on ``stderr``; True when all were written.
 
-    Shared by ``keystone-checks run``/``merge`` and the playbooks' at-exit recorder (runner.py).
+    Shared by ``keystone-checks run``/``merge`` and the playbooks' at-exit recorder (frontends/playbook.py).
     """
     stderr = stderr or sys.stderr
     written, failures = write_reports(report, specs, stdout, options)
