@@ -169,3 +169,37 @@ def test_failure_text_is_the_first_failed_operations_output_with_secrets_redacte
     assert "Incorrect key provided" in text and "hunter2-secret" not in text and "***" in text
     assert fixing.failure_text([_Meta(False, stdout=["refusing: pool is busy"])]) == "refusing: pool is busy"
     assert fixing.failure_text([_Meta(True), _Meta(None)]) is None
+
+
+# -- one playbook reader ------------------------------------------------------------------------------
+
+
+def test_one_playbook_reader_for_run_and_coverage(tmp_path, monkeypatch):
+    from keystone_checks.engine.pipeline import playbook_target
+    from keystone_checks.frontends.api import resolve_target
+    from keystone_checks.paths import playbooks_dir
+    from keystone_checks.tools.coverage import fix_playbooks
+
+    ids = {c.id for c in load_catalog()}
+    by_coverage = fix_playbooks()
+    for path in sorted((playbooks_dir() / "fix").glob("*.py")):
+        target = playbook_target(path)
+        assert target.force_fix and target.check_ids and set(target.check_ids) <= ids, path
+        for check_id in target.check_ids:
+            assert f"playbooks/fix/{path.name}" in by_coverage[check_id]
+    # the repository-relative form reports print works from any directory
+    monkeypatch.chdir(tmp_path)
+    name = sorted((playbooks_dir() / "fix").glob("*.py"))[0].name
+    assert resolve_target(f"playbooks/fix/{name}").check_ids == playbook_target(playbooks_dir() / "fix" / name).check_ids
+    assert resolve_target("sweep.py").phase == "sweep"
+    # arguments are read as literals, never run; a non-literal call is not a playbook
+    marker = tmp_path / "ran"
+    hostile = tmp_path / "hostile.py"
+    hostile.write_text(f"run_fix(__import__('os').system('touch {marker}'), ['pool-imported'])\n")
+    with pytest.raises(KeystoneChecksError, match="not a keystone-checks playbook"):
+        playbook_target(hostile)
+    assert not marker.exists()
+    wrong = tmp_path / "wrong.py"
+    wrong.write_text("run_fix('x', 'pool-imported')\n")  # a string, not a list of ids
+    with pytest.raises(KeystoneChecksError, match="not a keystone-checks playbook"):
+        playbook_target(wrong)

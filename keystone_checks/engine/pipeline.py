@@ -8,9 +8,11 @@ that decides an outcome is here or below (plan.py, gather.py, evaluate.py, fix.p
 
 from __future__ import annotations
 
+import ast
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pyinfra import logger
@@ -53,6 +55,29 @@ class Target:
         if self.check_ids is None:
             return checks_for_phase(checks, self.phase)
         return with_dependencies(checks, self.check_ids, f"fix playbook {self.phase.removeprefix('fix-')}")
+
+
+def playbook_target(path: Path) -> Target:
+    """What a playbook file runs, read from its ``run_phase("x")`` / ``run_fix("name", [ids])`` call
+    (literal arguments, parsed, never executed). The one reader of playbooks: ``keystone-checks run
+    FILE`` and coverage's list of fix playbooks both use it."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (OSError, UnicodeDecodeError, SyntaxError) as exc:
+        raise KeystoneChecksError(f"{path}: cannot parse playbook: {exc}") from None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            try:
+                args = [ast.literal_eval(a) for a in node.args]
+            except ValueError:
+                continue
+            if node.func.id == "run_phase" and len(args) == 1 and isinstance(args[0], str):
+                return Target(args[0], None)
+            if node.func.id == "run_fix" and len(args) == 2 and isinstance(args[0], str) \
+                    and isinstance(args[1], (list, tuple)) and all(isinstance(i, str) for i in args[1]):
+                return Target(f"fix-{args[0]}", list(args[1]), force_fix=True)
+    raise KeystoneChecksError(f"{path}: not a keystone-checks playbook "
+                              "(no run_phase(...)/run_fix(...) call with literal arguments)")
 
 
 def check_host(host, state, checks: list[Check] | Callable[[], list[Check]], force_fix: bool = False,

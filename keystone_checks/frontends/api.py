@@ -16,7 +16,6 @@ calls :func:`patch` first.
 
 from __future__ import annotations
 
-import ast
 import sys
 import time
 from collections.abc import Callable
@@ -43,31 +42,22 @@ def patch() -> None:
 
 def resolve_target(target: str) -> Target:
     """A phase name, or a playbook file that calls ``run_phase("x")`` / ``run_fix("name", [ids])``."""
-    from ..engine.pipeline import Target
+    from ..engine.pipeline import Target, playbook_target
     from ..engine.plan import PHASES
 
     if target in PHASES:
         return Target(target, None)
     path = Path(target)
-    if not path.exists() and (playbooks_dir() / target).exists():
-        path = playbooks_dir() / target
+    if not path.exists():
+        # a name under playbooks/ ("sweep.py", "fix/x.py") or a repository-relative path
+        # ("playbooks/fix/x.py", what reports print), in a checkout or an installed wheel alike
+        for candidate in (playbooks_dir() / target, playbooks_dir().parent / target):
+            if candidate.is_file():
+                path = candidate
+                break
     if not path.is_file():
         raise KeystoneChecksError(f"'{target}' is neither a phase ({', '.join(PHASES)}) nor a playbook file")
-    try:
-        tree = ast.parse(path.read_text(), filename=str(path))
-    except SyntaxError as exc:
-        raise KeystoneChecksError(f"{path}: cannot parse playbook: {exc}") from None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            try:
-                args = [ast.literal_eval(a) for a in node.args]
-            except ValueError:
-                continue
-            if node.func.id == "run_phase" and len(args) == 1:
-                return Target(args[0], None)
-            if node.func.id == "run_fix" and len(args) == 2:
-                return Target(f"fix-{args[0]}", list(args[1]), force_fix=True)
-    raise KeystoneChecksError(f"{path}: not a keystone-checks playbook (no run_phase(...)/run_fix(...) call with literal arguments)")
+    return playbook_target(path)
 
 
 # -- progress ------------------------------------------------------------------------------------

@@ -31,11 +31,13 @@ import yaml
 
 from .. import yamlsafe
 from ..engine.catalog import DEFAULT_CHECKS_DIR, Check, describe_fix, validate
+from ..engine.pipeline import playbook_target
 from ..errors import KeystoneChecksError
+from ..paths import playbooks_dir
 
 REPO = Path(__file__).resolve().parents[2]
 SEEDS = REPO.parent / "shared" / "seeds"  # ../shared/seeds next to the repository, when present
-PLAYBOOKS_FIX = REPO / "playbooks" / "fix"
+PLAYBOOKS_FIX = playbooks_dir() / "fix"  # the checkout's or the wheel's copy
 
 
 @dataclass
@@ -106,10 +108,12 @@ def fix_playbooks(directory: Path = PLAYBOOKS_FIX) -> dict[str, list[str]]:
     if not directory.is_dir():
         return found
     for path in sorted(directory.glob("*.py")):
-        text = path.read_text(encoding="utf-8")
-        for call in re.finditer(r"run_fix\(\s*['\"][^'\"]+['\"]\s*,\s*\[([^\]]*)\]", text):
-            for check_id in re.findall(r"['\"]([a-z0-9-]+)['\"]", call.group(1)):
-                found.setdefault(check_id, []).append(f"playbooks/fix/{path.name}")
+        try:
+            target = playbook_target(path)
+        except KeystoneChecksError:
+            continue  # not a fix playbook: nothing it fixes
+        for check_id in target.check_ids or []:
+            found.setdefault(check_id, []).append(f"playbooks/fix/{path.name}")
     return found
 
 
