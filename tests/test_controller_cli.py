@@ -93,8 +93,11 @@ def test_configuration_phase_keystone_v02(tmp_path, flake, configuration):
     report = _run(tmp_path, "configuration", {"flake": str(flake["v02"]), "nixos_configuration": configuration,
                                               "ssh_public_key_file": str(flake["pub"])})
     got = outcomes(report, "@local")
-    assert {k: got[k] for k in CONFIG_CHECKS} == CASES_V02[configuration]
     results = _results(report)
+    # on a mismatch, say why each check came out as it did (a probe timing out under load reads differently
+    # from a wrong verdict)
+    assert {k: got[k] for k in CONFIG_CHECKS} == CASES_V02[configuration], \
+        {k: results[k]["message"] for k in CONFIG_CHECKS if got[k] != CASES_V02[configuration][k] or got[k] == "error"}
     assert results["configuration-disko-device-set"]["evidence"]["options"]["keystone_version"] == "v0.2+"
     if configuration == "v02-mirror-one-disk":
         assert "mirror needs at least 2 devices" in str(results["configuration-disko-device-set"]["evidence"])
