@@ -718,6 +718,8 @@ SHAPES: dict[str, dict[str, Any]] = {
         "snapshots": INTEGER
     }),
 }
+# zfs.ImportedPools is zfs.PoolList for operations (exit 1 with the module unloaded = none imported): same value
+SHAPES["zfs.ImportedPools"] = SHAPES["zfs.PoolList"]
 
 
 # -- expect against shapes ------------------------------------------------------------------------
