@@ -55,6 +55,22 @@ _CONNECT = ("ok", "invalid", "timeout", "refused", "no-route", "unreachable", "u
 # zpool health / state words (zpool list health, zpool status state)
 POOL_HEALTH = one_of("ONLINE", "DEGRADED", "FAULTED", "OFFLINE", "REMOVED", "UNAVAIL", "SUSPENDED")
 
+# firewall.InputFirewall: the same verdict record for each address family
+_FIREWALL_FAMILY = record({
+    "allowed_only": array(STRING),
+    "decided_by": STRING,
+    "paths": array(record({
+        "allowed_only": array(STRING),
+        "backend": STRING,
+        "chain": STRING,
+        "decided_by": STRING,
+        "family": STRING,
+        "table": STRING,
+        "verdict": STRING
+    })),
+    "verdict": STRING
+})
+
 SHAPES: dict[str, dict[str, Any]] = {
     "boot.EspContents": record({
         "broken_entries": array(record({
@@ -193,34 +209,8 @@ SHAPES: dict[str, dict[str, Any]] = {
             "family": STRING,
             "table": STRING
         })),
-        "ipv4": record({
-            "allowed_only": array(STRING),
-            "decided_by": STRING,
-            "paths": array(record({
-                "allowed_only": array(STRING),
-                "backend": STRING,
-                "chain": STRING,
-                "decided_by": STRING,
-                "family": STRING,
-                "table": STRING,
-                "verdict": STRING
-            })),
-            "verdict": STRING
-        }),
-        "ipv6": record({
-            "allowed_only": array(STRING),
-            "decided_by": STRING,
-            "paths": array(record({
-                "allowed_only": array(STRING),
-                "backend": STRING,
-                "chain": STRING,
-                "decided_by": STRING,
-                "family": STRING,
-                "table": STRING,
-                "verdict": STRING
-            })),
-            "verdict": STRING
-        }),
+        "ipv4": _FIREWALL_FAMILY,
+        "ipv6": _FIREWALL_FAMILY,
         "nixos_firewall": nullable(STRING),
         "port": INTEGER,
         "port_allowed": BOOLEAN
