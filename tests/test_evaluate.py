@@ -33,6 +33,16 @@ def test_generic_wording_without_description():
     assert result.message == "expected zfs.loaded = true, found zfs.loaded = false"
 
 
+def test_a_failure_names_what_it_looked_at():
+    check = make_check(gather={"target": {"fact": "disks.TargetDisk", "args": {"path": "{{ disk }}"}},
+                               "pools": {"fact": "zfs.PoolList", "args": {}}},
+                       expect={"properties": {"target": {"properties": {"exists": {"const": True}}}}})
+    bad = evaluate(check, {"target": {"exists": False}, "pools": {}}, {"disk": "/dev/sdz"})
+    assert bad.message == ("expected target.exists = true, found target.exists = false "
+                           "(looked at: target: disks.TargetDisk path=/dev/sdz)")
+    assert evaluate(check, {"target": {"exists": True}, "pools": {}}, {"disk": "/dev/sdz"}).message == "ok"
+
+
 def test_template_with_missing_host_data_is_error_not_pass():
     check = make_check(expect={"properties": {"x": {"minimum": "{{ nowhere }}"}}})
     result = evaluate(check, {"x": 1}, {})

@@ -133,7 +133,31 @@ def evaluate(check: Check, data: dict[str, Any], context: dict[str, Any]) -> Che
         expected.append(_expected_text(error))
         found.append(_found_text(error))
     message = "; ".join(f"expected {e}, found {f}" for e, f in zip(expected, found))
+    target = looked_at(check, context)
+    if target:
+        message += f" (looked at: {target})"
     return result_for(check, Outcome.FAIL, message, expected=expected, found=found, evidence=data)
+
+
+def looked_at(check: Check, context: dict[str, Any]) -> str:
+    """What a failing check looked at, from its gather arguments as rendered for this host ("target:
+    disks.TargetDisk path=/dev/sdz"): the pool, disk or path an operator must know to act on the
+    failure. Facts without scalar arguments add nothing; host data never holds a secret (secrets.py)."""
+    parts = []
+    for name, spec in check.gather.items():
+        if not spec.args:
+            continue
+        try:
+            args = templating.render(spec.args, context)
+        except templating.TemplateProblem:
+            continue
+        # scalars only (a pool, a disk, a path, a port): a list of targets is in the evidence already
+        shown = " ".join(f"{key}={value if isinstance(value, str) else json.dumps(value)}"
+                         for key, value in args.items()
+                         if isinstance(value, (str, int, float, bool)) and value != "")
+        if shown:
+            parts.append(f"{name}: {spec.fact} {shown}")
+    return "; ".join(parts)
 
 
 def _leaf_errors(errors):
