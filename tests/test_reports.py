@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -116,16 +117,19 @@ def test_check_only_run_reports_every_fix_and_its_dry_command_works(real_run, tm
     marker = next(r for h, r in failing if r["check"] == "marker-file-present")
     remedy = marker["remedy"]
     assert (remedy["risk"], remedy["playbook"]) == ("safe", None)
-    assert remedy["dry"] == ["keystone-checks run sweep -i INVENTORY --limit @local --fix --dry",
-                             "pyinfra INVENTORY playbooks/sweep.py --limit @local --dry --data fix=true"]
-    assert remedy["apply"] == ["keystone-checks run sweep -i INVENTORY --limit @local --fix",
-                               "pyinfra -y INVENTORY playbooks/sweep.py --limit @local --data fix=true"]
+    # the commands name the inventory the run read (the report records it)
+    assert report["inventory"] == str(inventory)
+    inv = shlex.quote(str(inventory))
+    assert remedy["dry"] == [f"keystone-checks run sweep -i {inv} --limit @local --fix --dry",
+                             f"pyinfra {inv} playbooks/sweep.py --limit @local --dry --data fix=true"]
+    assert remedy["apply"] == [f"keystone-checks run sweep -i {inv} --limit @local --fix",
+                               f"pyinfra -y {inv} playbooks/sweep.py --limit @local --data fix=true"]
     tiny = next(r for h, r in failing if r["check"] == "root-is-tiny")
     assert tiny["remedy"] == {"summary": "no automated fix: see the guide section", "risk": "none", "playbook": None,
                               "dry": [], "apply": []}
 
     out = tmp_path / "dry.json"
-    args = remedy["dry"][0].replace("INVENTORY", str(inventory)).split()[1:]
+    args = shlex.split(remedy["dry"][0])[1:]
     done = run_sweep(inventory, {"json": out}, *args[4:], timeout=120, env={"KEYSTONE_CHECKS_DIR": str(E2E_CHECKS)})
     assert args[:4] == ["run", "sweep", "-i", str(inventory)]
     dry = json.loads(out.read_text())
@@ -158,3 +162,12 @@ def test_every_format_on_a_synthetic_fleet_with_failed_fixes():
         assert f'<pre class="fix-error">{error}</pre>' in html
         assert f"fix error: {error}" in console
     assert "fix error: " in writer("nagios")(report)
+
+
+def test_pyinfra_command_line_names_the_inventory_for_remedy_commands():
+    from keystone_checks.frontends.playbook import _inventory_argument
+
+    assert _inventory_argument(["pyinfra", "-y", "inv/fleet.py", "playbooks/sweep.py", "--data", "fix=true"]) == "inv/fleet.py"
+    assert _inventory_argument(["pyinfra", "--limit", "web1", "@local", "/opt/kc/playbooks/fix/load-keys.py"]) == "@local"
+    # a shape it does not know: no guess (the commands then say INVENTORY)
+    assert _inventory_argument(["pyinfra", "inv.py", "deploy.py"]) is None

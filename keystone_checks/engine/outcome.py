@@ -95,7 +95,10 @@ def exit_code(hosts: list[HostReport]) -> int:
     return assess(hosts)[0]
 
 
-def build(phase: str, hosts: list[HostReport], started: float, finished: float, dry_run: bool, fix_requested: bool) -> dict[str, Any]:
+def build(phase: str, hosts: list[HostReport], started: float, finished: float, dry_run: bool, fix_requested: bool,
+          inventory: str | None = None) -> dict[str, Any]:
+    """The report. ``inventory``: the inventory the run read, so each remedy's commands name it (else
+    they say INVENTORY)."""
     outcomes = {str(o): 0 for o in Outcome}
     for host in hosts:
         for r in host.results:
@@ -108,8 +111,8 @@ def build(phase: str, hosts: list[HostReport], started: float, finished: float, 
     for entry in host_dicts:
         for r in entry["results"]:
             if r.get("remedy"):
-                r["remedy"] = with_commands(r["remedy"], phase, entry["name"])
-    return {
+                r["remedy"] = with_commands(r["remedy"], phase, entry["name"], inventory)
+    data: dict[str, Any] = {
         "schema": SCHEMA_ID,
         "tool": {"name": "keystone-checks", "version": __version__},
         "phase": phase,
@@ -122,6 +125,9 @@ def build(phase: str, hosts: list[HostReport], started: float, finished: float, 
                     "unknown_because": reasons, "host_statuses": host_statuses},
         "hosts": host_dicts,
     }
+    if inventory:
+        data["inventory"] = inventory
+    return data
 
 
 def _finite(value: Any, default: float) -> float:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 GUIDES_DIR = Path(__file__).resolve().parents[1] / "data" / "guides"
-INVENTORY = "INVENTORY"  # placeholder: the report does not record which inventory file the run read
+INVENTORY = "INVENTORY"  # placeholder where the run did not say which inventory it read (a merged fleet report)
 NO_FIX = "no automated fix: see the guide section"
 
 
@@ -44,7 +44,7 @@ def describe_fix(check: Any) -> dict[str, Any]:
     return {"summary": NO_FIX, "risk": "none", "playbook": None}
 
 
-def with_commands(remedy: dict[str, Any], phase: str, host: str) -> dict[str, Any]:
+def with_commands(remedy: dict[str, Any], phase: str, host: str, inventory: str | None = None) -> dict[str, Any]:
     """``remedy`` plus ``dry`` and ``apply``: the ``keystone-checks run`` and ``pyinfra`` command
     lines that run this fix on ``host`` (empty for manual or no fix). The fix playbook when the check
     names one (it runs just that fix), else the phase's playbook with fixing on."""
@@ -58,7 +58,7 @@ def with_commands(remedy: dict[str, Any], phase: str, host: str) -> dict[str, An
     else:
         target = playbook
     q = shlex.quote
-    inventory = INVENTORY
+    inventory = q(inventory) if inventory else INVENTORY
     limit = f" --limit {q(host)}"
     consent = ""
     if out["risk"] == "destructive":  # fixing.refusal_for: the run's opt-in and this host's disk, named

@@ -135,7 +135,8 @@ def run(options: RunOptions, progress_factory: Callable[[int], Progress] | None 
     close(session)
     fix_requested = options.fix or target.force_fix
     data = report.build(target.phase, list(reports.values()), started, time.time(),
-                        dry_run=fix_requested and not executed, fix_requested=fix_requested)
+                        dry_run=fix_requested and not executed, fix_requested=fix_requested,
+                        inventory=options.inventory)
     for host in data["hosts"]:
         host["explained_by"] = explained.get(host["name"])
     return data

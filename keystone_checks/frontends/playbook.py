@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from pyinfra.api.state import StateStage
@@ -60,7 +61,8 @@ class Recorder:
                 self.hosts[host.name] = unreachable(host, failure, reason, _catalog_or_none())[0]
         settle_fixes(self.hosts.values(), executed)
         data = report.build(self.phase, list(self.hosts.values()), self.started, time.time(),
-                            dry_run=self.fix_requested and not executed, fix_requested=self.fix_requested)
+                            dry_run=self.fix_requested and not executed, fix_requested=self.fix_requested,
+                            inventory=_inventory_argument(sys.argv))
         if self.waivers_path:
             waivers.annotate_report(data, self.waivers_path, [c.id for c in catalog()], stream=sys.stdout)
         from ..reports import Options, colour_wanted, emit_reports, parse_spec, writer
@@ -77,6 +79,16 @@ class Recorder:
         sys.stdout.write("\n" + writer("console")(data, options))
         sys.stdout.flush()
         emit_reports(data, specs, stderr=sys.stdout, options=options)  # every format attempted; failures named one by one
+
+
+def _inventory_argument(argv: list[str]) -> str | None:
+    """The inventory of ``pyinfra [options] INVENTORY PLAYBOOK...``: the argument just before the first
+    playbook under a ``playbooks`` directory (None when the command line has another shape)."""
+    for index, arg in enumerate(argv[1:], start=1):
+        path = Path(arg)
+        if path.suffix == ".py" and "playbooks" in path.parts and index > 1 and not argv[index - 1].startswith("-"):
+            return argv[index - 1]
+    return None
 
 
 def _catalog_or_none():

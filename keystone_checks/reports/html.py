@@ -207,7 +207,7 @@ def _failing_section(report: dict[str, Any]) -> list[str]:
             more = f" … and {len(names) - FAILING_HOSTS_SHOWN} more" if len(names) > FAILING_HOSTS_SHOWN else ""
             remedy = r.get("remedy")
             if remedy and remedy.get("dry"):  # one command for every host this check fails on (--limit a,b,...)
-                remedy = with_commands(remedy, report["phase"], ",".join(names))
+                remedy = with_commands(remedy, report["phase"], ",".join(names), report.get("inventory"))
             fixline = ""
             if remedy:
                 fixline = f'<div class="fixline">fix ({escape(remedy["risk"])}): {escape(remedy["summary"])}'
