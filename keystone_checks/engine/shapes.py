@@ -55,6 +55,46 @@ _CONNECT = ("ok", "invalid", "timeout", "refused", "no-route", "unreachable", "u
 # zpool health / state words (zpool list health, zpool status state)
 POOL_HEALTH = one_of("ONLINE", "DEGRADED", "FAULTED", "OFFLINE", "REMOVED", "UNAVAIL", "SUSPENDED")
 
+# one step of the initrd unlock chain (luks.UnlockJournal)
+_UNLOCK_STEP = record({
+    "messages": array(STRING),
+    "result": nullable(STRING),
+    "seen": BOOLEAN,
+    "stopped": BOOLEAN,
+    "unit": STRING,
+    "unit_result": nullable(STRING)
+})
+
+# one key line of an authorized_keys file (ssh facts)
+_SSH_KEY = record({
+    "bits": INTEGER,
+    "comment": STRING,
+    "fingerprint": STRING,
+    "line": INTEGER,
+    "type": STRING
+})
+
+# one pool of `zpool list` (zfs.PoolList)
+_POOL_ENTRY = record({
+    "allocated": INTEGER,
+    "altroot": nullable(STRING),
+    "free": INTEGER,
+    "health": POOL_HEALTH,
+    "name": STRING,
+    "size": INTEGER
+})
+
+# one vdev row of `zpool status` (zfs.PoolStatus)
+_VDEV = record({
+    "cksum": STRING,
+    "depth": INTEGER,
+    "name": STRING,
+    "note": nullable(STRING),
+    "read": STRING,
+    "state": STRING,
+    "write": STRING
+})
+
 # firewall.InputFirewall: the same verdict record for each address family
 _FIREWALL_FAMILY = record({
     "allowed_only": array(STRING),
@@ -330,38 +370,10 @@ SHAPES: dict[str, dict[str, Any]] = {
         "failure": nullable(STRING),
         "keystone_chain": BOOLEAN,
         "steps": record({
-            "credstore-mount": record({
-                "messages": array(STRING),
-                "result": nullable(STRING),
-                "seen": BOOLEAN,
-                "stopped": BOOLEAN,
-                "unit": STRING,
-                "unit_result": nullable(STRING)
-            }),
-            "credstore-open": record({
-                "messages": array(STRING),
-                "result": nullable(STRING),
-                "seen": BOOLEAN,
-                "stopped": BOOLEAN,
-                "unit": STRING,
-                "unit_result": nullable(STRING)
-            }),
-            "import": record({
-                "messages": array(STRING),
-                "result": nullable(STRING),
-                "seen": BOOLEAN,
-                "stopped": BOOLEAN,
-                "unit": STRING,
-                "unit_result": nullable(STRING)
-            }),
-            "load-key": record({
-                "messages": array(STRING),
-                "result": nullable(STRING),
-                "seen": BOOLEAN,
-                "stopped": BOOLEAN,
-                "unit": STRING,
-                "unit_result": nullable(STRING)
-            })
+            "credstore-mount": _UNLOCK_STEP,
+            "credstore-open": _UNLOCK_STEP,
+            "import": _UNLOCK_STEP,
+            "load-key": _UNLOCK_STEP
         }),
         "systemd_initrd": BOOLEAN
     }),
@@ -429,13 +441,7 @@ SHAPES: dict[str, dict[str, Any]] = {
         "expected_fingerprint": nullable(STRING),
         "expected_key_valid": nullable(BOOLEAN),
         "invalid_lines": array(INTEGER),
-        "keys": array(record({
-            "bits": INTEGER,
-            "comment": STRING,
-            "fingerprint": STRING,
-            "line": INTEGER,
-            "type": STRING
-        }))
+        "keys": array(_SSH_KEY)
     }),
     "ssh.SshdAuthorizedKeys": record({
         "authorized_keys_command": STRING,
@@ -446,25 +452,13 @@ SHAPES: dict[str, dict[str, Any]] = {
         "files": array(record({
             "exists": BOOLEAN,
             "invalid_lines": array(INTEGER),
-            "keys": array(record({
-                "bits": INTEGER,
-                "comment": STRING,
-                "fingerprint": STRING,
-                "line": INTEGER,
-                "type": STRING
-            })),
+            "keys": array(_SSH_KEY),
             "path": STRING
         })),
         "found_in": array(STRING),
         "home": nullable(STRING),
         "invalid": array(STRING),
-        "keys": array(record({
-            "bits": INTEGER,
-            "comment": STRING,
-            "fingerprint": STRING,
-            "line": INTEGER,
-            "type": STRING
-        })),
+        "keys": array(_SSH_KEY),
         "login_permitted": BOOLEAN,
         "permit_root_login": STRING,
         "pubkey_authentication": STRING,
@@ -649,22 +643,8 @@ SHAPES: dict[str, dict[str, Any]] = {
     }),
     "zfs.PoolList": record({
         "imported": BOOLEAN,
-        "pool": nullable(record({
-            "allocated": INTEGER,
-            "altroot": nullable(STRING),
-            "free": INTEGER,
-            "health": POOL_HEALTH,
-            "name": STRING,
-            "size": INTEGER
-        })),
-        "pools": array(record({
-            "allocated": INTEGER,
-            "altroot": nullable(STRING),
-            "free": INTEGER,
-            "health": POOL_HEALTH,
-            "name": STRING,
-            "size": INTEGER
-        }))
+        "pool": nullable(_POOL_ENTRY),
+        "pools": array(_POOL_ENTRY)
     }),
     "zfs.PoolStatus": record({
         "error_files": array(STRING),
@@ -679,24 +659,8 @@ SHAPES: dict[str, dict[str, Any]] = {
         "scrub_running": BOOLEAN,
         "state": nullable(POOL_HEALTH),
         "status": nullable(STRING),
-        "unhealthy_vdevs": array(record({
-            "cksum": STRING,
-            "depth": INTEGER,
-            "name": STRING,
-            "note": nullable(STRING),
-            "read": STRING,
-            "state": STRING,
-            "write": STRING
-        })),
-        "vdevs": array(record({
-            "cksum": STRING,
-            "depth": INTEGER,
-            "name": STRING,
-            "note": nullable(STRING),
-            "read": STRING,
-            "state": STRING,
-            "write": STRING
-        }))
+        "unhealthy_vdevs": array(_VDEV),
+        "vdevs": array(_VDEV)
     }),
     "zfs.SnapshotHolds": record({
         "holds": array(record({
