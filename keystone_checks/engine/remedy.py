@@ -89,25 +89,39 @@ def guide_link(guide: dict[str, Any] | None) -> str | None:
     return path.as_uri() + (f"#{anchor}" if anchor else "")
 
 
-def text_lines(r: dict[str, Any]) -> list[str]:
-    """A result's fix as plain text lines (JUnit, e-mail, any text format): what this run did with
-    it (queued, ran, refused, the failing command's error), the catalog's fix with its commands, dry
-    first, and the guide section with its link."""
-    out: list[str] = []
+def fix_sections(r: dict[str, Any]) -> list[tuple[str, str, str, dict[str, list[str]]]]:
+    """What a report shows of a result's fix, in order, for every writer to render its own way:
+    ``(kind, label, text, commands)``. Kinds: ``ran`` (this run's fix commands, queued or run),
+    ``error`` (the failing command's own text), ``refused``, ``remedy`` (the catalog's fix; commands
+    ``dry`` then ``apply``), ``manual`` (a manual fix this run carried, when there is no remedy)."""
+    out: list[tuple[str, str, str, dict[str, list[str]]]] = []
     fix = r.get("fix") or {}
     if fix.get("commands") and r.get("outcome") in ("would-fix", "fix-failed"):
-        out += [f"{'queued' if r['outcome'] == 'would-fix' else 'ran'}: $ {c}" for c in fix["commands"]]
+        out.append(("ran", "queued" if r["outcome"] == "would-fix" else "ran", "", {"ran": list(fix["commands"])}))
     if fix.get("error"):
-        out.append(f"fix error: {fix['error']}")
+        out.append(("error", "fix error", str(fix["error"]), {}))
     if fix.get("refused"):
-        out.append(f"fix refused: {fix['refused']}")
+        out.append(("refused", "fix refused", str(fix["refused"]), {}))
     remedy = r.get("remedy")
     if remedy:
-        out.append(f"fix ({remedy['risk']}): {remedy['summary']}")
-        out += [f"dry run first: $ {c}" for c in remedy.get("dry", [])]
-        out += [f"then: $ {c}" for c in remedy.get("apply", [])]
+        out.append(("remedy", f"fix ({remedy['risk']})", remedy["summary"],
+                    {"dry": list(remedy.get("dry", [])), "apply": list(remedy.get("apply", []))}))
     elif fix.get("manual"):
-        out.append(f"fix (manual): {fix['manual']}")
+        out.append(("manual", "fix (manual)", str(fix["manual"]), {}))
+    return out
+
+
+def text_lines(r: dict[str, Any]) -> list[str]:
+    """A result's fix as plain text lines (JUnit, e-mail, any text format): :func:`fix_sections`,
+    then the guide section with its link."""
+    out: list[str] = []
+    for kind, label, text, commands in fix_sections(r):
+        if kind == "ran":
+            out += [f"{label}: $ {c}" for c in commands["ran"]]
+            continue
+        out.append(f"{label}: {text}")
+        out += [f"dry run first: $ {c}" for c in commands.get("dry", [])]
+        out += [f"then: $ {c}" for c in commands.get("apply", [])]
     guide = r.get("guide") or {}
     if guide.get("section"):
         link = guide_link(guide)

@@ -23,7 +23,7 @@ from html import escape
 from typing import Any
 
 from ..engine.evaluate import is_failing, outcome_rank, severity_rank, worst_first
-from ..engine.remedy import guide_link, with_commands
+from ..engine.remedy import fix_sections, guide_link, with_commands
 from . import DEFAULT, Options
 from .safe_text import scrub
 
@@ -125,25 +125,22 @@ def _guide_html(guide: dict[str, Any]) -> str:
 
 
 def _remedy_html(r: dict[str, Any]) -> str:
+    def commands(lines: list[str]) -> str:
+        return escape("\n".join(f"$ {c}" for c in lines))
+
     parts = []
-    fix = r.get("fix") or {}
-    if fix.get("commands") and r["outcome"] in ("would-fix", "fix-failed"):
-        parts.append(f"<dt>{'queued' if r['outcome'] == 'would-fix' else 'ran'}</dt><dd><pre class=\"cmd\">"
-                     + escape("\n".join(f"$ {c}" for c in fix["commands"])) + "</pre></dd>")
-    if fix.get("error"):
-        parts.append(f'<dt>fix error</dt><dd><pre class="fix-error">{escape(str(fix["error"]))}</pre></dd>')
-    if fix.get("refused"):
-        parts.append(f'<dt>fix refused</dt><dd class="fix">{escape(str(fix["refused"]))}</dd>')
-    remedy = r.get("remedy")
-    if remedy:
-        parts.append(f'<dt>fix ({escape(remedy["risk"])})</dt><dd class="fix">{escape(remedy["summary"])}')
-        if remedy.get("dry"):
-            parts.append('<div>dry run first:</div><pre class="cmd dry">' + escape("\n".join(f"$ {c}" for c in remedy["dry"]))
-                         + '</pre><div>then:</div><pre class="cmd apply">'
-                         + escape("\n".join(f"$ {c}" for c in remedy["apply"])) + "</pre>")
-        parts.append("</dd>")
-    elif fix.get("manual"):
-        parts.append(f"<dt>fix (manual)</dt><dd class=\"fix\">{escape(fix['manual'])}</dd>")
+    for kind, label, text, cmds in fix_sections(r):
+        parts.append(f"<dt>{escape(label)}</dt>")
+        if kind == "ran":
+            parts.append(f'<dd><pre class="cmd">{commands(cmds["ran"])}</pre></dd>')
+        elif kind == "error":
+            parts.append(f'<dd><pre class="fix-error">{escape(text)}</pre></dd>')
+        else:
+            parts.append(f'<dd class="fix">{escape(text)}')
+            if cmds.get("dry"):
+                parts.append(f'<div>dry run first:</div><pre class="cmd dry">{commands(cmds["dry"])}</pre>'
+                             f'<div>then:</div><pre class="cmd apply">{commands(cmds["apply"])}</pre>')
+            parts.append("</dd>")
     return "".join(parts)
 
 
