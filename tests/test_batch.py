@@ -262,3 +262,44 @@ def test_a_probe_may_use_the_batch_s_own_variable_names():
     ])
     assert (results[0].exit_code, results[0].stdout) == (3, ["port 22"]), results[0]
     assert (results[1].exit_code, results[1].stdout) == (0, ["b"])
+
+
+def test_a_probe_that_writes_files_is_bounded_by_a_pipe_not_a_file_size_limit(tmp_path):
+    """nix writes its store database and eval cache while it answers: a file-size limit on the
+    probe would stop those writes ("File too large"), so such a probe's stdout goes through head."""
+    big = tmp_path / "cache.sqlite"
+    small = tmp_path / "not-nix"
+    write = f"head -c 3000000 /dev/zero > {big}; wc -c < {big}"
+    results = run_batch([
+        Probe("nix-like", write, writes_files=True),
+        Probe("nix-like-loud", "yes 'nix says' | head -c 5000000", writes_files=True),
+        Probe("reader", f"head -c 3000000 /dev/zero > {small}; wc -c < {small}"),
+    ])
+    assert results[0].exit_code == 0 and results[0].stdout == ["3000000"]
+    assert results[1].truncated and results[1].stdout == []
+    # an ordinary probe keeps the limit on every file it writes: the write is refused, not killed with a core
+    assert small.stat().st_size <= STDOUT_LIMIT + 512
+    assert "File too large" in results[2].stderr_text()
+
+
+def test_a_probe_costs_one_fork_beyond_its_own_commands():
+    """Host CPU per sweep is mostly process creation: no `head`, `timeout` or `sh -c` per probe.
+    Counted from the processes the batch leaves in the kernel's accounting (ps after the fact
+    cannot see them), via strace when the machine has it."""
+    import shutil
+
+    import pytest
+
+    if shutil.which("strace") is None:
+        pytest.skip("strace not installed")
+    marker = new_marker()
+    probes = [Probe(f"p{i}", ": builtin only") for i in range(20)]
+    script = render_batch(probes, marker)
+    done = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", "/dev/stderr", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=60)
+    execs = [line for line in done.stderr.splitlines() if "execve(" in line and "ENOENT" not in line]
+    programs = [line.split('"')[1].rsplit("/", 1)[-1] for line in execs if '"' in line]
+    # sh itself, mktemp, one sleep per watchdog, cat, base64, rm: nothing per probe
+    assert programs.count("head") == 0, programs
+    assert len(programs) <= 8, programs
+    assert [r.exit_code for r in split_batch(done.stdout.split("\n"), marker, 20)] == [0] * 20

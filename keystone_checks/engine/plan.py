@@ -106,7 +106,8 @@ def plan_host(checks: list[Check], roles: list[str], context: dict[str, Any]) ->
                 if key not in keys:
                     keys[key] = len(plan.probes)
                     plan.probes.append(Probe(key=key, command=str(fact.command(**args)),
-                                             requires=fact.requires, timeout=fact.timeout))
+                                             requires=fact.requires, timeout=fact.timeout,
+                                             writes_files=fact.writes_files))
                 indexes[gather_name] = keys[key]
         except templating.TemplateProblem as exc:
             plan.problems[check.id] = f"host data problem: {exc}"

@@ -44,6 +44,8 @@ class KeystoneFact(FactBase):
     - ``ok_exit_codes``: exit codes that still carry data (e.g. ``cryptsetup status`` exits 4 when
       the mapping is inactive, which is an answer, not a failure).
     - ``timeout``: seconds before the command is killed (-> ``error``: timed out).
+    - ``writes_files``: the command writes files of its own (nix: store database, eval cache), so
+      the batch bounds its stdout with a pipe, not a file-size limit that would stop those writes.
 
     and may override :meth:`parse` when the exit code or stderr is part of the answer.
     """
@@ -52,6 +54,7 @@ class KeystoneFact(FactBase):
     requires: str | None = None
     ok_exit_codes: frozenset[int] = frozenset({0})
     timeout: int = 20
+    writes_files: bool = False
 
     def requires_command(self, *args, **kwargs) -> str | None:  # pyinfra API
         return self.requires

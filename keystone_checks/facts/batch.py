@@ -39,27 +39,39 @@ class Probe:
     command: str
     requires: str | None = None
     timeout: int = 20
+    # The command writes files of its own (nix's store database, eval cache): its stdout is bounded
+    # through a pipe into `head -c` instead of a file-size limit, which would also stop those writes.
+    writes_files: bool = False
+
+
+# `ulimit -f` counts 512-byte blocks (dash, busybox, bash as sh): the limit + one block, so a probe
+# printing one byte over STDOUT_LIMIT is still told from one printing exactly the limit.
+_FSIZE_BLOCKS = STDOUT_LIMIT // 512 + 1
+NO_BOUND = "cannot bound the probe's output (ulimit -f failed): not run"
 
 
 def render_batch(probes: list[Probe], marker: str) -> str:
     """The shell script running every probe, each in its own delimited section.
 
-    Probes run concurrently (each in a background subshell writing its whole section to its own
-    file in a private ``mktemp -d`` directory), so a host answers in the time of its slowest probe,
-    not the sum of all; one ``cat | base64`` prints the sections in probe order. No ``mktemp``
-    (or no base64): one line saying so and nothing run, never a predictable path in /tmp.
+    Probes run concurrently, each in one background subshell writing its stdout, stderr and exit
+    status to its own files in a private ``mktemp -d`` directory, so a host answers in the time of
+    its slowest probe, not the sum of all; one ``cat | base64`` prints the sections in probe order.
+    No ``mktemp`` (or no base64): one line saying so and nothing run, never a predictable path in
+    /tmp.
 
-    A probe's stdout goes through ``head -c`` (one byte over :data:`STDOUT_LIMIT`, so the engine
-    can tell "too large" from "exactly the limit"); it records its own pid (``/proc/self/stat``,
-    read by a builtin) and its exit status (an EXIT trap). Host CPU is what a fleet sweep spends
-    most of (docs/benchmarks.md): a probe costs three forks and one exec (``head``) beyond its own
-    commands, the batch one ``base64``; no ``timeout`` + ``sh -c`` per probe. One watchdog per distinct timeout
-    sleeps, then kills what is still running of its probes (the whole process tree, found with
-    ``pgrep -P``) and marks them timed out (exit code 124, as GNU ``timeout`` would). A probe that
-    does not end within :data:`KILL_GRACE` seconds of that (uninterruptible sleep, D state, e.g.
-    ``zpool status`` on a suspended pool; or a child that escaped and holds its output open) is
-    not waited for: the watchdog writes its section (timed out, "could not be killed") and kills
-    the section's shell, so the batch still ends and reports every other probe.
+    Host CPU is what a fleet sweep spends most of (docs/benchmarks.md), so a probe costs one fork
+    beyond its own commands: its stdout is bounded by a file-size limit (``ulimit -f``, a builtin;
+    ``SIGXFSZ`` ignored, so an over-long writer gets "File too large" and ends instead of dumping
+    core) rather than a ``head`` per probe; an EXIT trap writes its exit status; its stderr is cut
+    to :data:`STDERR_LIMIT` by one ``head`` only when it wrote any. A probe marked
+    ``writes_files`` pipes through ``head -c`` instead (one byte over the limit).
+
+    One watchdog per distinct timeout sleeps, then kills what is still running of its probes (the
+    whole process tree, found with ``pgrep -P``) and marks them timed out (exit code 124, as GNU
+    ``timeout`` would). Nothing waits on a pipe, so a probe whose process does not die (D state,
+    e.g. ``zpool status`` on a suspended pool) or a child that escaped cannot hold the batch; the
+    watchdog gives killed processes :data:`KILL_GRACE` seconds and names a probe whose process is
+    still there ("could not be killed") so the operator knows the command hangs in the kernel.
     """
     q = shell_quote
     lines = [
@@ -72,58 +84,74 @@ def render_batch(probes: list[Probe], marker: str) -> str:
         # Fail closed: a predictable fallback path would let a local user plant a symlink that root
         # then writes through.
         f'kc_t=$(mktemp -d) && [ -d "$kc_t" ] || {{ echo \'{marker}:NOTMP\'; exit 0; }}',
-        # stop first so the tree cannot grow while it is walked
-        'kc_tree() { kill -STOP "$1" 2>/dev/null; for kc_c in $(pgrep -P "$1" 2>/dev/null); do kc_tree "$kc_c"; done; '
-        'kill -KILL "$1" 2>/dev/null; }',
     ]
     for index, probe in enumerate(probes):
         guard = ""
         if probe.requires:
             guard = (f"command -v {q(probe.requires)} >/dev/null 2>&1 || "
                      f"{{ echo {q(probe.requires + ': command not found')} >&2; exit {EXIT_NOT_FOUND}; }}\n")
+        # The trap's path is expanded now: a probe may use any variable name, kc_t included.
+        status = f"trap \"printf '\\\\n%s\\\\n' '{marker}:{index}:RC:'\\$? >'$kc_t/r{index}'\" EXIT"
+        header = f"printf '%s\\n' '{marker}:{index}:OUT' >\"$kc_t/o{index}\"\n"
+        lines.append(f"printf '\\n%s\\n' '{marker}:{index}:ERR' >\"$kc_t/m{index}\"")
         # The command sits on lines of its own inside a subshell: its `exit` ends only itself, and a
         # trailing comment or here-document in it cannot swallow the section's closing lines.
-        # `p<i>` holds the running probe's pid and is emptied when its output is complete, `r<i>`
-        # its exit status, `x<i>` says "timed out".
-        lines.append(
-            f"( echo '{marker}:{index}:OUT'\n"
-            # The trap's path is expanded now: a probe may use any variable name, kc_t included.
-            f"( trap \"echo \\$? >'$kc_t/r{index}'\" EXIT; read kc_p kc_x <\"/proc/self/stat\" && echo \"$kc_p\" >\"$kc_t/p{index}\"\n"
-            f"{guard}{probe.command}\n"
-            f") </dev/null 2>\"$kc_t/e{index}\" | head -c {STDOUT_LIMIT + 1}\n"
-            f": >\"$kc_t/p{index}\"; kc_rc=-1; read kc_rc <\"$kc_t/r{index}\"\n"
-            f"[ -f \"$kc_t/x{index}\" ] && kc_rc={EXIT_TIMEOUT}\n"
-            f"echo; echo '{marker}:{index}:ERR'\n"
-            f"if [ -s \"$kc_t/e{index}\" ]; then head -c {STDERR_LIMIT} \"$kc_t/e{index}\"; echo; fi\n"
-            f"echo \"{marker}:{index}:RC:$kc_rc\" ) >\"$kc_t/s{index}\" &\n"
-            f"kc_s{index}=$!"
-        )
+        if probe.writes_files:
+            lines.append(
+                f"{header}{{ ( {status}\n{guard}{probe.command}\n) </dev/null 2>\"$kc_t/e{index}\" "
+                f"| head -c {STDOUT_LIMIT + 1}; }} >>\"$kc_t/o{index}\" &")
+        else:
+            lines.append(
+                f"{header}( {status}; trap '' XFSZ\n"
+                f"ulimit -S -f {_FSIZE_BLOCKS} || {{ echo {q(NO_BOUND)} >&2; exit {EXIT_NOT_FOUND}; }}\n"
+                f"{guard}{probe.command}\n"
+                f") </dev/null >>\"$kc_t/o{index}\" 2>\"$kc_t/e{index}\" &")
+        lines.append(f"kc_s{index}=$!")
     groups: dict[int, list[int]] = {}
     for index, probe in enumerate(probes):
         groups.setdefault(probe.timeout, []).append(index)
+    if groups:
+        # kc_tree: stop first so the tree cannot grow while it is walked; records what it killed.
+        # kc_alive: the process still exists and is not a zombie (state after the last ") ").
+        lines.append(
+            'kc_tree() { kill -STOP "$1" 2>/dev/null; kc_d="$kc_d $1"; '
+            'for kc_c in $(pgrep -P "$1" 2>/dev/null); do kc_tree "$kc_c"; done; kill -KILL "$1" 2>/dev/null; }\n'
+            'kc_alive() { read -r kc_l <"/proc/$1/stat" 2>/dev/null || return 1; kc_l=${kc_l##*) }; '
+            'case $kc_l in Z*|X*|x*) return 1;; esac; }')
     unkillable = f"probe did not end within {KILL_GRACE}s of being killed (uninterruptible?): not waited for"
     for seconds, indexes in sorted(groups.items()):
         members = " ".join(map(str, indexes))
         lines.append(
-            f"( trap 'kill $! 2>/dev/null; exit 0' TERM; sleep {int(seconds)} & wait $!\n"
-            f"kc_k=; for kc_i in {members}; do read kc_p <\"$kc_t/p$kc_i\" || continue; "
-            f"[ -n \"$kc_p\" ] || continue; : >\"$kc_t/x$kc_i\"; kc_tree \"$kc_p\"; kc_k=\"$kc_k $kc_i\"; done\n"
-            # Killed probes get KILL_GRACE seconds to end; the sections still waiting after that are
-            # written here (`t<i>`, preferred by the final cat) and their shells killed.
-            f"kc_n=0; while [ -n \"$kc_k\" ] && [ $kc_n -lt {KILL_GRACE * 10} ]; do kc_l=; "
-            f"for kc_i in $kc_k; do [ -s \"$kc_t/p$kc_i\" ] && kc_l=\"$kc_l $kc_i\"; done; kc_k=$kc_l; "
+            # The batch ends a watchdog by killing its sleep (pid in z<seconds>): wait then fails and
+            # the watchdog exits without touching a probe. A TERM trap instead leaked the sleep when
+            # the signal came while the watchdog was starting it (1 in 10 fast batches, dash).
+            f"( sleep {int(seconds)} & echo $! >\"$kc_t/z{seconds}\"; wait $! || exit 0\n"
+            f"kc_k=; for kc_i in {members}; do [ -f \"$kc_t/r$kc_i\" ] && continue; "
+            f"kc_d=; eval \"kc_tree \\$kc_s$kc_i\"; eval \"kc_d$kc_i=\\$kc_d\"; kc_k=\"$kc_k $kc_i\"; "
+            f"printf '\\n%s\\n' '{marker}:'$kc_i':RC:{EXIT_TIMEOUT}' >\"$kc_t/r$kc_i\"; done\n"
+            f"kc_n=0; while [ -n \"$kc_k\" ] && [ $kc_n -lt {KILL_GRACE * 10} ]; do kc_l2=; "
+            f"for kc_i in $kc_k; do eval \"kc_d=\\$kc_d$kc_i\"; for kc_p in $kc_d; do "
+            f"if kc_alive \"$kc_p\"; then kc_l2=\"$kc_l2 $kc_i\"; break; fi; done; done; kc_k=$kc_l2; "
             f"[ -n \"$kc_k\" ] && sleep 0.1; kc_n=$((kc_n + 1)); done\n"
-            f"for kc_i in $kc_k; do printf '%s\\n' '{marker}:'$kc_i':OUT' '' '{marker}:'$kc_i':ERR' "
-            f"{q(unkillable)} '{marker}:'$kc_i':RC:{EXIT_TIMEOUT}' >\"$kc_t/t$kc_i\"; "
-            f"eval \"kc_tree \\$kc_s$kc_i\"; done ) >/dev/null 2>&1 &\n"
+            f"for kc_i in $kc_k; do printf '\\n%s' {q(unkillable)} >\"$kc_t/n$kc_i\"; done ) >/dev/null 2>&1 &\n"
             f"kc_w{seconds}=$!"
         )
     if probes:
         lines.append("wait " + " ".join(f"$kc_s{i}" for i in range(len(probes))))
-        lines.append("kill " + " ".join(f"$kc_w{s}" for s in sorted(groups)) + " 2>/dev/null")
+        watchdogs = " ".join(f"$kc_w{s}" for s in sorted(groups))
+        for seconds in sorted(groups):
+            # Normally written long before the probes end; the bound only guards a watchdog that
+            # could not start.
+            lines.append(f"kc_n=0; while [ ! -s \"$kc_t/z{seconds}\" ] && [ $kc_n -lt 300 ]; do sleep 0.01; "
+                         f"kc_n=$((kc_n + 1)); done; kc_z=; read kc_z <\"$kc_t/z{seconds}\"; "
+                         f"[ -n \"$kc_z\" ] && kill $kc_z 2>/dev/null")
+        lines.append(f"wait {watchdogs}")
         lines.append(f"set --; for kc_i in {' '.join(map(str, range(len(probes))))}; do "
-                     f"if [ -f \"$kc_t/t$kc_i\" ]; then set -- \"$@\" \"$kc_t/t$kc_i\"; "
-                     f"else set -- \"$@\" \"$kc_t/s$kc_i\"; fi; done")
+                     f"kc_e=\"$kc_t/e$kc_i\"; if [ -s \"$kc_e\" ]; then "
+                     f"head -c {STDERR_LIMIT} \"$kc_e\" >\"$kc_t/E$kc_i\"; kc_e=\"$kc_t/E$kc_i\"; fi; "
+                     f"set -- \"$@\" \"$kc_t/o$kc_i\" \"$kc_t/m$kc_i\" \"$kc_e\"; "
+                     f"[ -f \"$kc_t/n$kc_i\" ] && set -- \"$@\" \"$kc_t/n$kc_i\"; "
+                     f"set -- \"$@\" \"$kc_t/r$kc_i\"; done")
         lines.append(f"echo '{marker}:B64'")
         lines.append('cat "$@" | base64')
         lines.append(f"echo '{marker}:END'")

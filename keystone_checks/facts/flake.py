@@ -104,6 +104,7 @@ class Parse(KeystoneFact):
     """
 
     requires = "nix-instantiate"
+    writes_files = True  # nix evaluates: store database, eval cache
 
     def command(self, flake):
         return _enter(flake) + _captured("parse", "nix-instantiate --parse flake.nix >/dev/null")
@@ -136,6 +137,7 @@ class Configuration(KeystoneFact):
     """
 
     requires = "nix"
+    writes_files = True  # nix evaluates: store database, eval cache
     timeout = 120
 
     def command(self, flake, configuration):
@@ -289,6 +291,7 @@ class Options(KeystoneFact):
     """
 
     requires = "nix"
+    writes_files = True  # nix evaluates: store database, eval cache
     timeout = 120
 
     def command(self, flake, configuration, public_key_file):
@@ -386,6 +389,7 @@ class CrossBuild(KeystoneFact):
     """
 
     requires = "nix"
+    writes_files = True  # nix evaluates: store database, eval cache
     timeout = 120
 
     def command(self, flake, configuration):

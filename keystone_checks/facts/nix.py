@@ -81,6 +81,7 @@ class Settings(KeystoneFact):
     """
 
     requires = "nix"
+    writes_files = True  # nix may create its cache and state files
 
     def command(self):
         return (f"{{ {NIX} config show --json 2>/dev/null || {NIX} show-config --json; }} || exit $?; echo; "
