@@ -10,13 +10,16 @@ import pytest
 from nix_flakes import local_system, make_bad_flake, make_flake, make_flake_v02, make_keypair, nix_env, require_nix
 
 from keystone_checks.facts import FACTS
+from keystone_checks.facts import flake as flake_facts
 from keystone_checks.facts.base import ProbeOutput
 
 
-def run_fact(name: str, **args):
+def run_fact(name: str, nix_config: str = "", **args):
     fact = FACTS[name]()
+    env = nix_env()
+    env["NIX_CONFIG"] += nix_config
     done = subprocess.run(["sh", "-c", fact.command(**args)], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **nix_env(), "LC_ALL": "C"})
+                          env={**os.environ, **env, "LC_ALL": "C"})
     return fact.parse(ProbeOutput(done.returncode, done.stdout.splitlines(), done.stderr.splitlines()))
 
 
@@ -97,6 +100,32 @@ def test_cross_build(flakes):
     other = run_fact("flake.CrossBuild", flake=str(flakes["good"]), configuration="aarch")
     assert other["same_arch"] is False and other["target_system"] == local_system()[1]
     assert other["can_build"] is bool(other["emulated"] or other["builders"])
+
+
+def test_nix_warnings_on_stderr_do_not_break_the_answers(flakes):
+    """nix writes warnings on stderr while it succeeds (a nix.conf setting it does not know; its eval cache
+    busy when the batch evaluates one flake several times at once): the facts read nix's stdout for its
+    answer and keep its stderr out of the JSON, and a failure's error text starts at nix's own error."""
+    unknown = "kc-setting-nix-does-not-know = 1\n"  # every nix command then warns "unknown setting" on stderr
+    good = str(flakes["good"])
+    assert run_fact("flake.CrossBuild", unknown, flake=good, configuration="test-server")["can_build"] is True
+    options = run_fact("flake.Options", unknown, flake=good, configuration="test-server", public_key_file=str(flakes["pub"]))
+    assert options["evaluated"] is True and options["operator_key_authorized"] is True
+    config = run_fact("flake.Configuration", unknown, flake=good, configuration="test-server")
+    assert config["evaluates"] is True and config["system_name"] == "test-server" and "test-server" in config["names"]
+    assert run_fact("flake.Parse", unknown, flake=good)["parses"] is True
+    undef = run_fact("flake.Configuration", unknown, flake=good, configuration="undef")
+    assert undef["error_class"] == "undefined-variable" and undef["error"].startswith("error: undefined variable 'config'")
+    cross = run_fact("flake.CrossBuild", unknown, flake=good, configuration="undef")
+    assert cross["can_build"] is None and cross["error"].startswith("error: undefined variable 'config'")
+
+
+def test_error_text_skips_what_nix_did_not_fail_on():
+    # The first line as nix 2.8 printed it in a concurrent batch (its eval cache busy); the rest is a failure's.
+    lines = ["error (ignored): error: SQLite database '/root/.cache/nix/eval-cache-v2/0fa7.sqlite' is busy",
+             "warning: unknown setting 'kc-setting-nix-does-not-know'", "error: undefined variable 'config'", "",
+             "       at /nix/store/x-source/undef.nix:1:28:"]
+    assert flake_facts._error_text(lines) == "error: undefined variable 'config'\n       at /nix/store/x-source/undef.nix:1:28:"
 
 
 def test_public_key_file(flakes, tmp_path):

@@ -33,14 +33,28 @@ def _enter(flake) -> str:
 
 
 def _captured(label: str, command: str) -> str:
-    """Run ``command`` with stdout+stderr captured, print ``label-rc N`` then each line as ``label| ...``."""
-    return (f"kc_o=$({{ {command}; }} 2>&1); kc_r=$?; echo \"{label}-rc $kc_r\"; "
-            f"printf '%s\\n' \"$kc_o\" | head -n 200 | sed 's/^/{label}| /'; ")
+    """Run ``command``; print ``label-rc N``, then its stdout lines as ``label| ...``, then its stderr
+    lines as ``label! ...``.
+
+    The streams are kept apart because nix writes to stderr while it succeeds: two evaluations of
+    one flake at once (the batch runs its probes concurrently) make one print ``error (ignored):
+    error: SQLite database '.../eval-cache-v2/....sqlite' is busy`` (or ``warning: ... is busy`` for
+    the store's database), and a nix.conf setting this nix does not know ``warning: unknown
+    setting``; mixed into the JSON on stdout, either made a correct answer unparseable. Each stream
+    is held in a variable (stderr reaches its own through fd 3, the printed lines leave through
+    fd 4; the command itself gets neither descriptor), so the output needs no temporary file.
+    """
+    return ("{ kc_e=$( { kc_o=$( { " + command + "; } 2>&3 3>&- 4>&- ); kc_r=$?; "
+            f"echo \"{label}-rc $kc_r\" >&4; "
+            f"[ -z \"$kc_o\" ] || printf '%s\\n' \"$kc_o\" | head -n 200 | sed 's/^/{label}| /' >&4; }} 3>&1 ); "
+            f"[ -z \"$kc_e\" ] || printf '%s\\n' \"$kc_e\" | head -n 200 | sed 's/^/{label}! /'; }} 4>&1; ")
 
 
-def _read_captured(output: list[str], label: str) -> tuple[int | None, list[str]]:
+def _read_captured(output: list[str], label: str) -> tuple[int | None, list[str], list[str]]:
+    """Exit code, stdout lines and stderr lines of a :func:`_captured` command (None: not run)."""
     rc = None
-    lines: list[str] = []
+    out: list[str] = []
+    err: list[str] = []
     for line in output:
         if line.startswith(f"{label}-rc "):
             try:
@@ -48,8 +62,10 @@ def _read_captured(output: list[str], label: str) -> tuple[int | None, list[str]
             except (ValueError, IndexError):
                 raise UnparseableOutput(f"bad exit code line {line!r}") from None
         elif line.startswith(f"{label}| ") or line == f"{label}|":
-            lines.append(line[len(label) + 2:])
-    return rc, lines
+            out.append(line[len(label) + 2:])
+        elif line.startswith(f"{label}! ") or line == f"{label}!":
+            err.append(line[len(label) + 2:])
+    return rc, out, err
 
 
 def _status(output: list[str]) -> str | None:
@@ -59,8 +75,13 @@ def _status(output: list[str]) -> str | None:
     return None
 
 
+# Lines nix prints without failing (a warning, an error it ignored such as a busy eval cache): never
+# the cause of a failed evaluation, so not part of its error text.
+_NIX_NOT_FATAL = ("warning: ", "error (ignored): ")
+
+
 def _error_text(lines: list[str]) -> str:
-    useful = [line.rstrip() for line in lines if line.strip()]
+    useful = [line.rstrip() for line in lines if line.strip() and not line.startswith(_NIX_NOT_FATAL)]
     start = next((i for i, line in enumerate(useful) if line.lstrip().startswith("error")), 0)
     return "\n".join(useful[start:start + ERROR_LINES])
 
@@ -113,10 +134,10 @@ class Parse(KeystoneFact):
         status = _status(output)
         if status in ("no-flake-dir", "no-flake-nix"):
             return {"flake_found": False, "parses": False, "error": f"{status}: no flake.nix in the flake directory"}
-        rc, lines = _read_captured(output, "parse")
+        rc, out, err = _read_captured(output, "parse")
         if rc is None:
             raise UnparseableOutput(f"nix-instantiate --parse: output cut short {output[:3]!r}")
-        return {"flake_found": True, "parses": rc == 0, "error": None if rc == 0 else _error_text(lines)}
+        return {"flake_found": True, "parses": rc == 0, "error": None if rc == 0 else _error_text(err + out)}
 
 
 class Configuration(KeystoneFact):
@@ -158,8 +179,8 @@ class Configuration(KeystoneFact):
                     "error": "host data 'nixos_configuration' is empty: name the configuration to deploy"}
         if status in ("no-flake-dir", "no-flake-nix"):
             return {**base, "flake_found": False, "error_class": "no-flake", "error": f"{status}: no flake.nix in the flake directory"}
-        names_rc, names_lines = _read_captured(output, "names")
-        eval_rc, eval_lines = _read_captured(output, "eval")
+        names_rc, names_lines, names_err = _read_captured(output, "names")
+        eval_rc, eval_lines, eval_err = _read_captured(output, "eval")
         configuration = next((line[len("configuration "):] for line in output if line.startswith("configuration ")), None)
         if names_rc is None or eval_rc is None or configuration is None:
             raise UnparseableOutput(f"nix eval: output cut short {output[:3]!r}")
@@ -172,14 +193,14 @@ class Configuration(KeystoneFact):
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
                 raise UnparseableOutput(f"nix eval attrNames: expected a list of names, got {names!r}")
         result = {**base, "configuration": configuration, "names": names,
-                  "names_error": None if names_rc == 0 else _error_text(names_lines)}
+                  "names_error": None if names_rc == 0 else _error_text(names_err + names_lines)}
         if eval_rc == 0:
             return {**result, "evaluates": True, "system_name": "\n".join(eval_lines).strip()}
-        text = "\n".join(eval_lines)
+        text = "\n".join(eval_err + eval_lines)
         found = classify(text, configuration, names)
         if names is None and re.search(r"does not provide attribute|attribute 'nixosConfigurations' missing", result["names_error"]):
             found["error_class"] = "no-nixos-configurations"
-        return {**result, "error": _error_text(eval_lines), **found}
+        return {**result, "error": _error_text(eval_err + eval_lines), **found}
 
 
 _OPTIONS_APPLY = """c: let
@@ -311,11 +332,11 @@ class Options(KeystoneFact):
                  "operator_key": operator_key, "operator_key_authorized": None, "operator_key_users": []}
         if status in ("no-flake-dir", "no-flake-nix"):
             return {**empty, "error": f"{status}: no flake.nix in the flake directory"}
-        rc, lines = _read_captured(output, "options")
+        rc, lines, err = _read_captured(output, "options")
         if rc is None:
             raise UnparseableOutput(f"nix eval: output cut short {output[:3]!r}")
         if rc != 0:
-            return {**empty, "error": _error_text(lines)}
+            return {**empty, "error": _error_text(err + lines)}
         try:
             data = json.loads("\n".join(lines))
         except json.JSONDecodeError:
@@ -421,7 +442,7 @@ class CrossBuild(KeystoneFact):
             elif key == "extra-platforms":
                 extra_platforms += value.split()
         status = _status(output)
-        rc, lines = _read_captured(output, "system")
+        rc, lines, err = _read_captured(output, "system")
         target = None
         error = None
         if status in ("no-flake-dir", "no-flake-nix"):
@@ -429,7 +450,7 @@ class CrossBuild(KeystoneFact):
         elif rc is None:
             raise UnparseableOutput(f"nix eval: output cut short {output[-3:]!r}")
         elif rc != 0:
-            error = _error_text(lines)
+            error = _error_text(err + lines)
         else:
             try:
                 target = json.loads("\n".join(lines))
