@@ -13,6 +13,8 @@ same tool/hosts/rtt is replaced) and docs/benchmarks.md is regenerated
 
 Tools (see docs/benchmarks.md "Settings" for the exact flags):
   baseline       connect + one exec of `true` per host, in parallel (paramiko, one thread per host)
+  batch-ssh      the ideal: the sweep's very batch script by plain parallel OpenSSH (one ssh process per
+                 host: connect, one exec, read), no pyinfra, no parsing (bench/tools/batch_ssh.py)
   pyinfra-connect  pyinfra with an empty deploy: CLI start-up + connecting to every host (decomposition)
   probes-local   the engine's per-host batch script run N times in parallel locally, no SSH (decomposition)
   sweep          keystone-checks: pyinfra -y INVENTORY playbooks/sweep.py --data report=TMP
@@ -35,6 +37,7 @@ import os
 import platform
 import re
 import resource
+import shlex
 import shutil
 import signal
 import statistics
@@ -54,9 +57,9 @@ from fleet import Fleet, proc_start  # noqa: E402
 VENV = HERE / ".venv"
 VENV_PY = VENV / "bin" / "python"
 DOCS = REPO / "docs"
-ALL_TOOLS = ["baseline", "pyinfra-connect", "probes-local", "sweep", "sweep-api", "pyinfra-facts", "testinfra", "ansible"]
+ALL_TOOLS = ["baseline", "batch-ssh", "pyinfra-connect", "probes-local", "sweep", "sweep-api", "pyinfra-facts", "testinfra", "ansible"]
 # tools whose records depend on the probe catalog: a record measured with other probe commands is stale
-PROBE_TOOLS = {"sweep", "sweep-api", "pyinfra-facts", "testinfra", "ansible", "probes-local"}
+PROBE_TOOLS = {"sweep", "sweep-api", "pyinfra-facts", "testinfra", "ansible", "probes-local", "batch-ssh", "host-cpu"}
 SWEEPS = ("sweep", "sweep-api")
 TESTINFRA_MAX_WORKERS = 8
 PHASE_ROLE = ["sweep", "deployed"]  # set from --phase/--role in main()
@@ -149,7 +152,7 @@ def engine_batch_script(phase: str, role: str, host_data: dict, path: Path) -> s
     data = {k: v for k, v in host_data.items() if k != "role"}
     code = (
         "import sys\n"
-        "from keystone_checks import hostdata\n"
+        "from keystone_checks.engine import hostdata\n"
         "from keystone_checks.engine.plan import checks_for_phase, load_catalog, plan_host\n"
         "from keystone_checks.facts.batch import render_batch\n"
         f"ctx = hostdata.resolve('bench', {{'role': {role!r}, **{data!r}}})\n"
@@ -165,6 +168,62 @@ def engine_batch_script(phase: str, role: str, host_data: dict, path: Path) -> s
         return (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
     path.write_text(r.stdout)
     return ""
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _cpu_ms(argv: list[str], runs: int, stdin: bytes | None = None) -> float:
+    """Median-free mean CPU (user+sys, ms) of `runs` sequential runs of argv, after one warm-up."""
+    subprocess.run(argv, input=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    before = _children_cpu()
+    for _ in range(runs):
+        subprocess.run(argv, input=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return (_children_cpu() - before) / runs * 1000
+
+
+def measure_host_cpu(phase: str, role: str, host_data: dict, runs: int = 20) -> dict:
+    """What one sweep costs a host's CPU: the engine's batch script run `runs` times, one after the
+    other, by /bin/sh on this machine (a bench host is this machine), decomposed into the batch's
+    own framing (the same script with every probe's command replaced by `:`) and each probe's
+    commands alone (`sh -c CMD` minus `sh -c :`)."""
+    data = {k: v for k, v in host_data.items() if k != "role"}
+    code = (
+        "import json, sys, dataclasses\n"
+        "from keystone_checks.engine import hostdata\n"
+        "from keystone_checks.engine.plan import checks_for_phase, load_catalog, plan_host\n"
+        "from keystone_checks.facts.batch import render_batch\n"
+        f"ctx = hostdata.resolve('bench', {{'role': {role!r}, **{data!r}}})\n"
+        f"plan = plan_host(checks_for_phase(load_catalog(), {phase!r}), [{role!r}], ctx)\n"
+        "probes = list(plan.probes)\n"
+        "empty = [dataclasses.replace(p, command=':', requires=None) for p in probes]\n"
+        "print(json.dumps({'batch': render_batch(probes, 'KCBENCH0000'), 'framing': render_batch(empty, 'KCBENCH0000'),\n"
+        "                  'probes': [[p.key, p.command, p.requires] for p in probes]}))\n"
+    )
+    rec = {"tool": "host-cpu", "hosts": 1, "rtt_ms": 0.0, "runs": runs, "status": "ok"}
+    r = subprocess.run([project_python(), "-c", code], capture_output=True, text=True, env=project_env(), cwd=REPO,
+                       timeout=120)
+    if r.returncode != 0:
+        return {**rec, "status": "unavailable", "note": (r.stderr.strip().splitlines() or ["?"])[-1]}
+    spec = json.loads(r.stdout)
+    load_before = load1()
+    rec["cpu_ms_per_sweep"] = round(_cpu_ms(["sh", "-s"], runs, spec["batch"].encode()), 1)
+    rec["framing_ms"] = round(_cpu_ms(["sh", "-s"], runs, spec["framing"].encode()), 1)
+    shell = _cpu_ms(["sh", "-c", ":"], runs)
+    per_probe = {}
+    for key, cmd, requires in spec["probes"]:
+        if requires:
+            cmd = f"command -v {shlex.quote(requires)} >/dev/null 2>&1 || exit 127\n{cmd}"
+        per_probe[key] = round(max(0.0, _cpu_ms(["sh", "-c", cmd], max(5, runs // 2)) - shell), 1)
+    rec["probes_ms"] = per_probe
+    rec["probes_ms_sum"] = round(sum(per_probe.values()), 1)
+    rec["probes"] = len(per_probe)
+    rec["load_avg_1m_before"], rec["load_avg_1m_after"] = load_before, load1()
+    log(f"host CPU per sweep: {rec['cpu_ms_per_sweep']} ms (framing {rec['framing_ms']} ms, "
+        f"probes' own commands {rec['probes_ms_sum']} ms)")
+    return rec
 
 
 # ------------------------------------------------------------------------------ measured process
@@ -373,6 +432,9 @@ def tool_command(tool: str, ctx: Ctx, run_dir: Path) -> tuple[list[str], dict, P
                 f"report={run_dir / 'report.json'}"], env, REPO
     if tool == "probes-local":
         return [str(VENV_PY), str(HERE / "tools" / "probes_local.py"), str(ctx.n), str(ctx.batch_script)], env, run_dir
+    if tool == "batch-ssh":
+        return [str(VENV_PY), str(HERE / "tools" / "batch_ssh.py"), str(ctx.hosts_json), ctx.ssh_config,
+                str(ctx.batch_script)], env, run_dir
     if tool == "sweep-api":
         exe = resolve_exe("keystone-checks", env) or "keystone-checks"
         return [exe, "run", "sweep", "-i", ctx.inventory, "--report", f"json:{run_dir / 'report.json'}"], env, REPO
@@ -406,7 +468,7 @@ def parse_result(tool: str, ctx: Ctx, run_dir: Path, logfile: Path, m: Measured)
     """-> (errors = hosts that did not complete, execs_ok = probe executions that answered)."""
     text = logfile.read_text(errors="replace")
     n, p = ctx.n, len(ctx.probes)
-    if tool in ("baseline", "probes-local"):
+    if tool in ("baseline", "probes-local", "batch-ssh"):
         for line in reversed(text.splitlines()):
             if line.startswith("{"):
                 d = json.loads(line)
@@ -601,6 +663,10 @@ def main(argv=None) -> int:
     ap.add_argument("--record-skipped", default="", metavar="REASON",
                     help="run nothing: record --tools x --hosts x --rtt as `skipped` with REASON (e.g. a time budget)")
     ap.add_argument("--keep-logs", default="", help="directory to copy every tool log into")
+    ap.add_argument("--only", action="append", default=[], metavar="TOOLS@HOSTS",
+                    help="run TOOLS (comma list) only at these host counts, e.g. testinfra,ansible@50 "
+                         "(elsewhere they are recorded as skipped); repeatable")
+    ap.add_argument("--no-host-cpu", action="store_true", help="skip the host CPU per sweep measurement")
     a = ap.parse_args(argv)
 
     if not VENV_PY.exists():
@@ -611,6 +677,13 @@ def main(argv=None) -> int:
         if t not in ALL_TOOLS:
             ap.error(f"unknown tool {t!r}; known: {', '.join(ALL_TOOLS)}")
     host_counts = [int(x) for x in a.hosts.split(",")]
+    only_at: dict[str, set[int]] = {}
+    for spec in a.only:
+        names, _, counts = spec.partition("@")
+        if not counts:
+            ap.error(f"--only {spec!r}: expected TOOLS@HOSTS, e.g. testinfra,ansible@50")
+        for t in names.split(","):
+            only_at[t.strip()] = {int(c) for c in counts.split(",")}
     rtts = [float(x) for x in a.rtt.split(",")]
     _set_subreaper()
     # Ctrl-C / SIGTERM always end the run cleanly (even when started in the background with SIGINT ignored)
@@ -622,6 +695,10 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _term)
 
     host_data = {**json.loads(a.host_data), "role": a.role}
+    # Measure the tool as installed from a wheel (byte-code compiled at install): a checkout whose
+    # environment sets PYTHONDONTWRITEBYTECODE would otherwise recompile ~50 modules (0.2 s CPU) per run.
+    subprocess.run([project_python(), "-m", "compileall", "-q", str(REPO / "keystone_checks")], env=project_env(),
+                   check=False, stdout=subprocess.DEVNULL)
     PHASE_ROLE[:] = [a.phase, a.role]
     probes, probes_source = load_probes(a.phase, a.role, host_data, a.probes)
     digest = probes_digest(probes)
@@ -661,6 +738,9 @@ def main(argv=None) -> int:
         return 0
 
     try:
+        if not a.no_host_cpu:
+            results.append({**measure_host_cpu(a.phase, a.role, host_data), "probes_digest": digest,
+                            "probes_source": probes_source})
         for n in host_counts:
             log(f"starting fleet of {n} hosts")
             with Fleet(n, rtts[0]) as fleet, tempfile.TemporaryDirectory(prefix="kc-bench-") as td:
@@ -672,18 +752,24 @@ def main(argv=None) -> int:
                     samples: dict[str, list[tuple[Measured, int, int]]] = {t: [] for t in tools}
                     status: dict[str, str] = {t: "ok" for t in tools}
                     notes: dict[str, str] = {}
+                    for tool in tools:
+                        if tool in only_at and n not in only_at[tool]:
+                            status[tool] = "skipped"
+                            notes[tool] = (f"not run at {n} hosts: measured at {sorted(only_at[tool])} hosts only "
+                                           "(--only, the run's time budget)")
                     if "sweep" in tools and not sweep_ok:
                         status["sweep"] = "unavailable"
                         notes["sweep"] = sweep_why
-                    if "probes-local" in tools and ctx.batch_why:
-                        status["probes-local"] = "unavailable"
-                        notes["probes-local"] = ctx.batch_why
+                    for needs_batch in ("probes-local", "batch-ssh"):
+                        if needs_batch in tools and ctx.batch_why:
+                            status[needs_batch] = "unavailable"
+                            notes[needs_batch] = ctx.batch_why
                     if "sweep-api" in tools and not api_ok:
                         status["sweep-api"] = "unavailable"
                         notes["sweep-api"] = api_why
                     for r in range(a.runs):
                         for tool in tools:
-                            if status[tool] in ("unavailable", "timeout"):
+                            if status[tool] in ("unavailable", "timeout", "skipped"):
                                 continue
                             run_dir = work / f"{tool}-{rtt:g}-{r}"
                             run_dir.mkdir()

@@ -53,18 +53,21 @@ NO_BOUND = "cannot bound the probe's output (ulimit -f failed): not run"
 def render_batch(probes: list[Probe], marker: str) -> str:
     """The shell script running every probe, each in its own delimited section.
 
-    Probes run concurrently, each in one background subshell writing its stdout, stderr and exit
-    status to its own files in a private ``mktemp -d`` directory, so a host answers in the time of
-    its slowest probe, not the sum of all; one ``cat | base64`` prints the sections in probe order.
-    No ``mktemp`` (or no base64): one line saying so and nothing run, never a predictable path in
-    /tmp.
+    Probes run concurrently, each in one background subshell writing its stdout and its stderr to
+    two files in a private ``mktemp -d`` directory (in ``/dev/shm`` where there is one), so a host
+    answers in the time of its slowest probe, not the sum of all; one ``cat | base64`` prints the
+    sections in probe order. No ``mktemp`` (or no base64): one line saying so and nothing run,
+    never a predictable path in /tmp.
 
-    Host CPU is what a fleet sweep spends most of (docs/benchmarks.md), so a probe costs one fork
-    beyond its own commands: its stdout is bounded by a file-size limit (``ulimit -f``, a builtin;
-    ``SIGXFSZ`` ignored, so an over-long writer gets "File too large" and ends instead of dumping
-    core) rather than a ``head`` per probe; an EXIT trap writes its exit status; its stderr is cut
-    to :data:`STDERR_LIMIT` by one ``head`` only when it wrote any. A probe marked
-    ``writes_files`` pipes through ``head -c`` instead (one byte over the limit).
+    A section is ``MARKER:i:OUT``, the probe's stdout, ``MARKER:i:RC:<status>``, ``MARKER:i:ERR``,
+    its stderr. Host CPU is what a fleet sweep spends most of (docs/benchmarks.md), so a probe costs
+    one fork and two files beyond its own commands: its stdout is bounded by a file-size limit
+    (``ulimit -f``, a builtin; ``SIGXFSZ`` ignored, so an over-long writer gets "File too large"
+    and ends instead of dumping core) rather than a ``head`` per probe; an EXIT trap lifts that
+    limit and appends the exit status and the stderr marker to the stdout file; stderr is cut to
+    :data:`STDERR_LIMIT` by one ``head`` only when the probe wrote any. A probe marked
+    ``writes_files`` pipes its stdout through ``head -c`` instead (one byte over the limit) and its
+    trap writes a third file.
 
     One watchdog per distinct timeout sleeps, then kills what is still running of its probes (the
     whole process tree, found with ``pgrep -P``) and marks them timed out (exit code 124, as GNU
@@ -83,26 +86,28 @@ def render_batch(probes: list[Probe], marker: str) -> str:
         f"command -v base64 >/dev/null || {{ echo '{marker}:NOBASE64'; exit 0; }}",
         # Fail closed: a predictable fallback path would let a local user plant a symlink that root
         # then writes through.
-        f'kc_t=$(mktemp -d) && [ -d "$kc_t" ] || {{ echo \'{marker}:NOTMP\'; exit 0; }}',
+        # RAM first: a sweep on every timer tick would otherwise write its files to the root pool.
+        f'kc_t=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d) && [ -d "$kc_t" ] || {{ echo \'{marker}:NOTMP\'; exit 0; }}',
+        # the hard limit, which a probe's trap restores as its soft limit to write its trailer
+        "kc_fh=$(ulimit -H -f)",
     ]
     for index, probe in enumerate(probes):
         guard = ""
         if probe.requires:
             guard = (f"command -v {q(probe.requires)} >/dev/null 2>&1 || "
                      f"{{ echo {q(probe.requires + ': command not found')} >&2; exit {EXIT_NOT_FOUND}; }}\n")
-        # The trap's path is expanded now: a probe may use any variable name, kc_t included.
-        status = f"trap \"printf '\\\\n%s\\\\n' '{marker}:{index}:RC:'\\$? >'$kc_t/r{index}'\" EXIT"
-        header = f"printf '%s\\n' '{marker}:{index}:OUT' >\"$kc_t/o{index}\"\n"
-        lines.append(f"printf '\\n%s\\n' '{marker}:{index}:ERR' >\"$kc_t/m{index}\"")
+        trailer = f"printf '\\\\n%s%s\\\\n%s\\\\n' '{marker}:{index}:RC:' \\\"\\$kc_rc\\\" '{marker}:{index}:ERR'"
+        header = f"printf '\\n%s\\n' '{marker}:{index}:OUT' >\"$kc_t/o{index}\"\n"
         # The command sits on lines of its own inside a subshell: its `exit` ends only itself, and a
-        # trailing comment or here-document in it cannot swallow the section's closing lines.
+        # trailing comment or here-document in it cannot swallow the section's closing lines. The
+        # trap's paths and limit are expanded now: a probe may use any variable name, kc_t included.
         if probe.writes_files:
             lines.append(
-                f"{header}{{ ( {status}\n{guard}{probe.command}\n) </dev/null 2>\"$kc_t/e{index}\" "
-                f"| head -c {STDOUT_LIMIT + 1}; }} >>\"$kc_t/o{index}\" &")
+                f"{header}{{ ( trap \"kc_rc=\\$?; {trailer} >'$kc_t/r{index}'\" EXIT\n{guard}{probe.command}\n) "
+                f"</dev/null 2>\"$kc_t/e{index}\" | head -c {STDOUT_LIMIT + 1}; }} >>\"$kc_t/o{index}\" &")
         else:
             lines.append(
-                f"{header}( {status}; trap '' XFSZ\n"
+                f"{header}( trap \"kc_rc=\\$?; ulimit -S -f $kc_fh; {trailer}\" EXIT; trap '' XFSZ\n"
                 f"ulimit -S -f {_FSIZE_BLOCKS} || {{ echo {q(NO_BOUND)} >&2; exit {EXIT_NOT_FOUND}; }}\n"
                 f"{guard}{probe.command}\n"
                 f") </dev/null >>\"$kc_t/o{index}\" 2>\"$kc_t/e{index}\" &")
@@ -122,13 +127,12 @@ def render_batch(probes: list[Probe], marker: str) -> str:
     for seconds, indexes in sorted(groups.items()):
         members = " ".join(map(str, indexes))
         lines.append(
-            # The batch ends a watchdog by killing its sleep (pid in z<seconds>): wait then fails and
-            # the watchdog exits without touching a probe. A TERM trap instead leaked the sleep when
-            # the signal came while the watchdog was starting it (1 in 10 fast batches, dash).
+            # The batch ends a sleeping watchdog by killing its sleep (pid in z<seconds>): wait then
+            # fails and the watchdog exits without touching a probe.
             f"( sleep {int(seconds)} & echo $! >\"$kc_t/z{seconds}\"; wait $! || exit 0\n"
-            f"kc_k=; for kc_i in {members}; do [ -f \"$kc_t/r$kc_i\" ] && continue; "
-            f"kc_d=; eval \"kc_tree \\$kc_s$kc_i\"; eval \"kc_d$kc_i=\\$kc_d\"; kc_k=\"$kc_k $kc_i\"; "
-            f"printf '\\n%s\\n' '{marker}:'$kc_i':RC:{EXIT_TIMEOUT}' >\"$kc_t/r$kc_i\"; done\n"
+            f"kc_k=; for kc_i in {members}; do eval \"kc_p=\\$kc_s$kc_i\"; kc_alive \"$kc_p\" || continue; "
+            f"kc_d=; kc_tree \"$kc_p\"; eval \"kc_d$kc_i=\\$kc_d\"; kc_k=\"$kc_k $kc_i\"; "
+            f"printf '\\n%s\\n%s\\n' '{marker}:'$kc_i':RC:{EXIT_TIMEOUT}' '{marker}:'$kc_i':ERR' >\"$kc_t/t$kc_i\"; done\n"
             f"kc_n=0; while [ -n \"$kc_k\" ] && [ $kc_n -lt {KILL_GRACE * 10} ]; do kc_l2=; "
             f"for kc_i in $kc_k; do eval \"kc_d=\\$kc_d$kc_i\"; for kc_p in $kc_d; do "
             f"if kc_alive \"$kc_p\"; then kc_l2=\"$kc_l2 $kc_i\"; break; fi; done; done; kc_k=$kc_l2; "
@@ -138,20 +142,20 @@ def render_batch(probes: list[Probe], marker: str) -> str:
         )
     if probes:
         lines.append("wait " + " ".join(f"$kc_s{i}" for i in range(len(probes))))
-        watchdogs = " ".join(f"$kc_w{s}" for s in sorted(groups))
         for seconds in sorted(groups):
-            # Normally written long before the probes end; the bound only guards a watchdog that
-            # could not start.
-            lines.append(f"kc_n=0; while [ ! -s \"$kc_t/z{seconds}\" ] && [ $kc_n -lt 300 ]; do sleep 0.01; "
-                         f"kc_n=$((kc_n + 1)); done; kc_z=; read kc_z <\"$kc_t/z{seconds}\"; "
-                         f"[ -n \"$kc_z\" ] && kill $kc_z 2>/dev/null")
-        lines.append(f"wait {watchdogs}")
+            # A watchdog that has not yet written its sleep's pid (a loaded host: it was not scheduled
+            # yet) is stopped, so it cannot start anything more, and killed with what it started.
+            lines.append(f"if [ -s \"$kc_t/z{seconds}\" ]; then read kc_z <\"$kc_t/z{seconds}\"; kill $kc_z; "
+                         f"else kill -STOP $kc_w{seconds}; for kc_c in $(pgrep -P $kc_w{seconds}); do kill -KILL $kc_c; "
+                         f"done; kill -KILL $kc_w{seconds}; fi 2>/dev/null")
+        lines.append("wait " + " ".join(f"$kc_w{s}" for s in sorted(groups)))
         lines.append(f"set --; for kc_i in {' '.join(map(str, range(len(probes))))}; do "
+                     f"set -- \"$@\" \"$kc_t/o$kc_i\"; "
+                     f"for kc_f in r t; do [ -f \"$kc_t/$kc_f$kc_i\" ] && set -- \"$@\" \"$kc_t/$kc_f$kc_i\"; done; "
                      f"kc_e=\"$kc_t/e$kc_i\"; if [ -s \"$kc_e\" ]; then "
                      f"head -c {STDERR_LIMIT} \"$kc_e\" >\"$kc_t/E$kc_i\"; kc_e=\"$kc_t/E$kc_i\"; fi; "
-                     f"set -- \"$@\" \"$kc_t/o$kc_i\" \"$kc_t/m$kc_i\" \"$kc_e\"; "
-                     f"[ -f \"$kc_t/n$kc_i\" ] && set -- \"$@\" \"$kc_t/n$kc_i\"; "
-                     f"set -- \"$@\" \"$kc_t/r$kc_i\"; done")
+                     f"set -- \"$@\" \"$kc_e\"; "
+                     f"[ -f \"$kc_t/n$kc_i\" ] && set -- \"$@\" \"$kc_t/n$kc_i\"; done")
         lines.append(f"echo '{marker}:B64'")
         lines.append('cat "$@" | base64')
         lines.append(f"echo '{marker}:END'")
@@ -192,30 +196,42 @@ def split_batch(lines: list[str], marker: str, count: int) -> list[ProbeOutput]:
     if failure:
         return [ProbeOutput(-1, [], [failure]) for _ in range(count)]
     results: list[ProbeOutput | None] = [None] * count
-    index = -1
-    part = b""
+    index, rc, part = -1, None, b""
     out: list[bytes] = []
     err: list[bytes] = []
     prefix = marker.encode() + b":"
+
+    def close() -> None:
+        # A section without its status (cut short) stays None; the first status wins (a watchdog's
+        # 124 written just as the probe ended comes second).
+        if 0 <= index < count and rc is not None:
+            # The lines joined are exactly the bytes the probe printed; the bound let one byte over
+            # the limit through when it printed more.
+            truncated = len(b"\n".join(out)) > STDOUT_LIMIT
+            results[index] = ProbeOutput(rc, [] if truncated else _text(_trim(out)), _text(_trim(err)),
+                                         truncated=truncated)
+
     for line in raw:
         if line.startswith(prefix):
             fields = line[len(prefix):].split(b":")
             if len(fields) >= 2 and fields[0].isdigit():
-                index, part = int(fields[0]), fields[1]
-                if part == b"OUT":
-                    out, err = [], []
-                elif part == b"RC" and 0 <= index < count:
-                    rc = int(fields[2]) if len(fields) > 2 and fields[2].lstrip(b"-").isdigit() else -1
-                    # The lines joined are exactly the bytes the probe printed; head -c let one
-                    # byte over the limit through when it printed more.
-                    truncated = len(b"\n".join(out)) > STDOUT_LIMIT
-                    results[index] = ProbeOutput(rc, [] if truncated else _text(_trim(out)), _text(_trim(err)),
-                                                 truncated=truncated)
-                    index = -1
+                if fields[1] == b"OUT":
+                    close()
+                    index, rc, part, out, err = int(fields[0]), None, b"OUT", [], []
+                elif int(fields[0]) == index and fields[1] == b"RC":
+                    if rc is None:
+                        rc = int(fields[2]) if len(fields) > 2 and fields[2].lstrip(b"-").isdigit() else -1
+                    part = b"RC"
+                elif int(fields[0]) == index and fields[1] == b"ERR":
+                    part = b"ERR"
                 continue
         if index < 0:
             continue
-        (out if part == b"OUT" else err).append(line)
+        if part == b"OUT":
+            out.append(line)
+        elif part == b"ERR":
+            err.append(line)
+    close()
     return [r if r is not None else ProbeOutput(-1, [], ["probe did not complete (batch output cut short)"]) for r in results]
 
 
