@@ -2,8 +2,11 @@
 data, run by the guest's /bin/sh five times, measured with the shell's `times` (children's user +
 sys). The guest runs under QEMU TCG here, so the absolute figure is inflated many times over a
 real host's; the benchmark (bench/run.py, host-cpu) measures the same script natively. The figure
-is appended to $KC_LAB_MEASURE_OUT (CI prints it) and every probe must have answered."""
+is appended to $KC_LAB_MEASURE_OUT (CI prints it) and every probe must have answered. With
+KC_LAB_HOST_CPU_DETAIL=1 the record also holds the decomposition: the batch's framing alone (every
+command replaced by `:`) and each probe's command alone (three runs each)."""
 
+import dataclasses
 import json
 import os
 import re
@@ -25,6 +28,16 @@ def _seconds(text: str) -> float:
     return int(m.group(1)) * 60 + float(m.group(2))
 
 
+def _guest_cpu_ms(host, script: str, runs: int) -> float:
+    """Mean children CPU (ms) of `runs` runs of `script` by the guest's /bin/sh."""
+    loop = " ".join(["x"] * runs)
+    rc, out, err = host.clone.ssh(f"cat > /run/kc-cpu.sh; for i in {loop}; do sh /run/kc-cpu.sh >/dev/null 2>&1; done; "
+                                  "times; rm -f /run/kc-cpu.sh", timeout=600, stdin=script)
+    assert rc == 0, err
+    user, system = out.strip().splitlines()[-1].split()
+    return (_seconds(user) + _seconds(system)) * 1000 / runs
+
+
 def test_host_cpu_per_sweep_on_the_deployed_guest(lab_host, lab_zfs, tmp_path):
     host = lab_host("deployed")
     context = hostdata.resolve(host.name, dict(host.data))
@@ -43,6 +56,11 @@ def test_host_cpu_per_sweep_on_the_deployed_guest(lab_host, lab_zfs, tmp_path):
     assert cpu_ms > 0
     record = {"variant": lab_zfs, "probes": len(plan.probes), "runs": RUNS + 1, "cpu_ms_per_sweep": round(cpu_ms, 1),
               "note": "QEMU TCG guest: emulated CPU, many times a real host's cost"}
+    if os.environ.get("KC_LAB_HOST_CPU_DETAIL") == "1":
+        empty = [dataclasses.replace(p, command=":", requires=None) for p in plan.probes]
+        record["framing_ms"] = round(_guest_cpu_ms(host, render_batch(empty, marker), 3), 1)
+        shell = _guest_cpu_ms(host, ":", 3)
+        record["probes_ms"] = {p.key: round(max(0.0, _guest_cpu_ms(host, p.command, 3) - shell), 1) for p in plan.probes}
     out_path = os.environ.get("KC_LAB_MEASURE_OUT") or str(tmp_path / "host-cpu.jsonl")
     with open(out_path, "a") as fh:
         fh.write(json.dumps(record) + "\n")
