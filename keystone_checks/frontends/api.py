@@ -128,9 +128,9 @@ def run(options: RunOptions, progress_factory: Callable[[int], Progress] | None 
     session = open_session(options.inventory, options.limit, options.data, options.connect_timeout, options.parallel)
     progress = (progress_factory or Progress)(len(session.hosts))
     started = time.time()
-    connect(session)
+    checked = connect_and_check(session, checks, options.fix or target.force_fix, progress)
     reports, explained = report_unreachable(session, catalog, progress)
-    reports.update(check_hosts(session, checks, options.fix or target.force_fix, progress))
+    reports.update(checked)
     executed = run_fixes(session, reports, options.dry)
     close(session)
     fix_requested = options.fix or target.force_fix
@@ -180,6 +180,43 @@ def connect(session: Session) -> None:
     except PyinfraError as exc:
         if "No hosts remaining" not in str(exc):
             raise KeystoneChecksError(f"connecting: {exc}") from None
+
+
+def connect_and_check(session: Session, checks, force_fix: bool, progress: Progress | None = None) -> dict:
+    """Each host is checked as soon as it is connected (pyinfra's connect_all waits for the slowest
+    host before anything runs): one greenlet per host connects, then runs pipeline.check_host. A host
+    that cannot be reached keeps its reason in ``session.connect_errors`` (report_unreachable)."""
+    import gevent
+    from pyinfra.api.exceptions import PyinfraError
+    from pyinfra.api.state import StateStage
+    from pyinfra.context import ctx_config, ctx_host
+
+    from ..engine import pipeline
+
+    reports = {}
+    session.state.set_stage(StateStage.Prepare)
+
+    def one_host(host) -> None:
+        host.connect()
+        if not host.connected:
+            return
+        session.state.activate_host(host)
+        with ctx_config.use(session.state.config.copy()), ctx_host.use(host):
+            reports[host.name] = pipeline.check_host(host, session.state, checks, force_fix=force_fix)
+        if progress is not None:
+            progress.host(reports[host.name])
+
+    greenlets = [session.state.pool.spawn(one_host, h) for h in session.hosts]
+    gevent.joinall(greenlets)
+    for g in greenlets:
+        if g.exception is not None:  # check_host contains everything; this is a bug
+            raise KeystoneChecksError(f"internal error: {g.exception!r}")
+    try:
+        session.state.fail_hosts({h for h in session.hosts if not h.connected}, activated_count=len(session.hosts))
+    except PyinfraError as exc:
+        if "No hosts remaining" not in str(exc):
+            raise KeystoneChecksError(f"connecting: {exc}") from None
+    return reports
 
 
 def failure_of(session: Session, host):
