@@ -45,6 +45,9 @@ def _free_port(addr: str) -> int:
         return s.getsockname()[1]
 
 
+HOST_NICE = 10  # scheduling priority of the simulated hosts (see _start_sshd)
+
+
 def _pdeathsig() -> None:
     """In the child before exec: get SIGTERM if the benchmark process dies (even by SIGKILL)."""
     try:
@@ -246,7 +249,12 @@ class Fleet:
             # Each host gets its own mount + UTS namespace: hostname = host name, and a clean
             # /root (this machine's /root/.bashrc runs `pyenv init`, ~300 ms per ssh exec, which
             # no real server pays and which would swamp every measurement).
-            script = f'hostname {name} && mount --bind {home} /root && exec {SSHD} -D -e -f {conf}'
+            # At nice 10, like every simulated host's work (bench/tools/probes_local.py too): here the
+            # hosts share the controller's 2 cores, and at equal priority hundreds of probe processes
+            # starve the controller's single event-loop thread, which no real fleet does (each host
+            # has its own CPU). Every tool meets the same niced hosts.
+            script = (f'hostname {name} && mount --bind {home} /root && '
+                      f'exec nice -n {HOST_NICE} {SSHD} -D -e -f {conf}')
             p = subprocess.Popen(["unshare", "--mount", "--uts", "--propagation", "private", "--",
                                   "/bin/sh", "-c", script], stdin=subprocess.DEVNULL,
                                  stdout=log, stderr=log, start_new_session=True,

@@ -169,3 +169,40 @@ def test_delay_proxy_is_a_delay_line_not_a_per_chunk_sleep(tmp_path):
         proxy.stdin.close()  # EOF on stdin = shut down
         proxy.wait(10)
         srv.close()
+
+
+def test_batch_ssh_reference_runs_the_engine_batch_on_every_host_of_a_niced_fleet(tmp_path):
+    """bench/tools/batch_ssh.py, the ideal the sweeps are measured against: every host answers the
+    engine's own batch to its END marker; a host that does not is counted as an error. The
+    simulated hosts run at nice 10 (their probe work must not starve the controller under test)."""
+    import json
+    import subprocess
+
+    from fleet import HOST_NICE, Fleet
+
+    from keystone_checks.facts.batch import Probe, new_marker, render_batch, split_batch
+
+    marker = new_marker()
+    script = tmp_path / "batch.sh"
+    script.write_text(render_batch([Probe("nice", "cut -d' ' -f19 /proc/self/stat"), Probe("name", "hostname")], marker))
+    with Fleet(2, 0) as fleet:
+        hosts = tmp_path / "hosts.json"
+        hosts.write_text(json.dumps({"hosts": fleet.hosts}))
+        config = fleet.write_ssh_config(tmp_path / "ssh_config")
+        done = subprocess.run([sys.executable, str(BENCH / "tools" / "batch_ssh.py"), str(hosts), config, str(script)],
+                              capture_output=True, text=True, timeout=120)
+        assert json.loads(done.stdout.strip().splitlines()[-1]) == {"ok": 2, "errors": 0, "execs_ok": 2}, done.stderr
+        # one host's own answer through the same client options: niced, and itself
+        name, _, _ = fleet.hosts[0]
+        out = subprocess.run(["ssh", "-F", config, "-o", "BatchMode=yes", "-o", "KexAlgorithms=curve25519-sha256",
+                              name, "sh -c " + __import__("shlex").quote(script.read_text())],
+                             capture_output=True, text=True, timeout=60).stdout
+        nice, host = split_batch(out.split("\n"), marker, 2)
+        assert nice.stdout == [str(HOST_NICE)] and host.stdout == [name]
+        # a host that never answers is an error, not a pass
+        dead = tmp_path / "dead.json"
+        dead.write_text(json.dumps({"hosts": [[name, "127.0.0.1", 1]]}))
+        (tmp_path / "dead_config").write_text(f"Host {name}\n  HostName 127.0.0.1\n  Port 1\n")
+        done = subprocess.run([sys.executable, str(BENCH / "tools" / "batch_ssh.py"), str(dead),
+                               str(tmp_path / "dead_config"), str(script)], capture_output=True, text=True, timeout=120)
+        assert json.loads(done.stdout.strip().splitlines()[-1])["errors"] == 1

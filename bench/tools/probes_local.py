@@ -18,7 +18,8 @@ def main() -> None:
     n, script = int(sys.argv[1]), open(sys.argv[2], "rb").read()
     procs = []
     for _ in range(n):
-        p = subprocess.Popen(["sh", "-s"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        # nice 10: the same priority as the fleet's simulated hosts (bench/fleet.py HOST_NICE)
+        p = subprocess.Popen(["nice", "-n", "10", "sh", "-s"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
         procs.append(p)
     for p in procs:  # feed after all are started, so the hosts run concurrently as in a sweep
