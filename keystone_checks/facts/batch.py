@@ -117,12 +117,15 @@ def render_batch(probes: list[Probe], marker: str) -> str:
         groups.setdefault(probe.timeout, []).append(index)
     if groups:
         # kc_tree: stop first so the tree cannot grow while it is walked; records what it killed.
-        # kc_alive: the process still exists and is not a zombie (state after the last ") ").
+        # kc_alive: the process still exists and is not a zombie (state after the last ") "), left in kc_l.
         lines.append(
             'kc_tree() { kill -STOP "$1" 2>/dev/null; kc_d="$kc_d $1"; '
             'for kc_c in $(pgrep -P "$1" 2>/dev/null); do kc_tree "$kc_c"; done; kill -KILL "$1" 2>/dev/null; }\n'
             'kc_alive() { read -r kc_l <"/proc/$1/stat" 2>/dev/null || return 1; kc_l=${kc_l##*) }; '
-            'case $kc_l in Z*|X*|x*) return 1;; esac; }')
+            'case $kc_l in Z*|X*|x*) return 1;; esac; }\n'
+            # kc_ours: a probe still running, its pid not reused: alive and still a child of the batch
+            # ($$ is the batch shell's pid in every subshell).
+            'kc_ours() { kc_alive "$1" || return 1; set -- $kc_l; [ "$2" = "$$" ]; }')
     unkillable = f"probe did not end within {KILL_GRACE}s of being killed (uninterruptible?): not waited for"
     for seconds, indexes in sorted(groups.items()):
         members = " ".join(map(str, indexes))
@@ -130,7 +133,7 @@ def render_batch(probes: list[Probe], marker: str) -> str:
             # The batch ends a sleeping watchdog by killing its sleep (pid in z<seconds>): wait then
             # fails and the watchdog exits without touching a probe.
             f"( sleep {int(seconds)} & echo $! >\"$kc_t/z{seconds}\"; wait $! || exit 0\n"
-            f"kc_k=; for kc_i in {members}; do eval \"kc_p=\\$kc_s$kc_i\"; kc_alive \"$kc_p\" || continue; "
+            f"kc_k=; for kc_i in {members}; do eval \"kc_p=\\$kc_s$kc_i\"; kc_ours \"$kc_p\" || continue; "
             f"kc_d=; kc_tree \"$kc_p\"; eval \"kc_d$kc_i=\\$kc_d\"; kc_k=\"$kc_k $kc_i\"; "
             f"printf '\\n%s\\n%s\\n' '{marker}:'$kc_i':RC:{EXIT_TIMEOUT}' '{marker}:'$kc_i':ERR' >\"$kc_t/t$kc_i\"; done\n"
             f"kc_n=0; while [ -n \"$kc_k\" ] && [ $kc_n -lt {KILL_GRACE * 10} ]; do kc_l2=; "
