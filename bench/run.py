@@ -146,19 +146,22 @@ def load_probes(phase: str, role: str, host_data: dict, mode: str = "auto") -> t
     return list(FALLBACK_PROBES), "fallback:bench/probes_fallback.py"
 
 
+def _plan_code(phase: str, role: str, host_data: dict) -> str:
+    """Python source, run by the project's interpreter, that leaves the engine's plan for one host of
+    `role` in `plan` (json, sys, dataclasses and render_batch imported)."""
+    data = {k: v for k, v in host_data.items() if k != "role"}
+    return ("import dataclasses, json, sys\n"
+            "from keystone_checks.engine import hostdata\n"
+            "from keystone_checks.engine.plan import checks_for_phase, load_catalog, plan_host\n"
+            "from keystone_checks.facts.batch import render_batch\n"
+            f"ctx = hostdata.resolve('bench', {{'role': {role!r}, **{data!r}}})\n"
+            f"plan = plan_host(checks_for_phase(load_catalog(), {phase!r}), [{role!r}], ctx)\n")
+
+
 def engine_batch_script(phase: str, role: str, host_data: dict, path: Path) -> str:
     """Write the exact batch script the sweep sends to one host (keystone_checks.facts.batch) to `path`.
     -> "" on success, else why not (probes-local is then unavailable)."""
-    data = {k: v for k, v in host_data.items() if k != "role"}
-    code = (
-        "import sys\n"
-        "from keystone_checks.engine import hostdata\n"
-        "from keystone_checks.engine.plan import checks_for_phase, load_catalog, plan_host\n"
-        "from keystone_checks.facts.batch import render_batch\n"
-        f"ctx = hostdata.resolve('bench', {{'role': {role!r}, **{data!r}}})\n"
-        f"plan = plan_host(checks_for_phase(load_catalog(), {phase!r}), [{role!r}], ctx)\n"
-        "sys.stdout.write(render_batch(list(plan.probes), 'KCBENCH0000'))\n"
-    )
+    code = _plan_code(phase, role, host_data) + "sys.stdout.write(render_batch(list(plan.probes), 'KCBENCH0000'))\n"
     try:
         r = subprocess.run([project_python(), "-c", code], capture_output=True, text=True, env=project_env(),
                            cwd=REPO, timeout=60)
@@ -176,7 +179,7 @@ def _children_cpu() -> float:
 
 
 def _cpu_ms(argv: list[str], runs: int, stdin: bytes | None = None) -> float:
-    """Median-free mean CPU (user+sys, ms) of `runs` sequential runs of argv, after one warm-up."""
+    """Mean CPU (user+sys, ms) of `runs` sequential runs of argv, after one warm-up."""
     subprocess.run(argv, input=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     before = _children_cpu()
     for _ in range(runs):
@@ -189,14 +192,7 @@ def measure_host_cpu(phase: str, role: str, host_data: dict, runs: int = 20) -> 
     other, by /bin/sh on this machine (a bench host is this machine), decomposed into the batch's
     own framing (the same script with every probe's command replaced by `:`) and each probe's
     commands alone (`sh -c CMD` minus `sh -c :`)."""
-    data = {k: v for k, v in host_data.items() if k != "role"}
-    code = (
-        "import json, sys, dataclasses\n"
-        "from keystone_checks.engine import hostdata\n"
-        "from keystone_checks.engine.plan import checks_for_phase, load_catalog, plan_host\n"
-        "from keystone_checks.facts.batch import render_batch\n"
-        f"ctx = hostdata.resolve('bench', {{'role': {role!r}, **{data!r}}})\n"
-        f"plan = plan_host(checks_for_phase(load_catalog(), {phase!r}), [{role!r}], ctx)\n"
+    code = _plan_code(phase, role, host_data) + (
         "probes = list(plan.probes)\n"
         "empty = [dataclasses.replace(p, command=':', requires=None) for p in probes]\n"
         "print(json.dumps({'batch': render_batch(probes, 'KCBENCH0000'), 'framing': render_batch(empty, 'KCBENCH0000'),\n"
