@@ -167,21 +167,6 @@ def open_session(inventory_path: str, limit: list[str] | None, data: dict[str, A
     return session
 
 
-def connect(session: Session) -> None:
-    """Connect every host; one that cannot be reached keeps its reason in ``session.connect_errors``
-    (pyinfra's "No hosts remaining" when none could be reached is not an error of ours)."""
-    from pyinfra.api.connect import connect_all
-    from pyinfra.api.exceptions import PyinfraError
-    from pyinfra.api.state import StateStage
-
-    session.state.set_stage(StateStage.Connect)
-    try:
-        connect_all(session.state)
-    except PyinfraError as exc:
-        if "No hosts remaining" not in str(exc):
-            raise KeystoneChecksError(f"connecting: {exc}") from None
-
-
 def connect_and_check(session: Session, checks, force_fix: bool, progress: Progress | None = None) -> dict:
     """Each host is checked as soon as it is connected (pyinfra's connect_all waits for the slowest
     host before anything runs): one greenlet per host connects, then runs pipeline.check_host. A host
@@ -240,31 +225,6 @@ def report_unreachable(session: Session, catalog, progress: Progress) -> tuple[d
         reports[host.name] = host_report
         progress.host(host_report)
     return reports, explained
-
-
-def check_hosts(session: Session, checks, force_fix: bool, progress: Progress | None = None) -> dict:
-    """Every connected host through the engine (pipeline.check_host), concurrently (pyinfra's pool)."""
-    import gevent
-    from pyinfra.api.state import StateStage
-    from pyinfra.context import ctx_config, ctx_host
-
-    from ..engine import pipeline
-
-    reports = {}
-    session.state.set_stage(StateStage.Prepare)
-
-    def one_host(host) -> None:
-        with ctx_config.use(session.state.config.copy()), ctx_host.use(host):
-            reports[host.name] = pipeline.check_host(host, session.state, checks, force_fix=force_fix)
-        if progress is not None:
-            progress.host(reports[host.name])
-
-    greenlets = [session.state.pool.spawn(one_host, h) for h in session.hosts if h.connected]
-    gevent.joinall(greenlets)
-    for g in greenlets:
-        if g.exception is not None:  # check_host contains everything; this is a bug
-            raise KeystoneChecksError(f"internal error: {g.exception!r}")
-    return reports
 
 
 def run_fixes(session: Session, reports: dict, dry: bool) -> bool:

@@ -64,11 +64,10 @@ def run_checks(inventory_path: str, host_name: str, check_ids: list[str], catalo
         raise KeystoneChecksError(f"--host {host_name} names {len(session.hosts)} hosts in {inventory_path}; name one host")
     (host,) = session.hosts
     try:
-        apirun.connect(session)
+        reports = apirun.connect_and_check(session, checks, force_fix=False)
         if not host.connected:
             failure = apirun.failure_of(session, host)
             return f"unreachable: {failure.kind}: {failure.reason}", {}
-        reports = apirun.check_hosts(session, checks, force_fix=False)
     finally:
         apirun.close(session)
     host_report = reports[host.name]
