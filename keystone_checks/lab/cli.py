@@ -29,6 +29,10 @@ def cmd_build(a) -> int:
         build.build(v, force=a.force)
         for st in a.state or list(recipe.STATES):
             snapshot.ensure_state(v, st)
+        if a.ksboot:
+            from keystone_checks.lab import ksboot
+
+            ksboot.ensure_built(v)
         if not a.keep_stale and not _running():
             for path in snapshot.stale_dirs(v):
                 print(f"[lab] removing stale {path}")
@@ -169,6 +173,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--zfs", **zfs)
     b.add_argument("--state", action="append", choices=list(recipe.STATES))
     b.add_argument("--force", action="store_true", help="rebuild the image even if cached")
+    b.add_argument("--ksboot", action="store_true",
+                   help="also build the Keystone-shaped disk (UEFI + systemd initrd; ≈12 min under TCG)")
     b.add_argument("--keep-stale", action="store_true",
                    help="keep images/states whose recipe hash is no longer current")
     u = sub.add_parser("up", help="start a fresh clone and write its inventory")

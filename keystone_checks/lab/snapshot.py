@@ -207,6 +207,9 @@ def stale_dirs(variant: recipe.Variant) -> list[Path]:
     out = [p for p in current.parent.glob(f"{variant.name}-*") if p != current and p.is_dir()]
     wanted = {state_dir(variant, st).name for st in recipe.STATES}
     out += [p for p in (current / "states").glob("*") if p.name not in wanted]
+    from keystone_checks.lab.ksboot import ksboot_dir
+
+    out += [p for p in current.glob("ksboot-*") if p.name != ksboot_dir(variant).name]
     return out
 
 

@@ -1,0 +1,59 @@
+#!/bin/sh
+# install-generation N: make system generation N the way NixOS does, and write
+# its systemd-boot entry (nixpkgs nixos/modules/system/boot/loader/systemd-boot/
+# systemd-boot-builder.py): the kernel and initrd copied to
+# /EFI/nixos/<store dir>-<file>.efi, loader/entries/nixos-generation-N.conf
+# with init=<toplevel>/init, loader.conf's default set to it.  Runs on the
+# deployed system (or chrooted into it) with the ESP at /boot.
+set -eu
+n=$1
+kver=$(ls /lib/modules | sort -V | tail -n 1)
+kshort=${kver%-amd64}
+work=$(mktemp -d)
+mkdir -p "$work/linux-$kshort" "$work/initrd-linux-$kshort"
+cp /usr/lib/keystone-lab/vmlinuz "$work/linux-$kshort/bzImage"
+# One initrd for every generation, as NixOS reuses an unchanged initrd's store path.
+cache=/var/lib/keystone-lab/initrd-$kver
+[ -s "$cache" ] || { mkdir -p "${cache%/*}"; dracut -q -f --kver "$kver" "$cache"; }
+cp "$cache" "$work/initrd-linux-$kshort/initrd"
+kernel=$(nix-store --add "$work/linux-$kshort")
+initrd=$(nix-store --add "$work/initrd-linux-$kshort")
+top=$work/nixos-system-keystone-lab-24.11.$n
+mkdir -p "$top"
+echo "24.11.$n" > "$top/nixos-version"
+printf '#!/bin/sh\necho "activating keystone-lab generation %s"\n' "$n" > "$top/activate"
+# NixOS stage-2 init (nixpkgs nixos/modules/system/boot/stage-2-init.sh): record the
+# booted and current system under /run (kept across switch-root), then become systemd.
+cat > "$top/init" <<INIT
+#!/bin/sh
+systemConfig=\$(dirname "\$(readlink -f "\$0")")
+ln -sfn "\$systemConfig" /run/booted-system
+ln -sfn "\$systemConfig" /run/current-system
+exec /lib/systemd/systemd "\$@"
+INIT
+chmod +x "$top/activate" "$top/init"
+echo "$kver" > "$top/kernel-version"
+params="zfs.zfs_arc_max=268435456 console=ttyS0 loglevel=4"
+echo "$params" > "$top/kernel-params"
+ln -s "$kernel/bzImage" "$top/kernel"
+ln -s "$initrd/initrd" "$top/initrd"
+toplevel=$(nix-store --add "$top")
+nix-env -p /nix/var/nix/profiles/system --set "$toplevel" >/dev/null
+rm -rf "$work"
+
+efi_k="/EFI/nixos/$(basename "$kernel")-bzImage.efi"
+efi_i="/EFI/nixos/$(basename "$initrd")-initrd.efi"
+mkdir -p /boot/EFI/nixos /boot/loader/entries
+cp "$kernel/bzImage" "/boot$efi_k"
+cp "$initrd/initrd" "/boot$efi_i"
+cat > "/boot/loader/entries/nixos-generation-$n.conf" <<ENTRY
+title NixOS
+version Generation $n NixOS 24.11.$n (Linux $kshort), built on $(date -u +%F)
+linux $efi_k
+initrd $efi_i
+options init=$toplevel/init $params
+machine-id $(cat /etc/machine-id)
+sort-key nixos
+ENTRY
+printf 'timeout 5\ndefault nixos-generation-%s.conf\nconsole-mode keep\n' "$n" > /boot/loader/loader.conf
+echo "$toplevel"

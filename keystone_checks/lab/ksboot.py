@@ -1,0 +1,225 @@
+"""The Keystone-shaped guest: a disk that boots the way Keystone boots.
+
+Built once per image from a booted lab guest (``guest/ksboot/build.sh``): root
+on ``rpool/crypt/system``, UEFI (OVMF) -> systemd-boot -> a dracut systemd
+initrd running Keystone's own units (ncrmro/keystone v0.2.0
+``modules/os/storage.nix``: bare import, ``systemd-cryptsetup@credstore``, the
+credstore mount, ``rpool-load-key``, the credstore closed before switch-root)
+-> ``init=/nix/store/...-nixos-system-.../init``.  See docs/lab.md.
+
+Result, under ``<image dir>/ksboot-<hash>/``: ``disk.qcow2`` (the whole
+Keystone disk: ESP + rpool) and ``meta.json`` (written last).  A boot gets a
+qcow2 overlay and its own copy of the OVMF variable store.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import subprocess
+import tarfile
+import time
+import uuid
+from pathlib import Path
+
+from keystone_checks.lab import build, recipe
+from keystone_checks.lab.errors import LabError
+from keystone_checks.lab.paths import cache_root, run_root
+from keystone_checks.lab.vm import Guest, overlay
+
+KSBOOT_DIR = recipe.GUEST_DIR / "ksboot"
+# Not in the base image; fetched on the host with apt (the guest is offline):
+# dracut-core builds the initrd, the rest is what it needs beyond the image.
+EXTRA_PACKAGES = ["dracut-core", "kpartx", "pkgconf"]
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+BOOT_TIMEOUT = 600  # OVMF + systemd-boot + initrd + stage 2 under TCG: ~2-3 min measured
+
+
+def ksboot_files() -> dict[str, bytes]:
+    return {str(p.relative_to(KSBOOT_DIR)): p.read_bytes()
+            for p in sorted(KSBOOT_DIR.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+
+
+def ksboot_hash(variant: recipe.Variant) -> str:
+    return recipe._digest({"base": recipe.base_hash(variant), "lib": recipe.guest_script("lib.sh"),
+                           "files": {k: v.decode() for k, v in ksboot_files().items()},
+                           "packages": EXTRA_PACKAGES, "format": 1})
+
+
+def ksboot_dir(variant: recipe.Variant) -> Path:
+    return build.image_dir(variant) / f"ksboot-{ksboot_hash(variant)}"
+
+
+def _tar(files: dict[str, bytes], modes: dict[str, int] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), (modes or {}).get(name, 0o644)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def download_debs(dest: Path) -> list[Path]:
+    """EXTRA_PACKAGES and their dependencies, from this machine's apt sources."""
+    dest.mkdir(parents=True, exist_ok=True)
+    debs = sorted(dest.glob("*.deb"))
+    if debs:
+        return debs
+    dep = subprocess.run(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
+                          "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances",
+                          *EXTRA_PACKAGES], capture_output=True, text=True)
+    names = sorted({ln for ln in dep.stdout.splitlines() if re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", ln)})
+    if dep.returncode or not names:
+        raise LabError(f"apt-cache depends {' '.join(EXTRA_PACKAGES)} failed: {dep.stderr.strip()}; "
+                       "run apt-get update first")
+    r = subprocess.run(["apt-get", "download", "-q", *names], cwd=dest, capture_output=True, text=True)
+    if r.returncode:
+        raise LabError(f"apt-get download failed in {dest}: {r.stderr.strip()[-800:]}")
+    return sorted(dest.glob("*.deb"))
+
+
+class UefiGuest(Guest):
+    """A guest that boots its one disk through OVMF (no -kernel): the
+    Keystone disk is ``/dev/vda`` (serial kctest0), as the device units in
+    the initrd expect."""
+
+    @property
+    def disks(self) -> dict[str, Path]:
+        return {"vda": self.workdir / "vda.qcow2"}
+
+    @property
+    def vars_path(self) -> Path:
+        return self.workdir / "OVMF_VARS.fd"
+
+    def command(self, incoming: str | None = None) -> list[str]:
+        cmd = ["qemu-system-x86_64", "-name", "keystone-lab", "-machine", "pc",
+               "-accel", "tcg,thread=multi", "-cpu", "max", "-smp", str(self.smp),
+               "-m", str(self.mem_mb), "-nodefaults", "-display", "none", "-vga", "none",
+               "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+               "-drive", f"if=pflash,format=raw,unit=1,file={self.vars_path}",
+               "-serial", f"file:{self.workdir / 'serial.log'}",
+               "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
+               "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:22",
+               "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:4b:43:02",
+               "-drive", f"if=none,id=vda,file={self.disks['vda']},format=qcow2,cache=unsafe,discard=unmap",
+               "-device", "virtio-blk-pci,drive=vda,serial=kctest0"]
+        if incoming:
+            cmd += ["-incoming", incoming]
+        return cmd
+
+    def serial(self) -> str:
+        path = self.workdir / "serial.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def reboot(self) -> None:
+        """Hard reset (QMP system_reset): the next boot goes through firmware and initrd again."""
+        q = self.qmp()
+        try:
+            q.execute("system_reset")
+        finally:
+            q.close()
+
+
+def boot(variant: recipe.Variant, workdir: Path | None = None, wait: bool = True) -> UefiGuest:
+    """Boot a fresh overlay of the built Keystone disk; with ``wait``, until ssh answers."""
+    src = ksboot_dir(variant)
+    if not (src / "meta.json").exists():
+        raise LabError(f"the Keystone-shaped disk for {variant.name} is not built; "
+                       f"run: python -m keystone_checks.lab build --zfs {variant.name} --ksboot")
+    workdir = workdir or run_root() / f"{variant.name}-ksboot-{uuid.uuid4().hex[:8]}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    g = UefiGuest(workdir=workdir, image=build.image_dir(variant))
+    overlay(g.disks["vda"], src / "disk.qcow2")
+    shutil.copy(OVMF_VARS, g.vars_path)
+    g.start()
+    if wait:
+        wait_booted(g)
+    return g
+
+
+# What the serial console shows when the boot stops in the initrd (systemd's own lines).
+_STOPPED = re.compile(r"Entering emergency mode|Failed to start .*|Dependency failed for .*|"
+                      r"Timed out waiting for device .*")
+
+
+def initrd_stop_reason(serial: str) -> str | None:
+    """The first failure the initrd printed, or None if it printed none."""
+    for line in re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", serial).splitlines():
+        m = _STOPPED.search(line)
+        if m:
+            return m.group(0).strip()
+    return None
+
+
+def wait_booted(g: UefiGuest, timeout: float = BOOT_TIMEOUT) -> float:
+    """Wait for ssh; raise with the initrd's own failure line when it stops there."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if not g.alive():
+            raise LabError(f"QEMU exited; see {g.workdir / 'qemu.log'}")
+        if "Entering emergency mode" in g.serial():
+            raise LabError(f"boot stopped in the initrd: {initrd_stop_reason(g.serial())}; "
+                           f"see {g.workdir / 'serial.log'}")
+        if g.ssh_bytes("true", timeout=15)[0] == 0:
+            return time.monotonic() - t0
+        time.sleep(2)
+    raise LabError(f"Keystone guest not up after {timeout:.0f} s; see {g.workdir / 'serial.log'}")
+
+
+def ensure_built(variant: recipe.Variant, say=print) -> Path:
+    """Build the Keystone disk for ``variant`` unless cached (≈12 min under TCG)."""
+    from keystone_checks.lab.snapshot import Clone, guest_prelude
+
+    dest = ksboot_dir(variant)
+    if (dest / "meta.json").exists():
+        return dest
+    for tool in (OVMF_CODE, OVMF_VARS):
+        if not tool.exists():
+            raise LabError(f"{tool} missing: install the 'ovmf' package (bash .ci/setup-lab.sh)")
+    build.build(variant, say=say)
+    debs = download_debs(cache_root() / "debs" / f"ksboot-{recipe._digest(EXTRA_PACKAGES)}")
+    workdir = run_root() / f"build-{variant.name}-ksboot-{uuid.uuid4().hex[:6]}"
+    t0 = time.monotonic()
+    say(f"[lab] {variant.name}: building the Keystone-shaped disk (≈12 min under TCG)")
+    g = Clone.boot_blank(variant, workdir)
+    try:
+        payload = _tar({f"debs/{d.name}": d.read_bytes() for d in debs}
+                       | {f"ksboot/{k}": v for k, v in ksboot_files().items()},
+                       {f"ksboot/{k}": 0o755 for k in ksboot_files() if k.endswith(".sh")
+                        or k == "import-rpool-bare"})
+        rc, _, err = g.ssh_bytes("rm -rf /run/ks && mkdir -p /run/ks && tar -C /run/ks -xf -",
+                                 stdin=payload, timeout=300)
+        if rc:
+            raise LabError(f"copying the ksboot files into the build guest failed: {err.decode()[-500:]}")
+        script = guest_prelude(variant) + "KS=/run/ks/ksboot\nDEBS=/run/ks/debs\n" + \
+            (KSBOOT_DIR / "build.sh").read_text()
+        rc, out, err_s = g.run_script(script, timeout=2400)
+        log = build.image_dir(variant) / "logs" / "ksboot-build.log"
+        log.parent.mkdir(exist_ok=True)
+        log.write_text(f"rc={rc}\n--- stdout\n{out}\n--- stderr\n{err_s}\n")
+        if rc:
+            raise LabError(f"building the Keystone disk failed (exit {rc}); see {log}:\n{err_s[-1500:]}")
+        g.ssh("systemctl poweroff", timeout=30)
+        deadline = time.monotonic() + 60
+        while g.alive() and time.monotonic() < deadline:
+            time.sleep(1)
+        g.kill()
+        tmp = dest.with_name(dest.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        shutil.move(str(g.disks["vda"]), tmp / "disk.qcow2")
+        meta = {"variant": variant.name, "hash": ksboot_hash(variant),
+                "build_seconds": round(time.monotonic() - t0, 1),
+                "disk_bytes": (tmp / "disk.qcow2").stat().st_size}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest)
+    finally:
+        g.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+    say(f"[lab] {variant.name}: Keystone disk built in {meta['build_seconds']} s")
+    return dest
