@@ -29,6 +29,10 @@ install() {
     done
     inst_simple "$src/units/systemd-cryptsetup@credstore.service.d/lab-console.conf" \
         "$systemdsystemunitdir/systemd-cryptsetup@credstore.service.d/lab-console.conf"
+    # Lab: unit names, not descriptions, in the initrd's console status lines (an 80-column
+    # serial console cuts "Failed to start <name> - <description>" in the middle of the name).
+    mkdir -p "$initdir/etc/systemd/system.conf.d"
+    printf '[Manager]\nStatusUnitFormat=name\n' > "$initdir/etc/systemd/system.conf.d/lab-console.conf"
     mkdir -p "$initdir$systemdsystemunitdir/initrd.target.requires"
     ln_r "$systemdsystemunitdir/rpool-load-key.service" \
         "$systemdsystemunitdir/initrd.target.requires/rpool-load-key.service"
