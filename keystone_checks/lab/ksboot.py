@@ -26,7 +26,7 @@ from pathlib import Path
 
 from keystone_checks.lab import build, recipe
 from keystone_checks.lab.errors import LabError
-from keystone_checks.lab.paths import cache_root, run_root
+from keystone_checks.lab.paths import cache_root, clone_workdir, run_root
 from keystone_checks.lab.vm import Guest, overlay
 
 KSBOOT_DIR = recipe.GUEST_DIR / "ksboot"
@@ -127,11 +127,8 @@ class UefiGuest(Guest):
 def boot(variant: recipe.Variant, workdir: Path | None = None, wait: bool = True) -> UefiGuest:
     """Boot a fresh overlay of the built Keystone disk; with ``wait``, until ssh answers."""
     src = ksboot_dir(variant)
-    if not (src / "meta.json").exists():
-        raise LabError(f"the Keystone-shaped disk for {variant.name} is not built; "
-                       f"run: python -m keystone_checks.lab build --zfs {variant.name} --ksboot")
-    workdir = workdir or run_root() / f"{variant.name}-ksboot-{uuid.uuid4().hex[:8]}"
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = clone_workdir(src, f"the Keystone-shaped disk for {variant.name}", f"--zfs {variant.name} --ksboot",
+                            f"{variant.name}-ksboot", workdir)
     g = UefiGuest(workdir=workdir, image=build.image_dir(variant))
     overlay(g.disks["vda"], src / "disk.qcow2")
     shutil.copy(OVMF_VARS, g.vars_path)
@@ -139,6 +136,22 @@ def boot(variant: recipe.Variant, workdir: Path | None = None, wait: bool = True
     if wait:
         wait_booted(g)
     return g
+
+
+def host_data(g: UefiGuest) -> dict:
+    """Inventory data for a booted Keystone-shaped guest (a deployed host)."""
+    return {"ssh_hostname": "127.0.0.1", "ssh_port": g.port, "ssh_user": "root", "ssh_key": str(g.key),
+            "ssh_known_hosts_file": str(g.known_hosts), "ssh_strict_host_key_checking": "accept-new",
+            "role": "deployed", "disk": "/dev/vda", "pool": "rpool"}
+
+
+def boot_for_tests(variant: recipe.Variant, workdir: Path, build_missing: bool) -> UefiGuest:
+    """What the lab tests start from: build the disk first when asked (KC_LAB_BUILD=1), else a
+    missing disk is a LabError naming the command to run."""
+    build.require_tools(build.RUN_TOOLS)
+    if build_missing:
+        ensure_built(variant)
+    return boot(variant, workdir)
 
 
 # What the serial console shows when the boot stops in the initrd (systemd's own lines).

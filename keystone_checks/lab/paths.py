@@ -21,5 +21,17 @@ def run_root() -> Path:
     return cache_root() / "run"
 
 
+def clone_workdir(built: Path, what: str, build_args: str, name: str, workdir: Path | None = None) -> Path:
+    """A new clone's scratch dir (``run/<name>-<random>`` unless given), after checking that
+    ``built`` (a saved state or a built disk) is complete: its meta.json is written last."""
+    if not (built / "meta.json").exists():
+        from keystone_checks.lab.errors import LabError
+
+        raise LabError(f"{what} is not built; run: python -m keystone_checks.lab build {build_args}")
+    workdir = workdir or run_root() / f"{name}-{os.urandom(4).hex()}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    return workdir
+
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CAPTURE_ROOT = REPO_ROOT / "tests" / "fixtures" / "captured"

@@ -20,7 +20,7 @@ from typing import Any
 
 from keystone_checks.lab import build, recipe
 from keystone_checks.lab.errors import LabError
-from keystone_checks.lab.paths import run_root
+from keystone_checks.lab.paths import clone_workdir, run_root
 from keystone_checks.lab.vm import Guest, overlay, qemu_img
 
 
@@ -103,11 +103,8 @@ class Clone(Guest):
     @classmethod
     def restore(cls, variant: recipe.Variant, state: str, workdir: Path | None = None) -> Clone:
         src = state_dir(variant, state)
-        if not (src / "meta.json").exists():
-            raise LabError(f"lab state '{state}' for {variant.name} is not built; "
-                           f"run: python -m keystone_checks.lab build --zfs {variant.name}")
-        workdir = workdir or run_root() / f"{variant.name}-{state}-{uuid.uuid4().hex[:8]}"
-        workdir.mkdir(parents=True, exist_ok=True)
+        workdir = clone_workdir(src, f"lab state '{state}' for {variant.name}", f"--zfs {variant.name}",
+                                f"{variant.name}-{state}", workdir)
         g = cls(workdir=workdir, image=build.image_dir(variant))
         g.variant, g.state = variant, state
         t0 = time.monotonic()

@@ -14,7 +14,7 @@ import re
 import pytest
 from kc_helpers import read_report, run_pyinfra
 
-from keystone_checks.lab import build, inventory, ksboot, recipe
+from keystone_checks.lab import inventory, ksboot, recipe
 from keystone_checks.lab.errors import LabError
 
 pytestmark = [pytest.mark.lab, pytest.mark.ksboot]
@@ -41,10 +41,8 @@ INITRD_ORDER = [
 def ks_guest(tmp_path_factory):
     variant = recipe.VARIANTS[os.environ.get("KC_LAB_ZFS", "zfs21").split(",")[0]]
     try:
-        build.require_tools(build.RUN_TOOLS)
-        if os.environ.get("KC_LAB_BUILD") == "1":
-            ksboot.ensure_built(variant)
-        g = ksboot.boot(variant, tmp_path_factory.mktemp("ksboot") / "guest")
+        g = ksboot.boot_for_tests(variant, tmp_path_factory.mktemp("ksboot") / "guest",
+                                  os.environ.get("KC_LAB_BUILD") == "1")
     except LabError as e:
         pytest.fail(str(e), pytrace=False)
     yield g
@@ -89,11 +87,7 @@ def test_stage2_looks_like_a_keystone_host(ks_guest):
 
 
 def test_sweep_finds_the_keystone_guest_healthy(ks_guest, tmp_path):
-    data = {"ssh_hostname": "127.0.0.1", "ssh_port": ks_guest.port, "ssh_user": "root",
-            "ssh_key": str(ks_guest.key), "ssh_known_hosts_file": str(ks_guest.known_hosts),
-            "ssh_strict_host_key_checking": "accept-new", "role": "deployed", "disk": "/dev/vda",
-            "pool": "rpool"}
-    inv = inventory.write(tmp_path / "inventory.py", [("ksboot", data)])
+    inv = inventory.write(tmp_path / "inventory.py", [("ksboot", ksboot.host_data(ks_guest))])
     report = tmp_path / "sweep.json"
     done = run_pyinfra(inv, "sweep.py", *LAB_DATA, "--data", f"report={report}", timeout=900)
     assert "Traceback" not in done.stdout + done.stderr, done.stderr[-3000:]

@@ -19,7 +19,7 @@ import time
 import pytest
 from kc_helpers import read_report, run_pyinfra
 
-from keystone_checks.lab import build, inventory, ksboot, recipe
+from keystone_checks.lab import inventory, ksboot, recipe
 from keystone_checks.lab.errors import LabError
 
 pytestmark = [pytest.mark.lab, pytest.mark.ksboot]
@@ -38,10 +38,7 @@ sync
 
 
 def _sweep(g, tmp_path, tag):
-    data = {"ssh_hostname": "127.0.0.1", "ssh_port": g.port, "ssh_user": "root", "ssh_key": str(g.key),
-            "ssh_known_hosts_file": str(g.known_hosts), "ssh_strict_host_key_checking": "accept-new",
-            "role": "deployed", "disk": "/dev/vda", "pool": "rpool"}
-    inv = inventory.write(tmp_path / f"{tag}-inventory.py", [("ksboot", data)])
+    inv = inventory.write(tmp_path / f"{tag}-inventory.py", [("ksboot", ksboot.host_data(g))])
     report = tmp_path / f"{tag}.json"
     done = run_pyinfra(inv, "sweep.py", *LAB_DATA, "--data", f"report={report}", timeout=900)
     assert "Traceback" not in done.stdout + done.stderr, done.stderr[-3000:]
@@ -52,10 +49,7 @@ def _sweep(g, tmp_path, tag):
 def test_key_file_removed_stops_the_next_boot_in_the_initrd(tmp_path):
     variant = recipe.VARIANTS[os.environ.get("KC_LAB_ZFS", "zfs21").split(",")[0]]
     try:
-        build.require_tools(build.RUN_TOOLS)
-        if os.environ.get("KC_LAB_BUILD") == "1":
-            ksboot.ensure_built(variant)
-        g = ksboot.boot(variant, tmp_path / "guest")
+        g = ksboot.boot_for_tests(variant, tmp_path / "guest", os.environ.get("KC_LAB_BUILD") == "1")
     except LabError as e:
         pytest.fail(str(e), pytrace=False)
     try:
