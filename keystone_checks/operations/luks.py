@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pyinfra import host
-from pyinfra.api import operation
+from pyinfra.api import StringCommand, operation
 
 from ..engine.commands import THEN, assign, cmd, sh
 from ..facts.luks import MappingStatus
@@ -86,8 +86,14 @@ def close_after_recovery(mapping: str):
 
         luks.close_after_recovery(mapping="credstore")
     """
-    yield cmd(assign("kc_map", mapping), THEN, assign("kc_dev", "/dev/mapper/" + mapping), THEN,
-              sh(_CLOSE_AFTER_RECOVERY))
+    yield close_commands(mapping)
+
+
+def close_commands(mapping: str) -> StringCommand:
+    """Unmount every mount of ``/dev/mapper/<mapping>`` and close it if open (also used by a
+    refused ``zfs.load_key`` in a recovery, so a refusal never leaves the credstore open)."""
+    return cmd(assign("kc_map", mapping), THEN, assign("kc_dev", "/dev/mapper/" + mapping), THEN,
+               sh(_CLOSE_AFTER_RECOVERY))
 
 
 # Unmount every mount of the mapping (it may be mounted twice), then close it if it is open.

@@ -231,13 +231,17 @@ def _key_location(props: dict | None, key_file: str) -> str:
 
 
 @operation()
-def load_key(dataset: str, key_file: str = "/etc/credstore/zfs-sysroot.mount"):
+def load_key(dataset: str, key_file: str = "/etc/credstore/zfs-sysroot.mount", close_mapping: str = ""):
     """Load an encryption root's key and mount the datasets (guide: "zfs load-key -L file://... rpool/crypt;
     zfs mount -a"). The location is the dataset's own ``keylocation`` property when it is a file/URL,
     otherwise ``file://<key_file>``. The key is never printed; a missing key file is refused.
 
     + dataset: encryption root, e.g. ``rpool/crypt``
     + key_file: key file in the mounted credstore (host data ``key_file``)
+    + close_mapping: the credstore mapping a recovery opened for this step (host data
+      ``credstore_name``): when the key file is missing the refusal unmounts and closes it first,
+      as the recovery's own close step (which a refused step stops) would have. Found in the lab:
+      a credstore that lost its key stayed open on the ISO after the refused recovery.
 
     **Example:**
 
@@ -251,9 +255,12 @@ def load_key(dataset: str, key_file: str = "/etc/credstore/zfs-sysroot.mount"):
         return
     location = _key_location(props, key_file)
     path = location[len("file://"):] if location.startswith("file://") else None
-    check_file = () if path is None else (
-        "test", "-f", path, OR,
-        refuse(f"key file {path} is missing (credstore not mounted, or key lost: restore it from backup)"), THEN)
+    refusal = refuse(f"key file {path} is missing (credstore not mounted, or key lost: restore it from backup)")
+    if close_mapping:
+        from .luks import close_commands
+
+        refusal = cmd(Syntax("{"), close_commands(close_mapping), THEN, refusal, THEN, Syntax("}"))
+    check_file = () if path is None else ("test", "-f", path, OR, refusal, THEN)
     yield cmd(
         assign("kc_ds", dataset), THEN,
         sh('if [ "$(zfs get -H -o value keystatus -- "$kc_ds")" != available ]; then'),
