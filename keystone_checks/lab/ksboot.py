@@ -138,8 +138,9 @@ def boot(variant: recipe.Variant, workdir: Path | None = None, wait: bool = True
     return g
 
 
-def host_data(g: UefiGuest) -> dict:
-    """Inventory data for a booted Keystone-shaped guest (a deployed host)."""
+def host_data(g: Guest) -> dict:
+    """Inventory data for a booted Keystone-shaped guest (a deployed host; override "role" for
+    the installer booted on its disk)."""
     return {"ssh_hostname": "127.0.0.1", "ssh_port": g.port, "ssh_user": "root", "ssh_key": str(g.key),
             "ssh_known_hosts_file": str(g.known_hosts), "ssh_strict_host_key_checking": "accept-new",
             "role": "deployed", "disk": "/dev/vda", "pool": "rpool"}
@@ -152,6 +153,40 @@ def boot_for_tests(variant: recipe.Variant, workdir: Path, build_missing: bool) 
     if build_missing:
         ensure_built(variant)
     return boot(variant, workdir)
+
+
+# The installer an operator boots to recover this disk: NixOS installer media have
+# VARIANT_ID=installer in /etc/os-release (nixos-anywhere src/get-facts.sh decides with it), their
+# own fixed hostid (nixos-images nix/zfs-minimal.nix; the lab's value is its own) and no psmisc.
+INSTALLER_OS_RELEASE = """ID=nixos
+NAME=NixOS
+PRETTY_NAME="NixOS 24.11 (Vicuna)"
+VARIANT_ID=installer
+VERSION_ID="24.11"
+"""
+INSTALLER_SETUP = f"""set -eu
+cat > /etc/os-release <<'EOF'
+{INSTALLER_OS_RELEASE}EOF
+zgenhostid -f 4b490001
+dpkg -r psmisc >/dev/null 2>&1 || true
+modprobe zfs
+"""
+
+
+def installer_on(disk: Path, variant: recipe.Variant, workdir: Path) -> Guest:
+    """Boot the lab's installer (the Debian image, -kernel boot, its own ext4 root) with
+    ``disk`` (a Keystone disk, e.g. one that stopped in the initrd) as its /dev/vda."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    g = Guest(workdir=workdir, image=build.image_dir(variant))
+    overlay(g.disks["vda"], disk)
+    overlay(g.disks["root"], build.image_dir(variant) / "root.qcow2")
+    g.start()
+    g.wait_ssh()
+    rc, _, err = g.run_script(INSTALLER_SETUP, timeout=120)
+    if rc:
+        g.kill()
+        raise LabError(f"making the installer failed: {err.strip()[-800:]}")
+    return g
 
 
 # What the serial console shows when the boot stops in the initrd (systemd's own lines).

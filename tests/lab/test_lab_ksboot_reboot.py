@@ -7,8 +7,9 @@ fails in the initrd and the boot stops there.
 What is recorded (KC_LAB_REBOOT_OUT, JSON lines; printed too): what the sweep said BEFORE the reboot,
 why the boot stopped (the initrd's own console line) and what the controller said after it.
 Measured 2026-12-01: the sweep before the reboot catches nothing (only the info-level TPM checks):
-no check looks inside a closed credstore on a running host, a gap docs/lab.md records. Recovery
-from the ISO on this disk is not built yet (issue #14)."""
+no check looks inside a closed credstore on a running host, a gap docs/lab.md records. Then the
+installer boots with that disk: the recovery names the cause (the key file is missing; no fix
+exists for a lost key) and leaves the credstore closed and the installer's own root untouched."""
 
 from __future__ import annotations
 
@@ -19,11 +20,15 @@ import time
 import pytest
 from kc_helpers import read_report, run_pyinfra
 
-from keystone_checks.lab import inventory, ksboot, recipe
+from keystone_checks.lab import inventory, ksboot, recipe, snapshot
 from keystone_checks.lab.errors import LabError
 
 pytestmark = [pytest.mark.lab, pytest.mark.ksboot]
 LAB_DATA = ["--data", "min_ram_bytes=268435456", "--data", "max_load_per_cpu=1000"]
+
+# The installer's own root: what is mounted at / and a manifest of /etc and /usr/bin on it.
+LIVE_ROOT = ("findmnt -n -o SOURCE,FSTYPE /; { find /etc -xdev -type f -printf '%p %s %T@\\n' | sort; "
+             "ls -l --time-style=+%s /usr/bin; } | sha256sum")
 
 # Opens the credstore with the lab's initrd key slot, removes the key file, closes it again.
 REMOVE_KEY_FILE = """set -eu
@@ -52,6 +57,7 @@ def test_key_file_removed_stops_the_next_boot_in_the_initrd(tmp_path):
         g = ksboot.boot_for_tests(variant, tmp_path / "guest", os.environ.get("KC_LAB_BUILD") == "1")
     except LabError as e:
         pytest.fail(str(e), pytrace=False)
+    made = [g]
     try:
         rc, _, err = g.run_script(REMOVE_KEY_FILE, timeout=300)
         assert rc == 0, err
@@ -73,12 +79,37 @@ def test_key_file_removed_stops_the_next_boot_in_the_initrd(tmp_path):
 
         after = _sweep(g, tmp_path, "after")
         assert after["status"] == "unreachable", after
+        g.kill()
+
+        # Recovery from the ISO on that very disk: the installer boots with it as /dev/vda.
+        inst = ksboot.installer_on(g.disks["vda"], variant, tmp_path / "installer")
+        made.append(inst)
+        rc, live_before, err = inst.ssh(LIVE_ROOT)
+        assert rc == 0, err
+        data = {**ksboot.host_data(inst), "role": "installer",
+                "luks_passphrase_file": str(snapshot.passphrase_file(variant))}
+        inv = inventory.write(tmp_path / "installer-inventory.py", [("ksinst", data)])
+        report = tmp_path / "recovery.json"
+        done = run_pyinfra(inv, "fix/emergency-access.py", "--data", "allow_force_import=true",
+                           "--data", f"report={report}", timeout=900)
+        assert "Traceback" not in done.stdout + done.stderr, done.stderr[-3000:]
+        (entry,) = read_report(report)["hosts"]
+        result = {r["check"]: r for r in entry["results"]}["recovery-system-mounted"]
+        # No fix exists for a lost key: the recovery names it and refuses, and leaves no credstore open.
+        assert result["outcome"] == "fix-failed", result
+        assert "key file /etc/credstore/zfs-sysroot.mount is missing" in json.dumps(result), result
+        rc, out, err = inst.ssh("test -e /dev/mapper/credstore; echo mapped $?; findmnt -n /etc/credstore; echo mounted $?")
+        assert out.split() == ["mapped", "1", "mounted", "1"], (out, err)
+        rc, live_after, err = inst.ssh(LIVE_ROOT)
+        assert rc == 0 and live_after == live_before, (live_before, live_after, err)
         row = {"fault": "credstore-key-file-removed", "guest": "ksboot", "variant": variant.name,
                "before_reboot": caught, "initrd_stop": reason, "after_reboot": after["status"],
-               "after_reboot_error": after.get("error")}
+               "after_reboot_error": after.get("error"), "recovery": result["outcome"],
+               "recovery_error": (result.get("fix") or {}).get("error")}
         if os.environ.get("KC_LAB_REBOOT_OUT"):
             with open(os.environ["KC_LAB_REBOOT_OUT"], "a") as fh:
                 fh.write(json.dumps(row) + "\n")
         print(json.dumps(row, indent=2))
     finally:
-        g.kill()
+        for guest in made:
+            guest.kill()
