@@ -40,3 +40,5 @@ def test_stop_reason_from_real_serial_captures():
     # unit name: the reason is still the first failure line, as printed.
     failed = (SERIAL / "ksboot-key-file-removed-truncated.log").read_text(errors="replace")
     assert ksboot.initrd_stop_reason(failed) == "Failed to start rpool-load…pool/crypt key from the credstore."
+    failed = (SERIAL / "ksboot-key-file-removed.log").read_text(errors="replace")
+    assert ksboot.initrd_stop_reason(failed) == "Failed to start rpool-load-key.service."

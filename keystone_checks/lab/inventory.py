@@ -44,7 +44,10 @@ def write(path: Path, hosts: list[tuple[str, dict]]) -> Path:
     groups: dict[str, list] = {}
     for name, data in hosts:
         groups.setdefault(data["role"], []).append((name, data))
-    lines = ['"""pyinfra inventory written by keystone_checks.lab (throw-away lab guests)."""', ""]
+    # The connect-error collector first, as README asks of every inventory: each unreachable host
+    # gets its own reason, and paramiko prints no traceback for a port that never sends a banner.
+    lines = ['"""pyinfra inventory written by keystone_checks.lab (throw-away lab guests)."""', "",
+             "import keystone_checks.engine.connect_errors  # noqa: F401", ""]
     for role, members in sorted(groups.items()):
         lines.append(f"{role} = [")
         for name, data in members:
