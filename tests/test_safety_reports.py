@@ -188,8 +188,11 @@ def test_internal_error_is_one_line_and_unknown(tmp_path, shard):
 
 
 def _interrupt(args: list[str], wait_for: str | None, after: float, **popen) -> tuple[int, str]:
+    # SIGINT back to its default in the child: a test run started in the background by a
+    # non-interactive shell inherits SIGINT ignored, and so would the CLI (the Ctrl-C never lands).
     proc = subprocess.Popen([sys.executable, "-m", "keystone_checks.frontends.cli", *args], stderr=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, cwd=REPO, **popen)
+                            stdout=subprocess.PIPE, text=True, cwd=REPO,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen)
     time.sleep(after)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
