@@ -135,3 +135,14 @@ def frozen_cgroup():
     while (group / "tasks").read_text().strip() and time.time() < deadline:
         time.sleep(0.05)
     group.rmdir()
+
+
+# -- the lab (tests/lab) ----------------------------------------------------------------------------
+# The lab VM's known limits (1 GiB RAM, TCG load), given to every lab run as host data.
+LAB_DATA = ["--data", "min_ram_bytes=268435456", "--data", "max_load_per_cpu=1000"]
+EXIT_UNKNOWN = 3  # README "Outcomes and exit codes": an unreachable host is unknown
+# An installer's own root, fingerprinted: what is mounted at / and a manifest of /etc's regular
+# files on the root filesystem (-xdev: not a credstore mounted there meanwhile) and of /usr/bin.
+LAB_LIVE_ROOT = ("findmnt -n -o SOURCE,FSTYPE,OPTIONS /; "
+                 "{ find /etc -xdev -type f -printf '%p %s %T@\\n' | sort; "
+                 "ls -l --time-style=+%s /usr/bin; } | sha256sum")

@@ -14,15 +14,22 @@ from pathlib import Path
 from keystone_checks.lab import recipe
 
 
-def host_data(guest, state: str, variant: recipe.Variant, **overrides) -> dict:
-    st = recipe.STATES[state]
-    data = {
+def ssh_data(guest) -> dict:
+    """How pyinfra reaches a lab guest: its loopback port, the lab key and known-hosts file."""
+    return {
         "ssh_hostname": "127.0.0.1",
         "ssh_port": guest.port,
         "ssh_user": "root",
         "ssh_key": str(guest.key),
         "ssh_known_hosts_file": str(guest.known_hosts),
         "ssh_strict_host_key_checking": "accept-new",
+    }
+
+
+def host_data(guest, state: str, variant: recipe.Variant, **overrides) -> dict:
+    st = recipe.STATES[state]
+    data = {
+        **ssh_data(guest),
         "role": st.role,
         "disk": "/dev/vda",
         "lab_state": state,

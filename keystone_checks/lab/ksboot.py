@@ -24,7 +24,7 @@ import time
 import uuid
 from pathlib import Path
 
-from keystone_checks.lab import build, recipe
+from keystone_checks.lab import build, inventory, recipe
 from keystone_checks.lab.errors import LabError
 from keystone_checks.lab.paths import cache_root, clone_workdir, run_root
 from keystone_checks.lab.vm import Guest, overlay
@@ -141,9 +141,7 @@ def boot(variant: recipe.Variant, workdir: Path | None = None, wait: bool = True
 def host_data(g: Guest) -> dict:
     """Inventory data for a booted Keystone-shaped guest (a deployed host; override "role" for
     the installer booted on its disk)."""
-    return {"ssh_hostname": "127.0.0.1", "ssh_port": g.port, "ssh_user": "root", "ssh_key": str(g.key),
-            "ssh_known_hosts_file": str(g.known_hosts), "ssh_strict_host_key_checking": "accept-new",
-            "role": "deployed", "disk": "/dev/vda", "pool": "rpool"}
+    return {**inventory.ssh_data(g), "role": "deployed", "disk": "/dev/vda", "pool": "rpool"}
 
 
 def boot_for_tests(variant: recipe.Variant, workdir: Path, build_missing: bool) -> UefiGuest:

@@ -12,15 +12,13 @@ import os
 import re
 
 import pytest
-from kc_helpers import read_report, run_pyinfra
+from kc_helpers import LAB_DATA, read_report, run_pyinfra
 
 from keystone_checks.lab import inventory, ksboot, recipe
 from keystone_checks.lab.errors import LabError
 
 pytestmark = [pytest.mark.lab, pytest.mark.ksboot]
 
-# The VM's known limits, as the other lab tests state them (1 GiB RAM, TCG load).
-LAB_DATA = ["--data", "min_ram_bytes=268435456", "--data", "max_load_per_cpu=1000"]
 
 # Keystone's stage 1, in the order storage.nix (v0.2.0 l.79-172) requires; each pattern is
 # systemd's own journal line for that step (`journalctl -b -o cat`, the initrd's journal is

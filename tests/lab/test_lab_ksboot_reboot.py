@@ -21,18 +21,12 @@ import time
 from pathlib import Path
 
 import pytest
-from kc_helpers import read_report, run_pyinfra
+from kc_helpers import EXIT_UNKNOWN, LAB_DATA, LAB_LIVE_ROOT, read_report, run_pyinfra
 
 from keystone_checks.lab import inventory, ksboot, recipe, snapshot
 from keystone_checks.lab.errors import LabError
 
 pytestmark = [pytest.mark.lab, pytest.mark.ksboot]
-LAB_DATA = ["--data", "min_ram_bytes=268435456", "--data", "max_load_per_cpu=1000"]
-EXIT_UNKNOWN = 3  # README "Outcomes and exit codes": an unreachable host is unknown
-
-# The installer's own root: what is mounted at / and a manifest of /etc and /usr/bin on it.
-LIVE_ROOT = ("findmnt -n -o SOURCE,FSTYPE /; { find /etc -xdev -type f -printf '%p %s %T@\\n' | sort; "
-             "ls -l --time-style=+%s /usr/bin; } | sha256sum")
 
 # Opens the credstore with the lab's initrd key slot, removes the key file, closes it again.
 REMOVE_KEY_FILE = """set -eu
@@ -98,7 +92,7 @@ def test_key_file_removed_stops_the_next_boot_in_the_initrd(tmp_path):
         # Recovery from the ISO on that very disk: the installer boots with it as /dev/vda.
         inst = ksboot.installer_on(g.disks["vda"], variant, tmp_path / "installer")
         made.append(inst)
-        rc, live_before, err = inst.ssh(LIVE_ROOT)
+        rc, live_before, err = inst.ssh(LAB_LIVE_ROOT)
         assert rc == 0, err
         data = {**ksboot.host_data(inst), "role": "installer",
                 "luks_passphrase_file": str(snapshot.passphrase_file(variant))}
@@ -114,7 +108,7 @@ def test_key_file_removed_stops_the_next_boot_in_the_initrd(tmp_path):
         assert "key file /etc/credstore/zfs-sysroot.mount is missing" in json.dumps(result), result
         rc, out, err = inst.ssh("test -e /dev/mapper/credstore; echo mapped $?; findmnt -n /etc/credstore; echo mounted $?")
         assert out.split() == ["mapped", "1", "mounted", "1"], (out, err)
-        rc, live_after, err = inst.ssh(LIVE_ROOT)
+        rc, live_after, err = inst.ssh(LAB_LIVE_ROOT)
         assert rc == 0 and live_after == live_before, (live_before, live_after, err)
         row = {"fault": "credstore-key-file-removed", "guest": "ksboot", "variant": variant.name,
                "before_reboot": caught, "initrd_stop": reason, "after_reboot": after["status"],

@@ -9,15 +9,10 @@ lab's passphrase file (sent on stdin), as an operator would run it.
 """
 
 import pytest
-from kc_helpers import read_report, run_pyinfra
+from kc_helpers import LAB_LIVE_ROOT, read_report, run_pyinfra
 
 pytestmark = pytest.mark.lab
 
-# The live root's identity: what is mounted at /, a manifest of /etc's regular files on the root
-# filesystem (-xdev: not the credstore mounted there meanwhile) and of /usr/bin.
-LIVE_ROOT = ("findmnt -n -o SOURCE,FSTYPE,OPTIONS /; "
-             "{ find /etc -xdev -type f -printf '%p %s %T@\\n' | sort; "
-             "ls -l --time-style=+%s /usr/bin; } | sha256sum")
 
 
 def _results(tmp_path, host, playbook, tag, *args):
@@ -31,7 +26,7 @@ def _results(tmp_path, host, playbook, tag, *args):
 
 def test_emergency_access_mounts_the_system_under_mnt_and_leaves_the_iso_alone(lab_host, lab_zfs, tmp_path):
     host = lab_host("installed", zfs=lab_zfs)
-    rc, live_before, err = host.ssh(LIVE_ROOT)
+    rc, live_before, err = host.ssh(LAB_LIVE_ROOT)
     assert rc == 0, err
     passphrase = open(host.data["luks_passphrase_file"]).read().strip()
 
@@ -53,7 +48,7 @@ def test_emergency_access_mounts_the_system_under_mnt_and_leaves_the_iso_alone(l
     assert out.splitlines() == ["/mnt", "rpool/crypt/system", "rpool/crypt/system/nix", "rpool/crypt/system/var",
                                 "keystone-lab installed system", "available", "credstore-exit 4",
                                 "credstore-mounted 1"], out
-    rc, live_after, err = host.ssh(LIVE_ROOT)
+    rc, live_after, err = host.ssh(LAB_LIVE_ROOT)
     assert rc == 0 and live_after == live_before, (live_before, live_after, err)
 
     after, _ = _results(tmp_path, host, "recovery.py", "after")
@@ -69,7 +64,7 @@ def test_emergency_access_refuses_a_pool_imported_without_altroot(lab_host, lab_
     says how to re-import, and the credstore is closed again."""
     host = lab_host("installed", zfs=lab_zfs)
     assert host.ssh("zpool import -N rpool")[0] == 0
-    rc, live_before, err = host.ssh(LIVE_ROOT)
+    rc, live_before, err = host.ssh(LAB_LIVE_ROOT)
     assert rc == 0, err
 
     fixed, done = _results(tmp_path, host, "fix/emergency-access.py", "fix")
@@ -80,5 +75,5 @@ def test_emergency_access_refuses_a_pool_imported_without_altroot(lab_host, lab_
     rc, out, _ = host.ssh("findmnt -rn -o SOURCE | grep -c '^rpool' || true; "
                           "cryptsetup status credstore >/dev/null 2>&1; echo $?")
     assert out.split() == ["0", "4"], out
-    rc, live_after, err = host.ssh(LIVE_ROOT)
+    rc, live_after, err = host.ssh(LAB_LIVE_ROOT)
     assert live_after == live_before, (live_before, live_after, err)

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from kc_helpers import free_port
+from kc_helpers import EXIT_UNKNOWN, LAB_DATA, free_port
 from report_checks import check_console, check_html, check_json, check_junit, check_nagios, check_prometheus, run_sweep
 
 from keystone_checks.lab import inventory
@@ -19,8 +19,6 @@ from keystone_checks.lab import inventory
 pytestmark = pytest.mark.lab
 
 # As in test_matrix.py: the guests have 1 GB of RAM and an always-busy emulated CPU.
-LAB_DATA = ["--data", "min_ram_bytes=268435456", "--data", "max_load_per_cpu=1000"]
-EXIT_UNKNOWN = 3  # README "Outcomes and exit codes": an unreachable host is unknown
 
 
 def _keep(reports: dict[str, Path]) -> None:

@@ -17,7 +17,7 @@ import json
 import os
 
 import pytest
-from kc_helpers import read_report, run_pyinfra
+from kc_helpers import LAB_DATA, read_report, run_pyinfra
 
 from keystone_checks.engine.catalog import load_catalog
 from keystone_checks.engine.fix import forces_import
@@ -28,7 +28,6 @@ pytestmark = pytest.mark.lab
 CATALOG = {c.id: c for c in load_catalog()}
 # The lab guests have 1 GB of RAM and an emulated (TCG) CPU whose load is always high: the guide's
 # 16 GB recommendation and the load threshold are not what these faults test.
-LAB_DATA = ["--data", "min_ram_bytes=268435456", "--data", "max_load_per_cpu=1000"]
 # Faults that break SSH itself are seen from the controller (network checks), not by a host phase.
 # A fault also needs its checks to apply to the lab state's role (a failed unit on the installer ISO
 # is not a documented problem: no-failed-units is for deployed servers).
