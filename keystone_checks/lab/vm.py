@@ -98,6 +98,9 @@ class Guest:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.qmp_path.exists():
             self.qmp_path.unlink()
+        # QEMU truncates the serial log only once it opens it: a restarted guest's log would show
+        # the previous boot's console until then (a stale "Entering emergency mode").
+        (self.workdir / "serial.log").unlink(missing_ok=True)
         log = open(self.workdir / "qemu.log", "ab")
         proc = subprocess.Popen(self.command(incoming), stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=log, start_new_session=True)
