@@ -195,3 +195,20 @@ def test_manual_fix_text_names_this_hosts_pool(tmp_path):
     disks = next(r for r in host["results"] if r["check"] == "all-disks-present")
     assert disks["outcome"] == "fail"
     assert "zpool replace tank OLD NEW" in disks["fix"]["manual"] and "{{" not in disks["fix"]["manual"]
+
+
+@pytest.mark.parametrize("case, outcome", [
+    # The same installer reset without `zpool export` and booted again: `zpool import` shows no
+    # warning (its own hostid), byte for byte what a cleanly exported pool shows; the label says active.
+    ("real-ksboot-installer-own-active", "fail"),
+    ("real-ksboot-installer-exported", "pass"),
+])
+def test_pool_exported_cleanly_reads_the_label_not_only_zpool_import(case, outcome):
+    context = hostdata.resolve("h", {"role": "installer", "pool": "rpool"})
+    importable = "real-ksboot-installer-own-active"  # identical output in both states (fixture source)
+    result = evaluate(CATALOG["pool-exported-cleanly"],
+                      {"importable": _fact("zfs.ImportablePools", importable), "labels": _fact("zfs.PoolLabels", case)},
+                      context)
+    assert result.outcome == Outcome(outcome), result.message
+    if outcome == "fail":
+        assert "labels.active" in result.message and "exported" in result.message

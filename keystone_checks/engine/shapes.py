@@ -613,6 +613,18 @@ SHAPES: dict[str, dict[str, Any]] = {
             }))
         }))
     }),
+    "zfs.PoolLabels": record({
+        "active": array(STRING),
+        "exported": array(STRING),
+        "imported": array(STRING),
+        "labels": array(record({
+            "device": STRING,
+            "hostid": nullable(STRING),
+            "hostname": nullable(STRING),
+            "pool": STRING,
+            "state": nullable(INTEGER)
+        }))
+    }),
     "zfs.ImportedPoolsOnDisk": record({
         "pools": array(STRING),
         "resolved": STRING,

@@ -345,6 +345,63 @@ class ImportedPoolsOnDisk(KeystoneFact):
         return {"resolved": resolved, "pools": pools, "vdevs": vdevs}
 
 
+class PoolLabels(KeystoneFact):
+    """The ZFS labels on this host's block devices (``zdb -l`` on every device ``lsblk`` lists),
+    imported pools or not: a pool's ``state`` (0 active: imported, or never exported; 1 exported)
+    and the ``hostid``/``hostname`` of the system that last had it. ``zpool import`` cannot show
+    this: it lists a pool left active by a system with this host's hostid (the same installer ISO,
+    rebooted without ``zpool export``) like a cleanly exported one, while the installed system's
+    boot import (no ``-f``, its own hostid) refuses it.
+
+    ``active``: pools whose label says active and that this host has not imported: the last system
+    to use them never exported them.
+
+    Example: ``{"labels": [{"device": "/dev/vda2", "pool": "rpool", "state": 0, "hostid":
+    "4b490001", "hostname": "nixos"}], "imported": [], "active": ["rpool"], "exported": []}``
+    """
+
+    requires = "zdb"
+
+    def command(self):
+        return ("lsblk -ln -o PATH | while IFS= read -r kc_d; do "
+                "kc_l=$(zdb -l \"$kc_d\" 2>/dev/null | awk '$1==\"name:\"||$1==\"state:\"||$1==\"hostid:\"||"
+                "$1==\"hostname:\" {print \"label\", $1, $2}'); "
+                "[ -n \"$kc_l\" ] && printf 'dev %s\\n%s\\n' \"$kc_d\" \"$kc_l\"; done; "
+                "echo '--imported'; zpool list -H -o name 2>/dev/null; exit 0")
+
+    def process(self, output):
+        labels: list[dict] = []
+        imported: list[str] = []
+        in_imported = False
+        for line in output:
+            if line == "--imported":
+                in_imported = True
+            elif in_imported:
+                if line.strip():
+                    imported.append(line.strip())
+            elif line.startswith("dev "):
+                labels.append({"device": line[4:].strip()})
+            elif line.startswith("label ") and labels:
+                key, _, value = line[6:].partition(" ")
+                labels[-1].setdefault(key.rstrip(":"), value.strip().strip("'"))  # the first label wins
+            elif line.strip():
+                raise UnparseableOutput(f"pool labels probe: unexpected line {line[:120]!r}")
+        if not in_imported:
+            raise UnparseableOutput("pool labels probe: no '--imported' marker (output cut short?)")
+        out = []
+        for lab in labels:
+            if "name" not in lab:
+                continue  # a label without a pool name: an L2ARC/spare device
+            state = parse_int(lab["state"], f"label state on {lab['device']}") if "state" in lab else None
+            where = f"label hostid on {lab['device']}"
+            hostid = f"{parse_int(lab['hostid'], where):08x}" if "hostid" in lab else None
+            out.append({"device": lab["device"], "pool": lab["name"], "state": state, "hostid": hostid,
+                        "hostname": lab.get("hostname")})
+        active = sorted({lab["pool"] for lab in out if lab["state"] == 0 and lab["pool"] not in imported})
+        exported = sorted({lab["pool"] for lab in out if lab["state"] == 1})
+        return {"labels": out, "imported": imported, "active": active, "exported": exported}
+
+
 class DatasetProperties(KeystoneFact):
     """Encryption, key and mount state of a dataset and its children
     (``zfs get -H -p -o name,property,value encryption,keystatus,keylocation,keyformat,encryptionroot,mounted,canmount,mountpoint -r``).
