@@ -31,8 +31,9 @@ from keystone_checks.lab.vm import Guest, overlay
 
 KSBOOT_DIR = recipe.GUEST_DIR / "ksboot"
 # Not in the base image; fetched on the host with apt (the guest is offline):
-# dracut-core builds the initrd, the rest is what it needs beyond the image.
-EXTRA_PACKAGES = ["dracut-core", "kpartx", "pkgconf"]
+# dracut-core builds the initrd, iptables runs the NixOS firewall (stage2/firewall-start),
+# the rest is what they need beyond the image.
+EXTRA_PACKAGES = ["dracut-core", "kpartx", "pkgconf", "iptables"]
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 BOOT_TIMEOUT = 600  # OVMF + systemd-boot + initrd + stage 2 under TCG: ~2-3 min measured
@@ -173,10 +174,13 @@ modprobe zfs
 
 def installer_on(disk: Path, variant: recipe.Variant, workdir: Path) -> Guest:
     """Boot the lab's installer (the Debian image, -kernel boot, its own ext4 root) with
-    ``disk`` (a Keystone disk, e.g. one that stopped in the initrd) as its /dev/vda."""
+    ``disk`` (a Keystone disk, e.g. one that stopped in the initrd) as its /dev/vda. The disk
+    itself, not an overlay: what the recovery writes stays for the next boot, as on hardware
+    (QEMU's image lock refuses it while the deployed guest still runs)."""
     workdir.mkdir(parents=True, exist_ok=True)
     g = Guest(workdir=workdir, image=build.image_dir(variant))
-    overlay(g.disks["vda"], disk)
+    g.disks["vda"].unlink(missing_ok=True)
+    g.disks["vda"].symlink_to(disk.resolve())
     overlay(g.disks["root"], build.image_dir(variant) / "root.qcow2")
     g.start()
     g.wait_ssh()
@@ -185,6 +189,12 @@ def installer_on(disk: Path, variant: recipe.Variant, workdir: Path) -> Guest:
         g.kill()
         raise LabError(f"making the installer failed: {err.strip()[-800:]}")
     return g
+
+
+def power_off(g: Guest) -> None:
+    """Flush the guest's writes to its disk, then stop QEMU (a reset with nothing in flight)."""
+    g.ssh("sync", timeout=60)
+    g.kill()
 
 
 # What the serial console shows when the boot stops in the initrd (systemd's own lines).
@@ -201,19 +211,62 @@ def initrd_stop_reason(serial: str) -> str | None:
     return None
 
 
-def wait_booted(g: UefiGuest, timeout: float = BOOT_TIMEOUT) -> float:
-    """Wait for ssh; raise with the initrd's own failure line when it stops there."""
-    t0 = time.monotonic()
+# The kernel has started once its EFI stub or the initrd's systemd printed (loglevel=4 hides
+# the kernel's own banner); before that, the firmware and the boot loader own the console.
+_KERNEL_STARTED = re.compile(r"EFI stub: |Welcome to ")
+# Firmware (OVMF BdsDxe) and systemd-boot lines that say why nothing was started.
+_LOADER_STOPPED = re.compile(r"(?i)(error|failed|not found|no bootable|unable|invalid)[^\r\n]*")
+# OVMF gave up on a boot option (then it tries network boot, printing on): the disk did not boot.
+_FIRMWARE_GAVE_UP = re.compile(r"BdsDxe: failed to (load|start) Boot|No bootable option or device was found")
+LOADER_QUIET = 60  # s without console output before the kernel started: stopped in firmware/loader
+
+
+def loader_stop_reason(serial: str) -> str | None:
+    """Why the firmware or the boot loader did not start a kernel: its first error line (ANSI
+    escapes removed), or None when the kernel started or nothing says why."""
+    text = re.sub(r"\x1b\[[0-9;=?]*[A-Za-z]", "\n", serial)
+    if _KERNEL_STARTED.search(text):
+        return None
+    for line in text.replace("\r", "\n").splitlines():
+        m = _LOADER_STOPPED.search(line)
+        if m:
+            return line.strip()
+    return None
+
+
+def boot_outcome(g: UefiGuest, timeout: float = BOOT_TIMEOUT, since: int = 0) -> str | None:
+    """Wait for the boot to end: None when stage 2 answers ssh, else why it stopped: the initrd's
+    failure line, or, when no kernel started, the boot loader's or firmware's first error line once
+    OVMF gave up on the disk (it then tries network boot) or the console stayed quiet for
+    LOADER_QUIET s. ``since``: where this boot starts in the serial log (after a reset,
+    the log's length before it)."""
+    t0 = last_change = time.monotonic()
+    last_len = -1
     while time.monotonic() - t0 < timeout:
         if not g.alive():
             raise LabError(f"QEMU exited; see {g.workdir / 'qemu.log'}")
-        if "Entering emergency mode" in g.serial():
-            raise LabError(f"boot stopped in the initrd: {initrd_stop_reason(g.serial())}; "
-                           f"see {g.workdir / 'serial.log'}")
+        serial = g.serial()[since:]
+        if "Entering emergency mode" in serial:
+            return initrd_stop_reason(serial) or "Entering emergency mode"
+        if _FIRMWARE_GAVE_UP.search(serial) and not _KERNEL_STARTED.search(serial):
+            return loader_stop_reason(serial)
+        if len(serial) != last_len:
+            last_len, last_change = len(serial), time.monotonic()
+        elif time.monotonic() - last_change > LOADER_QUIET and not _KERNEL_STARTED.search(serial):
+            return loader_stop_reason(serial) or f"no kernel started; console quiet for {LOADER_QUIET} s"
         if g.ssh_bytes("true", timeout=15)[0] == 0:
-            return time.monotonic() - t0
+            return None
         time.sleep(2)
-    raise LabError(f"Keystone guest not up after {timeout:.0f} s; see {g.workdir / 'serial.log'}")
+    raise LabError(f"the boot neither stopped nor came up in {timeout:.0f} s; see {g.workdir / 'serial.log'}")
+
+
+def wait_booted(g: UefiGuest, timeout: float = BOOT_TIMEOUT) -> float:
+    """Wait for ssh; raise with the initrd's (or boot loader's) own failure line when it stops."""
+    t0 = time.monotonic()
+    stopped = boot_outcome(g, timeout)
+    if stopped:
+        raise LabError(f"boot stopped: {stopped}; see {g.workdir / 'serial.log'}")
+    return time.monotonic() - t0
 
 
 def ensure_built(variant: recipe.Variant, say=print) -> Path:

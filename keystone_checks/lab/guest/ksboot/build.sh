@@ -75,6 +75,15 @@ cp "$KS/dracut.conf" /mnt/etc/dracut.conf.d/keystone.conf
 cp "$KS/fstab" /mnt/etc/fstab
 rm -f /mnt/etc/crypttab        # stage 2 never opens the credstore (storage.nix l.141-150)
 cp "$KS/os-release" /mnt/etc/os-release
+# NixOS user space where the checks look: the iptables nixos-fw firewall instead of Debian's
+# nftables.service, and root's key in /etc/ssh/authorized_keys.d/root (stage2/*: sources there).
+install -D -m 0755 "$KS/stage2/firewall-start" /mnt/usr/libexec/keystone-lab/firewall-start
+cp "$KS/stage2/firewall.service" /mnt/etc/systemd/system/firewall.service
+chroot /mnt systemctl disable --quiet nftables.service
+chroot /mnt systemctl enable --quiet firewall.service
+cp "$KS/stage2/sshd-nixos.conf" /mnt/etc/ssh/sshd_config.d/nixos.conf
+install -D -m 0444 /mnt/root/.ssh/authorized_keys /mnt/etc/ssh/authorized_keys.d/root
+rm /mnt/root/.ssh/authorized_keys
 
 # Three generations, the last one booted (as the Debian "deployed" state has).
 for m in proc sys dev; do mount --rbind "/$m" "/mnt/$m"; done

@@ -5,8 +5,15 @@
 # /EFI/nixos/<store dir>-<file>.efi, loader/entries/nixos-generation-N.conf
 # with init=<toplevel>/init, loader.conf's default set to it.  Runs on the
 # deployed system (or chrooted into it) with the ESP at /boot.
+#
+# HOSTID=<8 hex digits>: the generation a changed networking.hostId builds.
+# NixOS writes the value to the generation's etc/hostid (environment.etc.hostid)
+# and into its initrd; here the initrd is the cached one with a cpio archive
+# (gzip) appended that replaces /etc/hostid (the kernel unpacks concatenated archives
+# in order), instead of a second dracut run.
 set -eu
 n=$1
+hostid=${HOSTID:-}
 kver=$(ls /lib/modules | sort -V | tail -n 1)
 kshort=${kver%-amd64}
 work=$(mktemp -d)
@@ -16,11 +23,21 @@ cp /usr/lib/keystone-lab/vmlinuz "$work/linux-$kshort/bzImage"
 cache=/var/lib/keystone-lab/initrd-$kver
 [ -s "$cache" ] || { mkdir -p "${cache%/*}"; dracut -q -f --kver "$kver" "$cache"; }
 cp "$cache" "$work/initrd-linux-$kshort/initrd"
+mkdir -p "$work/etc"
+if [ -n "$hostid" ]; then
+    zgenhostid -f -o "$work/etc/hostid" "$hostid"   # native byte order, as NixOS writes it
+    # Compressed, so the kernel finds it by its magic at any offset (a bare cpio must start 4-byte aligned).
+    (cd "$work" && echo etc/hostid | cpio -o -H newc --quiet | gzip -n) >> "$work/initrd-linux-$kshort/initrd"
+else
+    cp /etc/hostid "$work/etc/hostid"
+fi
 kernel=$(nix-store --add "$work/linux-$kshort")
 initrd=$(nix-store --add "$work/initrd-linux-$kshort")
 top=$work/nixos-system-keystone-lab-24.11.$n
 mkdir -p "$top"
 echo "24.11.$n" > "$top/nixos-version"
+mkdir -p "$top/etc"
+cp "$work/etc/hostid" "$top/etc/hostid"
 printf '#!/bin/sh\necho "activating keystone-lab generation %s"\n' "$n" > "$top/activate"
 # NixOS stage-2 init (nixpkgs nixos/modules/system/boot/stage-2-init.sh): record the
 # booted and current system under /run (kept across switch-root), then become systemd.

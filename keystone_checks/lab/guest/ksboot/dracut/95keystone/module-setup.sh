@@ -27,6 +27,10 @@ install() {
     for d in initrd-switch-root.target.d systemd-udevd.service.d; do
         inst_simple "$src/units/$d/keystone-credstore.conf" "$systemdsystemunitdir/$d/keystone-credstore.conf"
     done
+    inst_simple "$src/units/lab-zvol-links.service" "$systemdsystemunitdir/lab-zvol-links.service"
+    mkdir -p "$initdir$systemdsystemunitdir/initrd.target.wants"
+    ln_r "$systemdsystemunitdir/lab-zvol-links.service" \
+        "$systemdsystemunitdir/initrd.target.wants/lab-zvol-links.service"
     inst_simple "$src/units/systemd-cryptsetup@credstore.service.d/lab-console.conf" \
         "$systemdsystemunitdir/systemd-cryptsetup@credstore.service.d/lab-console.conf"
     # Lab: unit names, not descriptions, in the initrd's console status lines (an 80-column
