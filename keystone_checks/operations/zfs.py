@@ -187,7 +187,10 @@ def force_import_scrub_export(pool: str, allow_force: bool = False, credstore_ma
         yield refuse(f"zpool import -f {pool}: it can corrupt a pool in use by another system; "
                      "rerun with --data allow_force_import=true")
         return
-    yield cmd("zpool", "list", "-H", "-o", "name", "--", pool, QUIET, OR, "zpool", "import", "-f", "-N", "--", pool)
+    # cachefile=none: the installer it runs on keeps no record of a pool it only repairs (its own
+    # root stays as it was; found by the lab's recovery, which fingerprints the ISO's /etc).
+    yield cmd("zpool", "list", "-H", "-o", "name", "--", pool, QUIET, OR,
+              "zpool", "import", "-f", "-N", "-o", "cachefile=none", "--", pool)
     yield cmd("zpool", "scrub", "--", pool, AND, "zpool", "wait", "-t", "scrub", "--", pool)
     yield cmd(
         Syntax("if"), "cryptsetup", "status", "--", credstore_mapping, QUIET, Syntax("; then"),
