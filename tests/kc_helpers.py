@@ -143,6 +143,27 @@ LAB_DATA = ["--data", "min_ram_bytes=268435456", "--data", "max_load_per_cpu=100
 EXIT_UNKNOWN = 3  # README "Outcomes and exit codes": an unreachable host is unknown
 # An installer's own root, fingerprinted: what is mounted at / and a manifest of /etc's regular
 # files on the root filesystem (-xdev: not a credstore mounted there meanwhile) and of /usr/bin.
-LAB_LIVE_ROOT = ("findmnt -n -o SOURCE,FSTYPE,OPTIONS /; "
-                 "{ find /etc -xdev -type f -printf '%p %s %T@\\n' | sort; "
-                 "ls -l --time-style=+%s /usr/bin; } | sha256sum")
+LAB_LIVE_ROOT_LISTING = ("findmnt -n -o SOURCE,FSTYPE,OPTIONS /; "
+                         "find /etc -xdev -type f -printf '%p %s %T@\\n' | sort; ls -l --time-style=+%s /usr/bin")
+LAB_LIVE_ROOT = f"{{ {LAB_LIVE_ROOT_LISTING}; }} | sha256sum"
+
+
+def lab_playbook(host: tuple[str, dict], tmp_path: Path, tag: str, playbook: str, *data: str,
+                 timeout: int = 900) -> dict:
+    """Run one phase/fix playbook (real pyinfra CLI) on one lab host; its report entry."""
+    from keystone_checks.lab import inventory
+
+    inv = inventory.write(tmp_path / f"{tag}-inventory.py", [host])
+    report = tmp_path / f"{tag}.json"
+    done = run_pyinfra(inv, playbook, *LAB_DATA, *[a for d in data for a in ("--data", d)],
+                       "--data", f"report={report}", timeout=timeout)
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr[-3000:]
+    (entry,) = read_report(report)["hosts"]
+    return entry
+
+
+def failing(entry: dict) -> dict[str, object]:
+    """Checks a report entry fails or could not evaluate, beyond the info-level ones (the lab VM
+    has no TPM: the TPM checks are info), with what they found."""
+    return {r["check"]: r.get("found") for r in entry["results"]
+            if r["outcome"] in ("fail", "error") and r["severity"] != "info"}

@@ -21,10 +21,17 @@ def test_bare_import_is_never_forced_and_checks_the_encryption_root():
 
 
 def test_every_unit_names_the_upstream_it_follows():
-    units = [p for p in (KS / "units").rglob("*") if p.is_file() and "lab-console" not in p.name]
+    units = [p for p in (KS / "units").rglob("*") if p.is_file() and not p.name.startswith("lab-")]
     assert len(units) == 4, units
     for unit in units:
         assert "storage.nix" in unit.read_text(), unit
+
+
+def test_lab_only_units_say_so():
+    lab_units = [p for p in (KS / "units").rglob("lab-*") if p.is_file()]
+    assert lab_units
+    for unit in lab_units:
+        assert unit.read_text().startswith("# Lab only"), unit
 
 
 def test_credstore_is_closed_before_switch_root():
@@ -42,3 +49,50 @@ def test_stop_reason_from_real_serial_captures():
     assert ksboot.initrd_stop_reason(failed) == "Failed to start rpool-load…pool/crypt key from the credstore."
     failed = (SERIAL / "ksboot-key-file-removed.log").read_text(errors="replace")
     assert ksboot.initrd_stop_reason(failed) == "Failed to start rpool-load-key.service."
+    # The whole log of one QEMU run: a healthy boot, a reset, the boot that stops.
+    failed = (SERIAL / "ksboot-hostid-changed.log").read_text(errors="replace")
+    assert ksboot.initrd_stop_reason(failed) == "Failed to start import-rpool-bare.service."
+    assert "cannot import 'rpool': pool was previously in use from another system." in failed
+    assert ksboot.loader_stop_reason(failed) is None  # a kernel started: not the loader's doing
+
+
+def test_loader_stop_reason_from_a_real_serial_capture():
+    serial = (SERIAL / "ksboot-initrd-missing.log").read_text(errors="replace")
+    after_reset = serial[serial.rindex("BdsDxe: loading Boot0001"):]
+    # The boot loader's own line, not the firmware's PXE attempts printed after it.
+    assert ksboot.loader_stop_reason(after_reset) == "Error preparing initrd: Not Found"
+    assert ksboot._FIRMWARE_GAVE_UP.search(after_reset)
+    assert ksboot.initrd_stop_reason(serial) is None  # no initrd ran this time
+    assert ksboot.loader_stop_reason(serial) is None  # the log's first boot started a kernel
+
+
+def test_reboot_faults_say_what_the_catalog_should_catch():
+    from keystone_checks.engine.catalog import load_catalog
+    from keystone_checks.lab.reboot_faults import REBOOT_FAULTS
+
+    ids = {c.id for c in load_catalog()}
+    playbooks = Path(__file__).resolve().parents[1] / "playbooks"
+    assert len({f.name for f in REBOOT_FAULTS}) == len(REBOOT_FAULTS)
+    for f in REBOOT_FAULTS:
+        assert bool(f.inject) != bool(f.inject_on_installer), f.name  # injected in exactly one place
+        assert f.caught_before or f.gap, f"{f.name}: an empty expectation must say why (gap)"
+        assert set(f.caught_before) | set(f.caught_after) | set(f.recovery_outcomes) <= ids, f.name
+        for book in (f.before_playbook, f.recovery):
+            assert book is None or (playbooks / book).is_file(), (f.name, book)
+        assert not f.repaired or f.recovery, f"{f.name}: repaired without a recovery"
+        assert f.stop is None or re.compile(f.stop)
+
+
+def test_reboot_rows_render_in_their_own_table():
+    from keystone_checks.lab import matrix_table
+
+    row = {"kind": "reboot", "fault": "next-boot-hostid-changed", "zfs": "zfs21", "flavour": "entries",
+           "before": ["next-boot-hostid-matches-pool"], "stop": "Failed to start import-rpool-bare.service.",
+           "after": "unreachable", "after_caught": [], "after_error": "no SSH banner",
+           "recovery": {"pool-exported-cleanly": "fixed"}, "repaired": True}
+    text = matrix_table.render([row])
+    section = text[text.index("## Next-boot faults"):]
+    line = next(ln for ln in section.splitlines() if ln.startswith("| `next-boot-hostid-changed`"))
+    assert "`next-boot-hostid-matches-pool`" in line and "stops: `Failed to start import-rpool-bare.service.`" in line
+    assert line.endswith("| boot.py: `pool-exported-cleanly` fixed | yes |"), line
+    assert "| `esp-emptied`: " in section and "| not run in this run (`pytest -m ksboot -k esp-emptied`" in section

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from keystone_checks.lab import faults, recipe
+from keystone_checks.lab import faults, reboot_faults, recipe
 
 HEADER = """# Lab fault matrix
 
@@ -43,6 +43,8 @@ def load_rows(paths: list[Path]) -> list[dict]:
 
 
 def render(rows: list[dict]) -> str:
+    reboot_rows = [r for r in rows if r.get("kind") == "reboot"]
+    rows = [r for r in rows if r.get("kind") != "reboot"]
     variants = [v for v in recipe.VARIANTS if any(r["zfs"] == v for r in rows)]
     by_fault: dict[str, dict[str, dict]] = {}
     for row in rows:
@@ -68,7 +70,46 @@ def render(rows: list[dict]) -> str:
     missing = [f.name for f in faults.FAULTS if f.name not in by_fault]
     for name in missing:
         tail.append(f"`{name}`: {NOT_IN_MATRIX.get(name, 'no passing row in this run')}.")
-    return HEADER + "\n".join(lines + tail) + "\n"
+    return HEADER + "\n".join(lines + tail) + "\n" + render_reboot(reboot_rows)
+
+
+REBOOT_HEADER = """
+## Next-boot faults, through a real reboot of the Keystone-shaped guest
+
+From `tests/lab/test_lab_ksboot_reboot.py` (faults: `keystone_checks/lab/reboot_faults.py`): the fault
+is injected on the running deployed guest (or on the installer booted with its disk), the product
+runs BEFORE the reboot, then the guest resets and boots through OVMF, systemd-boot and Keystone's
+initrd units; `keystone-checks run` reports it after; the installer boots with that disk and the
+recovery runs; "repaired" = the guest then booted to stage 2, swept healthy, data checksums intact.
+
+"""
+
+
+def _codes(names) -> str:
+    return ", ".join(f"`{n}`" for n in names) or "nothing"
+
+
+def render_reboot(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    by_fault = {r["fault"]: r for r in rows}
+    lines = ["| fault | guide | caught BEFORE the reboot | the next boot | after the reboot | recovery from the installer | repaired |",
+             "|---|---|---|---|---|---|---|"]
+    for fault in reboot_faults.REBOOT_FAULTS:
+        row = by_fault.get(fault.name)
+        if row is None:
+            lines.append(f"| `{fault.name}`: {fault.description} | {fault.guide} | not run in this run "
+                         f"(`pytest -m ksboot -k {fault.name}`; docs/lab.md has the last local result) | | | | |")
+            continue
+        before = _codes(row["before"]) + (f" (gap: {fault.gap})" if fault.gap and not row["before"] else "")
+        boot = f"stops: `{row['stop']}`" if row["stop"] else "falls back: boots stage 2"
+        after = row["after"] + (f": {_codes(row['after_caught'])} fail" if row["after_caught"] else "")
+        recovery = ", ".join(f"`{c}` {o}" for c, o in row["recovery"].items()) or "none applies (manual)"
+        if fault.recovery:
+            recovery = f"{fault.recovery}: {recovery}"
+        lines.append(f"| `{fault.name}`: {fault.description} | {fault.guide} | {before} | {boot} | {after} "
+                     f"| {recovery} | {'yes' if row['repaired'] else 'no'} |")
+    return REBOOT_HEADER + "\n".join(lines) + "\n"
 
 
 # Faults the matrix deliberately does not run, and why.

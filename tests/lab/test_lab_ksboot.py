@@ -1,6 +1,6 @@
 """The Keystone-shaped guest (keystone_checks/lab/ksboot.py, docs/lab.md "Keystone-shaped guest"):
 it boots through OVMF, systemd-boot and a dracut systemd initrd running Keystone's own units, and
-the product's sweep finds it healthy.
+the product's sweep finds it healthy, in both flavours (systemd-boot entries, lanzaboote-style UKIs).
 
 Marked ``ksboot`` as well as ``lab``: building the disk costs ≈12 min of TCG and each boot 2-3
 min, so it runs with ``pytest -m ksboot`` (KC_LAB_BUILD=1 builds the disk), not in CI's lab run
@@ -12,9 +12,9 @@ import os
 import re
 
 import pytest
-from kc_helpers import LAB_DATA, read_report, run_pyinfra
+from kc_helpers import failing, lab_playbook
 
-from keystone_checks.lab import inventory, ksboot, recipe
+from keystone_checks.lab import ksboot, recipe
 from keystone_checks.lab.errors import LabError
 
 pytestmark = [pytest.mark.lab, pytest.mark.ksboot]
@@ -85,12 +85,47 @@ def test_stage2_looks_like_a_keystone_host(ks_guest):
 
 
 def test_sweep_finds_the_keystone_guest_healthy(ks_guest, tmp_path):
-    inv = inventory.write(tmp_path / "inventory.py", [("ksboot", ksboot.host_data(ks_guest))])
-    report = tmp_path / "sweep.json"
-    done = run_pyinfra(inv, "sweep.py", *LAB_DATA, "--data", f"report={report}", timeout=900)
-    assert "Traceback" not in done.stdout + done.stderr, done.stderr[-3000:]
-    (entry,) = read_report(report)["hosts"]
+    entry = lab_playbook(("ksboot", ksboot.host_data(ks_guest)), tmp_path, "sweep", "sweep.py")
     assert entry["status"] == "ok", entry["error"]
-    bad = {r["check"]: r.get("found") for r in entry["results"]
-           if r["outcome"] in ("fail", "error") and r["severity"] != "info"}
-    assert bad == {}, bad
+    assert failing(entry) == {}
+
+
+def test_nixos_user_space(ks_guest):
+    """What nixpkgs' modules put where the checks look (guest/ksboot/stage2/)."""
+    rules = _ssh(ks_guest, "iptables -S")
+    for line in ("-N nixos-fw", "-N nixos-fw-accept", "-N nixos-fw-log-refuse", "-N nixos-fw-refuse",
+                 "-A INPUT -j nixos-fw", "-A nixos-fw -p tcp -m tcp --dport 22 -j nixos-fw-accept"):
+        assert line in rules.splitlines(), (line, rules)
+    assert _ssh(ks_guest, "nft list tables 2>/dev/null | grep -c 'table inet filter' || true").strip() == "0"
+    # root logs in with the key from /etc/ssh/authorized_keys.d/root (NixOS users.users.*.openssh):
+    # there is no ~/.ssh/authorized_keys.
+    assert _ssh(ks_guest, "test -e /root/.ssh/authorized_keys; echo $?").strip() == "1"
+    assert "/etc/ssh/authorized_keys.d/%u" in _ssh(ks_guest, "sshd -T | grep -i '^authorizedkeysfile'").split()
+    profile = _ssh(ks_guest, "readlink /nix/var/nix/profiles/system").strip()
+    assert profile == "system-3-link", profile
+    assert _ssh(ks_guest, "readlink -f /nix/var/nix/profiles/system") == _ssh(ks_guest, "readlink -f /run/current-system")
+    assert _ssh(ks_guest, "od -An -tx4 /nix/var/nix/profiles/system/etc/hostid") == _ssh(ks_guest, "od -An -tx4 /etc/hostid")
+
+
+def test_lanzaboote_style_flavour_boots_and_sweeps_healthy(ks_guest, tmp_path):
+    """The second flavour: one UKI per generation in EFI/Linux/ (lanzaboote's names), no entries;
+    systemd-boot boots the newest. Last in this file: it changes the guest's ESP."""
+    rc, _, err = ks_guest.ssh("sh /usr/share/keystone-lab/ksboot/to-uki.sh", timeout=300)
+    assert rc == 0, err
+    assert _ssh(ks_guest, "ls -A /boot/loader/entries /boot/EFI/nixos 2>&1 | grep -v '^/boot/loader/entries:$'") \
+        == "ls: cannot access '/boot/EFI/nixos': No such file or directory\n"
+    ukis = _ssh(ks_guest, "ls /boot/EFI/Linux").split()
+    assert [re.sub(r"-[a-z0-9]{52}\.efi$", "-HASH.efi", u) for u in ukis] == \
+        [f"nixos-generation-{n}-HASH.efi" for n in (1, 2, 3)], ukis
+    since = len(ks_guest.serial())
+    ks_guest.reboot()
+    assert ksboot.boot_outcome(ks_guest, since=since) is None
+    # systemd-boot tells the OS which entry it booted (LoaderEntrySelected, UTF-16 after 4 attribute bytes).
+    selected = _ssh(ks_guest, "tail -c +5 /sys/firmware/efi/efivars/LoaderEntrySelected-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
+                              " | tr -d '\\000'")
+    assert re.fullmatch(r"nixos-generation-3-[a-z0-9]{52}\.efi", selected.strip()), selected
+    entry = lab_playbook(("ksboot", ksboot.host_data(ks_guest)), tmp_path, "sweep-uki", "sweep.py")
+    assert entry["status"] == "ok", entry["error"]
+    assert failing(entry) == {}
+    (gen,) = [r for r in entry["results"] if r["check"] == "next-boot-generation-on-esp"]
+    assert gen["outcome"] == "pass", gen

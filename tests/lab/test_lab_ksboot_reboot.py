@@ -1,123 +1,189 @@
-"""A fault that only bites at the next boot, run through a real reboot of the Keystone-shaped
-guest (keystone_checks/lab/ksboot.py): the credstore loses the pool's key file while the host
-runs. Stage 2 never reads that file (the key was loaded in the initrd, and the credstore is
-closed), so the host stays healthy until it reboots; then Keystone's `rpool-load-key.service`
-fails in the initrd and the boot stops there.
+"""Faults that only bite at the next boot, each run through a real reboot of the Keystone-shaped
+guest (keystone_checks/lab/reboot_faults.py has the faults and what the catalog should say).
 
-What is recorded (KC_LAB_REBOOT_OUT, JSON lines; printed too): what the sweep said BEFORE the reboot,
-why the boot stopped (the initrd's own console line) and what the controller said after it.
-Measured 2026-12-01: the sweep before the reboot catches nothing (only the info-level TPM checks):
-no check looks inside a closed credstore on a running host, a gap docs/lab.md records. Then the
-installer boots with that disk: the recovery names the cause (the key file is missing; no fix
-exists for a lost key) and leaves the credstore closed and the installer's own root untouched."""
+Per fault: data checksums -> inject (on the running host, or on the installer booted with the disk)
+-> the sweep (or before-reboot on the installer) BEFORE the reboot catches it -> reset -> the boot
+stops where the fault bites (the initrd's or boot loader's own console line) or falls back ->
+`keystone-checks run` reports the host (unreachable, with the reason) -> the installer boots with
+that very disk -> the recovery names the cause and repairs it where a fix exists, leaving the
+installer's own root untouched -> the host boots healthy again, its data intact.
+
+A row per fault that passed every step goes to KC_MATRIX_OUT (docs/lab-matrix.md, "Next-boot
+faults"). The guest is reused from one fault to the next while it is healthy (a boot under TCG
+costs ≈ 2 min); after a fault with no fix the next one boots a fresh copy of the disk."""
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from kc_helpers import EXIT_UNKNOWN, LAB_DATA, LAB_LIVE_ROOT, read_report, run_pyinfra
+from kc_helpers import EXIT_UNKNOWN, LAB_DATA, LAB_LIVE_ROOT_LISTING, failing, lab_playbook, read_report
 
 from keystone_checks.lab import inventory, ksboot, recipe, snapshot
 from keystone_checks.lab.errors import LabError
+from keystone_checks.lab.reboot_faults import REBOOT_FAULTS, RebootFault
 
 pytestmark = [pytest.mark.lab, pytest.mark.ksboot]
 
-# Opens the credstore with the lab's initrd key slot, removes the key file, closes it again.
-REMOVE_KEY_FILE = """set -eu
-cryptsetup open --key-file /etc/keystone-lab/credstore.key /dev/zvol/rpool/credstore credstore
-mkdir -p /run/kc-fault-credstore
-mount /dev/mapper/credstore /run/kc-fault-credstore
-rm /run/kc-fault-credstore/zfs-sysroot.mount
-umount /run/kc-fault-credstore
-cryptsetup close credstore
-sync
-"""
+DATA_FILES = "/var/lib/lab-data.bin /boot/lab-data.bin /root/lab-data.bin"  # guest/ksboot/build.sh
 
 
-def _sweep(g, tmp_path, tag):
-    inv = inventory.write(tmp_path / f"{tag}-inventory.py", [("ksboot", ksboot.host_data(g))])
-    report = tmp_path / f"{tag}.json"
-    done = run_pyinfra(inv, "sweep.py", *LAB_DATA, "--data", f"report={report}", timeout=900)
+class Chain:
+    """The deployed guest, carried from one fault to the next while it is healthy."""
+
+    def __init__(self, variant: recipe.Variant, root: Path):
+        self.variant, self.root = variant, root
+        self.guest: ksboot.UefiGuest | None = None
+        self.flavour = "entries"
+        self.healthy = False
+        self.others: list = []
+
+    def guest_for(self, fault: RebootFault) -> ksboot.UefiGuest:
+        if self.guest is None or not self.healthy or (self.flavour == "uki" and fault.flavour != "uki"):
+            self.kill()
+            try:
+                self.guest = ksboot.boot_for_tests(self.variant, self.root / f"{fault.name}-guest",
+                                                   os.environ.get("KC_LAB_BUILD") == "1")
+            except LabError as e:
+                pytest.fail(str(e), pytrace=False)
+            self.flavour = "entries"
+        g = self.guest
+        if fault.flavour == "uki" and self.flavour != "uki":
+            rc, _, err = g.ssh("sh /usr/share/keystone-lab/ksboot/to-uki.sh", timeout=300)
+            assert rc == 0, err
+            since = len(g.serial())
+            g.reboot()
+            assert ksboot.boot_outcome(g, since=since) is None, "the UKI flavour did not boot"
+            self.flavour = "uki"
+        self.healthy = False  # until this fault's cycle ends with a healthy boot
+        return g
+
+    def installer(self, name: str):
+        assert self.guest is not None
+        inst = ksboot.installer_on(self.guest.disks["vda"], self.variant, self.root / name)
+        self.others.append(inst)
+        return inst
+
+    def kill(self) -> None:
+        for g in [self.guest, *self.others]:
+            if g is not None:
+                g.kill()
+        self.guest, self.others = None, []
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    c = Chain(recipe.VARIANTS[os.environ.get("KC_LAB_ZFS", "zfs21").split(",")[0]],
+              tmp_path_factory.mktemp("ksreboot"))
+    yield c
+    c.kill()
+
+
+def _sums(g) -> str:
+    rc, out, err = g.ssh(f"sha256sum {DATA_FILES}", timeout=120)
+    assert rc == 0, err
+    return out
+
+
+def _installer_host(inst, chain: Chain) -> tuple[str, dict]:
+    return ("ksinst", {**ksboot.host_data(inst), "role": "installer",
+                       "luks_passphrase_file": str(snapshot.passphrase_file(chain.variant))})
+
+
+def _controller_run(g, tmp_path: Path) -> dict:
+    """`keystone-checks run` (pyinfra's CLI writes no report when no host connects)."""
+    inv = inventory.write(tmp_path / "after-inventory.py", [("ksboot", ksboot.host_data(g))])
+    report = tmp_path / "after.json"
+    done = subprocess.run([str(Path(sys.executable).parent / "keystone-checks"), "run", "-i", str(inv), "sweep",
+                           *LAB_DATA, "--connect-timeout", "20", "--report", f"json:{report}"],
+                          capture_output=True, text=True, timeout=900)
     assert "Traceback" not in done.stdout + done.stderr, done.stderr[-3000:]
-    (entry,) = read_report(report)["hosts"]
-    return entry
+    (after,) = read_report(report)["hosts"]
+    return {**after, "exit_code": done.returncode}
 
 
-def test_key_file_removed_stops_the_next_boot_in_the_initrd(tmp_path):
-    variant = recipe.VARIANTS[os.environ.get("KC_LAB_ZFS", "zfs21").split(",")[0]]
-    try:
-        g = ksboot.boot_for_tests(variant, tmp_path / "guest", os.environ.get("KC_LAB_BUILD") == "1")
-    except LabError as e:
-        pytest.fail(str(e), pytrace=False)
-    made = [g]
-    try:
-        rc, _, err = g.run_script(REMOVE_KEY_FILE, timeout=300)
+@pytest.mark.parametrize("fault", REBOOT_FAULTS, ids=[f.name for f in REBOOT_FAULTS])
+def test_fault_through_a_reboot(fault: RebootFault, chain: Chain, tmp_path):
+    assert fault.caught_before or fault.gap, f"{fault.name}: no expectation and no gap written down"
+    g = chain.guest_for(fault)
+    sums = _sums(g)
+
+    # 1. the fault, and what the product said BEFORE the reboot
+    if fault.inject:
+        rc, _, err = g.run_script(fault.inject, timeout=600)
         assert rc == 0, err
-        before = _sweep(g, tmp_path, "before")
-        assert before["status"] == "ok", before["error"]
-        caught = sorted(r["check"] for r in before["results"]
-                        if r["outcome"] in ("fail", "error") and r["severity"] != "info")
+        before = lab_playbook(("ksboot", ksboot.host_data(g)), tmp_path, "before", fault.before_playbook)
+    else:
+        ksboot.power_off(g)
+        inst = chain.installer(f"{fault.name}-inject")
+        rc, _, err = inst.run_script(fault.inject_on_installer, timeout=600)
+        assert rc == 0, err
+        before = lab_playbook(_installer_host(inst, chain), tmp_path, "before", fault.before_playbook)
+        inst.kill()  # a reboot of the ISO: nothing exported
+    assert before["status"] == "ok", before["error"]
+    caught = sorted(failing(before))
+    assert set(fault.caught_before) <= set(caught), (fault.caught_before, failing(before))
 
-        offset = len(g.serial())
+    # 2. the reboot, and where it stops
+    if g.alive():
+        since = len(g.serial())
         g.reboot()
-        t0 = time.monotonic()
-        while "Entering emergency mode" not in g.serial()[offset:]:
-            assert g.ssh_bytes("true", timeout=10)[0] != 0 or time.monotonic() - t0 < 30, \
-                "the guest booted to stage 2 without its key file"
-            assert time.monotonic() - t0 < ksboot.BOOT_TIMEOUT, "the next boot neither stopped nor came up"
-            time.sleep(3)
-        reason = ksboot.initrd_stop_reason(g.serial()[offset:])
-        assert reason == "Failed to start rpool-load-key.service.", reason
+    else:
+        since = 0
+        g.start()
+    stop = ksboot.boot_outcome(g, since=since)
+    if fault.stop:
+        assert stop and re.search(fault.stop, stop), f"boot outcome {stop!r}, expected /{fault.stop}/"
+    else:
+        assert stop is None, f"expected the boot to fall back to stage 2; it stopped: {stop}"
 
-        # Every host of this inventory is down: pyinfra's CLI stops before the playbook ("No hosts
-        # remaining!", no report), so the sweep runs as `keystone-checks run`, which reports it.
-        inv = inventory.write(tmp_path / "after-inventory.py", [("ksboot", ksboot.host_data(g))])
-        report = tmp_path / "after.json"
-        done = subprocess.run([str(Path(sys.executable).parent / "keystone-checks"), "run", "-i", str(inv), "sweep",
-                               *LAB_DATA, "--connect-timeout", "20", "--report", f"json:{report}"],
-                              capture_output=True, text=True, timeout=600)
-        assert "Traceback" not in done.stdout + done.stderr, done.stderr[-3000:]
-        assert done.returncode == EXIT_UNKNOWN, (done.returncode, done.stdout[-2000:], done.stderr[-2000:])
-        (after,) = read_report(report)["hosts"]
-        assert after["status"] == "unreachable", after
-        assert "no SSH banner" in json.dumps(after), after  # the guest's port is forwarded; nothing answers
+    # 3. what the controller says after it
+    after = _controller_run(g, tmp_path)
+    if fault.stop:
+        assert after["exit_code"] == EXIT_UNKNOWN and after["status"] == "unreachable", after
+        assert "no SSH banner" in json.dumps(after), after  # the port is forwarded; nothing answers
+        after_caught: list[str] = []
+    else:
+        after_caught = sorted(failing(after))
+        assert set(fault.caught_after) <= set(after_caught), (fault.caught_after, after_caught)
+
+    # 4. recovery from the installer booted with that disk
+    recovery: dict = {}
+    if fault.recovery:
         g.kill()
-
-        # Recovery from the ISO on that very disk: the installer boots with it as /dev/vda.
-        inst = ksboot.installer_on(g.disks["vda"], variant, tmp_path / "installer")
-        made.append(inst)
-        rc, live_before, err = inst.ssh(LAB_LIVE_ROOT)
+        inst = chain.installer(f"{fault.name}-recovery")
+        rc, live_before, err = inst.ssh(LAB_LIVE_ROOT_LISTING)
         assert rc == 0, err
-        data = {**ksboot.host_data(inst), "role": "installer",
-                "luks_passphrase_file": str(snapshot.passphrase_file(variant))}
-        inv = inventory.write(tmp_path / "installer-inventory.py", [("ksinst", data)])
-        report = tmp_path / "recovery.json"
-        done = run_pyinfra(inv, "fix/emergency-access.py", "--data", "allow_force_import=true",
-                           "--data", f"report={report}", timeout=900)
-        assert "Traceback" not in done.stdout + done.stderr, done.stderr[-3000:]
-        (entry,) = read_report(report)["hosts"]
-        result = {r["check"]: r for r in entry["results"]}["recovery-system-mounted"]
-        # No fix exists for a lost key: the recovery names it and refuses, and leaves no credstore open.
-        assert result["outcome"] == "fix-failed", result
-        assert "key file /etc/credstore/zfs-sysroot.mount is missing" in json.dumps(result), result
-        rc, out, err = inst.ssh("test -e /dev/mapper/credstore; echo mapped $?; findmnt -n /etc/credstore; echo mounted $?")
-        assert out.split() == ["mapped", "1", "mounted", "1"], (out, err)
-        rc, live_after, err = inst.ssh(LAB_LIVE_ROOT)
-        assert rc == 0 and live_after == live_before, (live_before, live_after, err)
-        row = {"fault": "credstore-key-file-removed", "guest": "ksboot", "variant": variant.name,
-               "before_reboot": caught, "initrd_stop": reason, "after_reboot": after["status"],
-               "after_reboot_error": after.get("error"), "recovery": result["outcome"],
-               "recovery_error": (result.get("fix") or {}).get("error")}
-        if os.environ.get("KC_LAB_REBOOT_OUT"):
-            with open(os.environ["KC_LAB_REBOOT_OUT"], "a") as fh:
-                fh.write(json.dumps(row) + "\n")
-        print(json.dumps(row, indent=2))
-    finally:
-        for guest in made:
-            guest.kill()
+        entry = lab_playbook(_installer_host(inst, chain), tmp_path, "recovery", fault.recovery,
+                             *fault.recovery_data)
+        results = {r["check"]: r for r in entry["results"]}
+        recovery = {c: results[c]["outcome"] for c in fault.recovery_outcomes if c in results}
+        assert recovery == fault.recovery_outcomes, {c: results.get(c) for c in fault.recovery_outcomes}
+        assert fault.recovery_says in json.dumps(entry), entry
+        rc, out, err = inst.ssh("test -e /dev/mapper/credstore; echo mapped $?")
+        assert out.split() == ["mapped", "1"], "the recovery left the credstore open"
+        rc, live_after, err = inst.ssh(LAB_LIVE_ROOT_LISTING)
+        changed = list(difflib.unified_diff(live_before.splitlines(), live_after.splitlines(), lineterm="", n=0))
+        assert rc == 0 and not changed, f"the recovery changed the installer's own root: {changed[:20]}"
+        ksboot.power_off(inst)
+        if fault.repaired:
+            g.start()
+            assert ksboot.boot_outcome(g) is None, "the repaired host did not boot"
+            healthy = lab_playbook(("ksboot", ksboot.host_data(g)), tmp_path, "healthy", "sweep.py")
+            assert failing(healthy) == {}, failing(healthy)
+            assert _sums(g) == sums, "data written before the fault changed"
+            chain.healthy = True
+
+    row = {"kind": "reboot", "fault": fault.name, "zfs": chain.variant.name, "flavour": fault.flavour,
+           "before": caught, "stop": stop, "after": after["status"], "after_caught": after_caught,
+           "after_error": after.get("error"), "recovery": recovery, "repaired": chain.healthy}
+    if os.environ.get("KC_MATRIX_OUT"):
+        with open(os.environ["KC_MATRIX_OUT"], "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+    print(json.dumps(row, indent=2))
