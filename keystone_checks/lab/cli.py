@@ -27,7 +27,7 @@ def cmd_build(a) -> int:
     build.require_tools()
     for v in _variants(a.zfs):
         build.build(v, force=a.force)
-        for st in a.state or list(recipe.STATES):
+        for st in [] if a.no_states else a.state or list(recipe.STATES):
             snapshot.ensure_state(v, st)
         if a.ksboot:
             from keystone_checks.lab import ksboot
@@ -172,6 +172,8 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="build image + saved states (cache hit: instant)")
     b.add_argument("--zfs", **zfs)
     b.add_argument("--state", action="append", choices=list(recipe.STATES))
+    b.add_argument("--no-states", action="store_true",
+                   help="no saved states (tests build the ones they need with KC_LAB_BUILD=1)")
     b.add_argument("--force", action="store_true", help="rebuild the image even if cached")
     b.add_argument("--ksboot", action="store_true",
                    help="also build the Keystone-shaped disk (UEFI + systemd initrd; ≈12 min under TCG)")
