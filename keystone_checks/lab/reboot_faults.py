@@ -21,6 +21,7 @@ hidden by an empty expectation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 # The lab's credstore key slot (lab deviation, guest/ksboot/build.sh) opens the credstore here.
 _OPEN_CREDSTORE = """cryptsetup open --key-file /etc/keystone-lab/credstore.key /dev/zvol/rpool/credstore kc-fault
@@ -63,6 +64,14 @@ class RebootFault:
     repaired: bool = False
 
 
+def _refused_by_the_bare_import_then_exported() -> dict[str, Any]:
+    """The initrd's import without -f refuses the pool; from the installer the boot phase exports
+    it cleanly (force import, scrub, export), and an exported pool imports under any hostid."""
+    return {"stop": r"Failed to start import-rpool-bare\.service", "recovery": "boot.py",
+            "recovery_data": ("fix=true", "allow_force_import=true"),
+            "recovery_outcomes": {"pool-exported-cleanly": "fixed"}, "repaired": True}
+
+
 REBOOT_FAULTS: list[RebootFault] = [
     RebootFault(
         name="next-boot-hostid-changed",
@@ -71,11 +80,7 @@ REBOOT_FAULTS: list[RebootFault] = [
         guide="ZFS Pool Not Imported",
         inject="HOSTID=4b4400ff sh /usr/share/keystone-lab/ksboot/install-generation.sh 4 >/dev/null\nsync\n",
         caught_before=("next-boot-hostid-matches-pool",),
-        stop=r"Failed to start import-rpool-bare\.service",
-        recovery="boot.py",
-        recovery_data=("fix=true", "allow_force_import=true"),
-        recovery_outcomes={"pool-exported-cleanly": "fixed"},
-        repaired=True,
+        **_refused_by_the_bare_import_then_exported(),
     ),
     RebootFault(
         name="pool-left-imported-by-installer",
@@ -85,13 +90,9 @@ REBOOT_FAULTS: list[RebootFault] = [
         inject_on_installer="zpool import -f -N -R /mnt rpool\nsync\n",
         before_playbook="before-reboot.py",
         caught_before=("target-disk-no-imported-pool",),
-        stop=r"Failed to start import-rpool-bare\.service",
         # The same ISO booted again sees its own hostid on the pool: `zpool import` shows no
         # warning; the label's state (active) is what says it was never exported.
-        recovery="boot.py",
-        recovery_data=("fix=true", "allow_force_import=true"),
-        recovery_outcomes={"pool-exported-cleanly": "fixed"},
-        repaired=True,
+        **_refused_by_the_bare_import_then_exported(),
     ),
     RebootFault(
         name="next-boot-initrd-missing",
