@@ -2,7 +2,7 @@
 it boots through OVMF, systemd-boot and a dracut systemd initrd running Keystone's own units, and
 the product's sweep finds it healthy, in both flavours (systemd-boot entries, lanzaboote-style UKIs).
 
-Marked ``ksboot`` as well as ``lab``: building the disk costs ≈12 min of TCG and each boot 2-3
+Marked ``ksboot`` as well as ``lab``: building the disk costs ≈ 15 min of TCG and each boot 2-3
 min, so it runs with ``pytest -m ksboot`` (KC_LAB_BUILD=1 builds the disk), not in CI's lab run
 yet (see README "The lab" for the budget)."""
 

@@ -8,9 +8,10 @@ stops where the fault bites (the initrd's or boot loader's own console line) or 
 that very disk -> the recovery names the cause and repairs it where a fix exists, leaving the
 installer's own root untouched -> the host boots healthy again, its data intact.
 
-A row per fault that passed every step goes to KC_MATRIX_OUT (docs/lab-matrix.md, "Next-boot
-faults"). The guest is reused from one fault to the next while it is healthy (a boot under TCG
-costs ≈ 2 min); after a fault with no fix the next one boots a fresh copy of the disk."""
+A row per fault that passed every step goes to KC_MATRIX_OUT (`python -m keystone_checks.lab
+table` renders them after the Debian matrix; docs/lab.md has the last results). The guest is
+reused from one fault to the next while it is healthy (a boot under TCG costs ≈ 2 min); after a
+fault with no fix the next one boots a fresh copy of the disk."""
 
 from __future__ import annotations
 
