@@ -29,6 +29,7 @@ class QMP:
                 time.sleep(0.1)
         self.sock.settimeout(timeout)
         self.buf = b""
+        self._id = 0
         self._read()  # greeting
         self.execute("qmp_capabilities")
 
@@ -42,13 +43,18 @@ class QMP:
         return json.loads(line)
 
     def execute(self, cmd: str, **args) -> Any:
-        msg: dict[str, Any] = {"execute": cmd}
+        # Each command carries its own id and only the reply with that id answers it: events, and
+        # a reply QEMU sends for an earlier command (or without an id) while an incoming migration
+        # is loading, are skipped. Taking the first non-event reply once read an empty return for
+        # query-status in CI (KeyError: 'status').
+        self._id += 1
+        msg: dict[str, Any] = {"execute": cmd, "id": self._id}
         if args:
             msg["arguments"] = args
         self.sock.sendall(json.dumps(msg).encode() + b"\n")
         while True:
             reply = self._read()
-            if "event" in reply:
+            if reply.get("id") != self._id:
                 continue
             if "error" in reply:
                 raise LabError(f"QMP {cmd}: {reply['error'].get('desc')}")

@@ -115,7 +115,7 @@ class Clone(Guest):
         try:
             deadline = time.monotonic() + 120
             while True:
-                status = q.execute("query-status")["status"]
+                status = q.execute("query-status").get("status", "unknown")
                 if status == "running":
                     break
                 if status in ("paused", "postmigrate", "prelaunch"):
