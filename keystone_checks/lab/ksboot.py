@@ -197,6 +197,9 @@ def power_off(g: Guest) -> None:
     g.kill()
 
 
+# Terminal control sequences on the console (colours; OVMF's and systemd-boot's cursor and
+# screen codes such as ESC[?25l, ESC[=3h): removed before a line is read.
+_ANSI = re.compile(r"\x1b\[[0-9;=?]*[A-Za-z]")
 # What the serial console shows when the boot stops in the initrd (systemd's own lines).
 _STOPPED = re.compile(r"Entering emergency mode|Failed to start .*|Dependency failed for .*|"
                       r"Timed out waiting for device .*")
@@ -204,7 +207,7 @@ _STOPPED = re.compile(r"Entering emergency mode|Failed to start .*|Dependency fa
 
 def initrd_stop_reason(serial: str) -> str | None:
     """The first failure the initrd printed, or None if it printed none."""
-    for line in re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", serial).splitlines():
+    for line in _ANSI.sub("", serial).splitlines():
         m = _STOPPED.search(line)
         if m:
             return m.group(0).strip()
@@ -224,7 +227,7 @@ LOADER_QUIET = 60  # s without console output before the kernel started: stopped
 def loader_stop_reason(serial: str) -> str | None:
     """Why the firmware or the boot loader did not start a kernel: its first error line (ANSI
     escapes removed), or None when the kernel started or nothing says why."""
-    text = re.sub(r"\x1b\[[0-9;=?]*[A-Za-z]", "\n", serial)
+    text = _ANSI.sub("\n", serial)  # the loader positions its lines with cursor codes
     if _KERNEL_STARTED.search(text):
         return None
     for line in text.replace("\r", "\n").splitlines():
