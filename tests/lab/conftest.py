@@ -7,15 +7,19 @@ Environment:
 
 Without KC_LAB_BUILD a missing image FAILS the test with the command to run;
 lab tests never skip silently.
+
+Runs with pytest-xdist (``-n 2``, as CI does): every clone has its own overlay, ports and QMP
+socket; the build below takes a lock so two workers never build the same image or state.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 
 import pytest
 
-from keystone_checks.lab import build, faults, inventory, recipe, snapshot
+from keystone_checks.lab import build, faults, inventory, paths, recipe, snapshot
 from keystone_checks.lab.errors import LabError
 
 
@@ -65,6 +69,10 @@ class LabHost:
         if overrides:
             self.data.update(overrides)
             self._write_inventory()
+            text = self.inventory_path.read_text()
+            missing = {k: v for k, v in overrides.items() if f"{k!r}: {v!r}" not in text}
+            if missing:
+                raise LabError(f"fault {f.name}: inventory {self.inventory_path} lacks {missing}")
         return f
 
     def fault_present(self) -> bool:
@@ -83,9 +91,12 @@ def lab_build():
     """Build every image/state the selected variants need (cache hit: instant)."""
     try:
         build.require_tools()
-        for name in _variants():
-            for st in recipe.STATES:
-                snapshot.ensure_state(recipe.VARIANTS[name], st)
+        paths.cache_root().mkdir(parents=True, exist_ok=True)
+        with open(paths.cache_root() / "build.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the other xdist worker waits, then finds it built
+            for name in _variants():
+                for st in recipe.STATES:
+                    snapshot.ensure_state(recipe.VARIANTS[name], st)
     except LabError as e:
         pytest.fail(f"lab build failed: {e}", pytrace=False)
 
