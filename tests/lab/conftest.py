@@ -89,6 +89,11 @@ class LabHost:
                 raise LabError(f"fault {f.name}: inventory {self.inventory_path} lacks {missing}")
         return f
 
+    def ssh_answers(self) -> tuple[bool, bool]:
+        """(the guest's own sshd answers, the lab's control sshd answers): a fault that cuts SSH
+        must read (False, True)."""
+        return self.ssh("true", timeout=30)[0] == 0, self.ssh("true", timeout=30, control=True)[0] == 0
+
     def fault_present(self) -> bool:
         assert self.fault is not None, "no fault injected"
         return faults.verify(self.clone, self.fault, self.variant)[0] == 0
