@@ -96,3 +96,52 @@ def test_reboot_rows_render_in_their_own_table():
     assert "`next-boot-hostid-matches-pool`" in line and "stops: `Failed to start import-rpool-bare.service.`" in line
     assert line.endswith("| boot.py: `pool-exported-cleanly` fixed | yes |"), line
     assert "| `esp-emptied`: " in section and "| not run in this run (`pytest -m ksboot -k esp-emptied`" in section
+    assert "import race" not in line
+    raced = matrix_table.render([{**row, "race_resets": ["cannot import 'rpool': one or more devices ..."]}])
+    assert "stops: `Failed to start import-rpool-bare.service.` (import race reset past 1x)" in raced
+
+
+class _ConsoleGuest:
+    """Stands in for a UefiGuest in boot_outcome: its serial log is a real capture, cut at the
+    stop, and a reset appends the next boot (``boots``); ssh answers once the last boot is shown."""
+
+    def __init__(self, boots: list[str]):
+        self.boots, self.shown, self.resets, self.race_resets = boots, 1, 0, []
+
+    def alive(self):
+        return True
+
+    def serial(self):
+        return "".join(self.boots[:self.shown])
+
+    def reboot(self):
+        self.resets += 1
+        self.shown += 1
+
+    def ssh_bytes(self, cmd, timeout):
+        return (0 if self.shown == len(self.boots) and self.boots[-1] == "" else 255), b"", b""
+
+
+def _stopped_boot(zfs_says: str) -> str:
+    """The hostid capture's failing boot (after its reset), with ZFS's own refusal ``zfs_says``."""
+    log = (SERIAL / "ksboot-hostid-changed.log").read_text(errors="replace")
+    boot = log[log.rindex("BdsDxe: loading Boot0001"):]
+    return boot.replace("pool was previously in use from another system.", zfs_says)
+
+
+def test_the_import_race_is_reset_past_once_and_recorded():
+    # libzfs zpool_standard_error, ENXIO: the message the race printed (docs/lab.md "import race").
+    race = _stopped_boot("one or more devices is currently unavailable")
+    g = _ConsoleGuest([race, ""])
+    assert ksboot.boot_outcome(g, timeout=30) is None
+    assert g.resets == 1 and g.race_resets == ["cannot import 'rpool': one or more devices is currently unavailable"]
+    # Twice in a row: the second stop is reported, not hidden.
+    g = _ConsoleGuest([race, race, ""])
+    assert ksboot.boot_outcome(g, timeout=30) == "Failed to start import-rpool-bare.service."
+    assert g.resets == 1
+
+
+def test_a_refused_import_that_is_not_the_race_is_the_stop():
+    g = _ConsoleGuest([_stopped_boot("pool was previously in use from another system."), ""])
+    assert ksboot.boot_outcome(g, timeout=30) == "Failed to start import-rpool-bare.service."
+    assert g.resets == 0 and g.race_resets == []

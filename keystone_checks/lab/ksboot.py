@@ -22,11 +22,12 @@ import subprocess
 import tarfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from keystone_checks.lab import build, inventory, recipe
 from keystone_checks.lab.errors import LabError
-from keystone_checks.lab.paths import cache_root, clone_workdir, run_root
+from keystone_checks.lab.paths import build_lock, cache_root, clone_workdir, run_root
 from keystone_checks.lab.vm import Guest, overlay
 
 KSBOOT_DIR = recipe.GUEST_DIR / "ksboot"
@@ -83,10 +84,13 @@ def download_debs(dest: Path) -> list[Path]:
     return sorted(dest.glob("*.deb"))
 
 
+@dataclass
 class UefiGuest(Guest):
     """A guest that boots its one disk through OVMF (no -kernel): the
     Keystone disk is ``/dev/vda`` (serial kctest0), as the device units in
     the initrd expect."""
+
+    race_resets: list[str] = field(default_factory=list)  # import races reset past (boot_outcome)
 
     @property
     def disks(self) -> dict[str, Path]:
@@ -237,12 +241,23 @@ def loader_stop_reason(serial: str) -> str | None:
     return None
 
 
-def boot_outcome(g: UefiGuest, timeout: float = BOOT_TIMEOUT, since: int = 0) -> str | None:
+# Keystone's import-rpool-bare imports once, with no retry (v0.2.0 storage.nix l.79-122, followed
+# as written): under TCG load it has lost the race with the disk's probing about once in twenty
+# boots, with ZFS's ENXIO refusal (libzfs zpool_standard_error). docs/lab.md "import race".
+IMPORT_RACE = re.compile(r"cannot import '[^']+': one or more devices is currently unavailable")
+
+
+def boot_outcome(g: UefiGuest, timeout: float = BOOT_TIMEOUT, since: int = 0, race_resets: int = 1) -> str | None:
     """Wait for the boot to end: None when stage 2 answers ssh, else why it stopped: the initrd's
     failure line, or, when no kernel started, the boot loader's or firmware's first error line once
     OVMF gave up on the disk (it then tries network boot) or the console stayed quiet for
     LOADER_QUIET s. ``since``: where this boot starts in the serial log (after a reset,
-    the log's length before it)."""
+    the log's length before it).
+
+    A stop on the import race (IMPORT_RACE) is not the fault under test: the harness resets the
+    guest, as an operator at the console would, at most ``race_resets`` times per call, and
+    records it in ``g.race_resets`` (the tests put it in their rows). The guest's initrd itself
+    keeps upstream's single import, so the stop an operator meets is never hidden."""
     t0 = last_change = time.monotonic()
     last_len = -1
     while time.monotonic() - t0 < timeout:
@@ -250,6 +265,14 @@ def boot_outcome(g: UefiGuest, timeout: float = BOOT_TIMEOUT, since: int = 0) ->
             raise LabError(f"QEMU exited; see {g.workdir / 'qemu.log'}")
         serial = g.serial()[since:]
         if "Entering emergency mode" in serial:
+            race = IMPORT_RACE.search(_ANSI.sub("", serial))
+            if race and race_resets > 0:
+                race_resets -= 1
+                g.race_resets.append(race.group(0))
+                since += len(serial)
+                g.reboot()
+                last_len, last_change = -1, time.monotonic()
+                continue
             return initrd_stop_reason(serial) or "Entering emergency mode"
         if _FIRMWARE_GAVE_UP.search(serial) and not _KERNEL_STARTED.search(serial):
             return loader_stop_reason(serial)
@@ -274,11 +297,18 @@ def wait_booted(g: UefiGuest, timeout: float = BOOT_TIMEOUT) -> float:
 
 def ensure_built(variant: recipe.Variant, say=print) -> Path:
     """Build the Keystone disk for ``variant`` unless cached (≈12 min under TCG)."""
-    from keystone_checks.lab.snapshot import Clone, guest_prelude
-
     dest = ksboot_dir(variant)
     if (dest / "meta.json").exists():
         return dest
+    with build_lock():  # CI builds the disk in the background while lab tests may ask for it
+        if (dest / "meta.json").exists():
+            return dest
+        return _build(variant, dest, say)
+
+
+def _build(variant: recipe.Variant, dest: Path, say) -> Path:
+    from keystone_checks.lab.snapshot import Clone, guest_prelude
+
     for tool in (OVMF_CODE, OVMF_VARS):
         if not tool.exists():
             raise LabError(f"{tool} missing: install the 'ovmf' package (bash .ci/setup-lab.sh)")

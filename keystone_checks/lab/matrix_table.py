@@ -103,6 +103,8 @@ def render_reboot(rows: list[dict]) -> str:
             continue
         before = _codes(row["before"]) + (f" (gap: {fault.gap})" if fault.gap and not row["before"] else "")
         boot = f"stops: `{row['stop']}`" if row["stop"] else "falls back: boots stage 2"
+        if row.get("race_resets"):  # ksboot.boot_outcome: the upstream import race, reset past
+            boot += f" (import race reset past {len(row['race_resets'])}x)"
         after = row["after"] + (f": {_codes(row['after_caught'])} fail" if row["after_caught"] else "")
         recovery = ", ".join(f"`{c}` {o}" for c, o in row["recovery"].items()) or "none applies (manual)"
         if fault.recovery:

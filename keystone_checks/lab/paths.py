@@ -7,7 +7,10 @@ under the user cache dir, never in the repository:
 
 from __future__ import annotations
 
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -31,6 +34,17 @@ def clone_workdir(built: Path, what: str, build_args: str, name: str, workdir: P
     workdir = workdir or run_root() / f"{name}-{os.urandom(4).hex()}"
     workdir.mkdir(parents=True, exist_ok=True)
     return workdir
+
+
+@contextmanager
+def build_lock() -> Iterator[None]:
+    """One lock (``build.lock`` in the cache) around every image, state and Keystone-disk build,
+    so two builders (pytest-xdist workers, CI's background build) never build the same thing: the
+    second waits, then finds it built. Not re-entrant: take it once, around the whole build."""
+    cache_root().mkdir(parents=True, exist_ok=True)
+    with open(cache_root() / "build.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

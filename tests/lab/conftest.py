@@ -14,7 +14,6 @@ socket; builds take a lock so two workers never build the same image or state.
 
 from __future__ import annotations
 
-import fcntl
 import os
 
 import pytest
@@ -105,35 +104,23 @@ class LabHost:
         self.clone.destroy()
 
 
-class _BuildLock:
-    """One lock (``build.lock`` in the cache) around every image and state build, so two
-    pytest-xdist workers never build the same one: the second waits, then finds it built."""
-
-    def __enter__(self):
-        paths.cache_root().mkdir(parents=True, exist_ok=True)
-        self.fh = open(paths.cache_root() / "build.lock", "w")
-        fcntl.flock(self.fh, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc):
-        self.fh.close()  # closing releases the lock
-
-
 @pytest.fixture(scope="session")
 def lab_build():
     """Build the images of the selected variants (cache hit: instant). States are built when a
     test first asks for one (``lab_host``): a selection builds only the states it uses."""
     try:
         build.require_tools()
-        with _BuildLock():
-            for name in _variants():
-                build.build(recipe.VARIANTS[name])
+        for name in _variants():
+            if not build.manifest(recipe.VARIANTS[name]):  # built: no wait on a Keystone-disk build
+                with paths.build_lock():
+                    build.build(recipe.VARIANTS[name])
     except LabError as e:
         pytest.fail(f"lab build failed: {e}", pytrace=False)
 
 
 def _state_ready(variant: recipe.Variant, state: str) -> None:
     if os.environ.get("KC_LAB_BUILD") == "1" and not (snapshot.state_dir(variant, state) / "meta.json").exists():
-        with _BuildLock():
+        with paths.build_lock():
             snapshot.ensure_state(variant, state)
 
 

@@ -109,10 +109,23 @@ def _controller_run(g, tmp_path: Path) -> dict:
     return {**after, "exit_code": done.returncode}
 
 
-@pytest.mark.parametrize("fault", REBOOT_FAULTS, ids=[f.name for f in REBOOT_FAULTS])
+# Chains: the faults one guest carries in order (a repaired fault leaves it healthy for the next;
+# after one with no fix the next boots a fresh disk). Under pytest-xdist `--dist loadgroup` (CI)
+# each chain runs on one worker, so two chains' guests boot at a time.
+CHAINS = {
+    "next-boot-hostid-changed": "ks-repaired", "pool-left-imported-by-installer": "ks-repaired",
+    "next-boot-initrd-missing": "ks-repaired",
+    "credstore-key-file-removed": "ks-credstore", "credstore-header-wiped": "ks-credstore",
+    "next-boot-uki-missing": "ks-esp", "esp-emptied": "ks-esp",
+}
+
+
+@pytest.mark.parametrize("fault", [pytest.param(f, id=f.name, marks=pytest.mark.xdist_group(CHAINS[f.name]))
+                                   for f in REBOOT_FAULTS])
 def test_fault_through_a_reboot(fault: RebootFault, chain: Chain, tmp_path):
     assert fault.caught_before or fault.gap, f"{fault.name}: no expectation and no gap written down"
     g = chain.guest_for(fault)
+    races_before = len(g.race_resets)
     sums = _sums(g)
 
     # 1. the fault, and what the product said BEFORE the reboot
@@ -183,7 +196,8 @@ def test_fault_through_a_reboot(fault: RebootFault, chain: Chain, tmp_path):
 
     row = {"kind": "reboot", "fault": fault.name, "zfs": chain.variant.name, "flavour": fault.flavour,
            "before": caught, "stop": stop, "after": after["status"], "after_caught": after_caught,
-           "after_error": after.get("error"), "recovery": recovery, "repaired": chain.healthy}
+           "after_error": after.get("error"), "recovery": recovery, "repaired": chain.healthy,
+           "race_resets": g.race_resets[races_before:]}
     if os.environ.get("KC_MATRIX_OUT"):
         with open(os.environ["KC_MATRIX_OUT"], "a") as fh:
             fh.write(json.dumps(row) + "\n")
