@@ -32,7 +32,7 @@ def cmd_build(a) -> int:
         if a.ksboot:
             from keystone_checks.lab import ksboot
 
-            ksboot.ensure_built(v)
+            ksboot.ensure_running(v)
         if not a.keep_stale and not _running():
             for path in snapshot.stale_dirs(v):
                 print(f"[lab] removing stale {path}")
@@ -176,7 +176,7 @@ def parser() -> argparse.ArgumentParser:
                    help="no saved states (tests build the ones they need with KC_LAB_BUILD=1)")
     b.add_argument("--force", action="store_true", help="rebuild the image even if cached")
     b.add_argument("--ksboot", action="store_true",
-                   help="also build the Keystone-shaped disk (UEFI + systemd initrd; ≈12 min under TCG)")
+                   help="also build the Keystone-shaped disk (UEFI + systemd initrd; ≈12 min under TCG) and its running state")
     b.add_argument("--keep-stale", action="store_true",
                    help="keep images/states whose recipe hash is no longer current")
     u = sub.add_parser("up", help="start a fresh clone and write its inventory")

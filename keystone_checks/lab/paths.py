@@ -37,12 +37,14 @@ def clone_workdir(built: Path, what: str, build_args: str, name: str, workdir: P
 
 
 @contextmanager
-def build_lock() -> Iterator[None]:
-    """One lock (``build.lock`` in the cache) around every image, state and Keystone-disk build,
-    so two builders (pytest-xdist workers, CI's background build) never build the same thing: the
-    second waits, then finds it built. Not re-entrant: take it once, around the whole build."""
+def build_lock(name: str) -> Iterator[None]:
+    """A lock (``build-<name>.lock`` in the cache) around one kind of build, so two builders
+    (pytest-xdist workers, CI's background build) never build the same thing: the second waits,
+    then finds it built. One name per thing that may be built at the same time as another: an
+    image, a variant's saved states (one builds on another), the Keystone-shaped disk; the Debian
+    guests' states must not wait for a Keystone disk being built. Not re-entrant."""
     cache_root().mkdir(parents=True, exist_ok=True)
-    with open(cache_root() / "build.lock", "w") as fh:
+    with open(cache_root() / f"build-{name}.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         yield  # closing the file releases the lock
 

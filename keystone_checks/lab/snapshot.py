@@ -79,6 +79,30 @@ def save(guest: Guest, dest: Path) -> float:
     return time.monotonic() - t0
 
 
+def resume(g: Guest, src: Path, what: str) -> None:
+    """Start ``g`` (its disks already overlaid on ``src``'s) from the RAM ``save`` wrote to
+    ``src/ram.zst``, until ssh answers; then set its clock, which stopped at save time."""
+    g.start(incoming=f"exec:zstd -dc {shlex.quote(str(src / 'ram.zst'))}")
+    q = g.qmp()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            status = q.execute("query-status").get("status", "unknown")
+            if status == "running":
+                break
+            if status in ("paused", "postmigrate", "prelaunch"):
+                q.execute("cont")
+                break
+            if time.monotonic() > deadline or not g.alive():
+                g.kill()
+                raise LabError(f"restoring {what} stuck in '{status}'; see {g.workdir / 'qemu.log'}")
+            time.sleep(0.1)
+    finally:
+        q.close()
+    g.wait_ssh(timeout=60)
+    g.sync_clock()
+
+
 class Clone(Guest):
     """A fresh, running copy of a saved state (what each lab test gets)."""
 
@@ -110,25 +134,7 @@ class Clone(Guest):
         t0 = time.monotonic()
         for name, path in g.disks.items():
             overlay(path, src / f"{name}.qcow2")
-        g.start(incoming=f"exec:zstd -dc {shlex.quote(str(src / 'ram.zst'))}")
-        q = g.qmp()
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                status = q.execute("query-status").get("status", "unknown")
-                if status == "running":
-                    break
-                if status in ("paused", "postmigrate", "prelaunch"):
-                    q.execute("cont")
-                    break
-                if time.monotonic() > deadline or not g.alive():
-                    g.kill()
-                    raise LabError(f"restoring {state} stuck in '{status}'; see {workdir / 'qemu.log'}")
-                time.sleep(0.1)
-        finally:
-            q.close()
-        g.wait_ssh(timeout=60)
-        g.sync_clock()
+        resume(g, src, state)
         g.restore_seconds = time.monotonic() - t0
         g.meta = json.loads((src / "meta.json").read_text())
         return g

@@ -110,6 +110,11 @@ class Guest:
             {"pid": self.pid, "port": self.port, "ctl_port": self.ctl_port,
              "image": str(self.image), "owner": os.getpid()}))
 
+    def serial_tail(self, chars: int = 6000) -> str:
+        """The end of this guest's console log (for a build log when something failed)."""
+        path = self.workdir / "serial.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
     def alive(self) -> bool:
         if self.pid is None:
             return False
@@ -170,6 +175,34 @@ class Guest:
     def run_script(self, script: str, timeout: float = 600) -> tuple[int, str, str]:
         """Pipe a shell script to ``sh -s`` in the guest."""
         return self.ssh("sh -s", timeout=timeout, stdin=script)
+
+    def run_detached(self, script: str, timeout: float = 2400, unit: str = "kc-lab-job") -> tuple[int, str, str]:
+        """Run a long script as a transient systemd unit in the guest and poll it with short ssh
+        calls: one ssh session held for many minutes dies when a TCG guest under heavy I/O does
+        not answer its keepalives for 30 s (seen once while building the Keystone disk: exit 255
+        after 15 min), although the job itself goes on. Returns (exit status, stdout, stderr)."""
+        d = f"/run/{unit}"
+        rc, _, err = self.ssh(f"rm -rf {d} && mkdir -p {d} && cat > {d}/job.sh", stdin=script, timeout=120)
+        if rc:
+            return rc, "", err
+        rc, _, err = self.ssh(f"systemd-run --quiet --unit={unit} -p StandardOutput=file:{d}/out "
+                              f"-p StandardError=file:{d}/err sh {d}/job.sh", timeout=120)
+        if rc:
+            return rc, "", err
+        deadline, last_answer = time.monotonic() + timeout, time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(10)
+            rc, out, _ = self.ssh(f"systemctl show -p ActiveState -p ExecMainStatus {unit}", timeout=60)
+            if rc == 0:
+                last_answer = time.monotonic()
+                state = dict(line.split("=", 1) for line in out.split())
+                if state.get("ActiveState") in ("inactive", "failed"):
+                    _, out_s, _ = self.ssh(f"cat {d}/out", timeout=120)
+                    _, err_s, _ = self.ssh(f"cat {d}/err", timeout=120)
+                    return int(state.get("ExecMainStatus") or 1), out_s, err_s
+            elif time.monotonic() - last_answer > 300 or not self.alive():
+                return 255, "", f"[lab] the guest stopped answering ssh while running {unit}"
+        return 124, "", f"[lab] {unit} still running after {timeout:.0f} s"
 
     def wait_ssh(self, timeout: float = 240, port: int | None = None) -> float:
         t0 = time.monotonic()

@@ -31,11 +31,17 @@ def _variants() -> list[str]:
 # collected last runs alone at the end while the other worker idles (measured 2026-12-02: the
 # units test, last in file order, was the ZFS 2.1 run's last ≈ 5 minutes).
 _LONG_FIRST = ("test_lab_units.py", "test_lab_reports.py", "test_lab_destructive_wipe.py", "test_lab_recovery.py")
+# The Keystone-shaped guest's chains go last: in CI its disk and running state are still being
+# built in the background while the Debian guests' tests run (a chain started early would only
+# wait for them); the longest chains (the reboot faults) before the healthy-boot module.
+_LAST = ("test_lab_ksboot_reboot.py", "test_lab_ksboot.py")
 
 
 def pytest_collection_modifyitems(items):
     def rank(item) -> int:
         name = item.path.name
+        if name in _LAST:
+            return len(_LONG_FIRST) + 1 + _LAST.index(name)
         return _LONG_FIRST.index(name) if name in _LONG_FIRST else len(_LONG_FIRST)
 
     items.sort(key=rank)  # stable: every other test keeps its order
@@ -112,7 +118,7 @@ def lab_build():
         build.require_tools()
         for name in _variants():
             if not build.manifest(recipe.VARIANTS[name]):  # built: no wait on a Keystone-disk build
-                with paths.build_lock():
+                with paths.build_lock(f"image-{name}"):
                     build.build(recipe.VARIANTS[name])
     except LabError as e:
         pytest.fail(f"lab build failed: {e}", pytrace=False)
@@ -120,7 +126,7 @@ def lab_build():
 
 def _state_ready(variant: recipe.Variant, state: str) -> None:
     if os.environ.get("KC_LAB_BUILD") == "1" and not (snapshot.state_dir(variant, state) / "meta.json").exists():
-        with paths.build_lock():
+        with paths.build_lock(f"states-{variant.name}"):
             snapshot.ensure_state(variant, state)
 
 
