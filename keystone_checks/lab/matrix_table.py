@@ -69,7 +69,10 @@ def render(rows: list[dict]) -> str:
         tail.append(f"{variant}: {passed} faults passed" + (f"; {total - passed} not run" if passed < total else "") + ".")
     missing = [f.name for f in faults.FAULTS if f.name not in by_fault]
     for name in missing:
-        tail.append(f"`{name}`: {NOT_IN_MATRIX.get(name, 'no passing row in this run')}.")
+        if name in faults.SUPERSEDED:
+            tail.append(f"`{name}`: not run in CI, superseded by the Keystone-shaped guest: {faults.SUPERSEDED[name]}.")
+        else:
+            tail.append(f"`{name}`: {NOT_IN_MATRIX.get(name, 'no passing row in this run')}.")
     return HEADER + "\n".join(lines + tail) + "\n" + render_reboot(reboot_rows)
 
 
@@ -116,6 +119,8 @@ def render_reboot(rows: list[dict]) -> str:
 
 # Faults the matrix deliberately does not run, and why.
 NOT_IN_MATRIX = {
+    "export-hang-credstore-open": "ZFS 2.3 only, and CI runs ZFS 2.1 (README \"CI time\": the budget went to the "
+                                  "Keystone-shaped guest); `KC_LAB_ZFS=zfs23 pytest -m lab -k export-hang` runs it",
     "installer-failed-unit": "not run: no check applies (a failed unit on the installer ISO is not a problem "
                              "the guides describe; `no-failed-units` is for deployed servers)",
 }

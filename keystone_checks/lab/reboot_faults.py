@@ -72,6 +72,13 @@ def _refused_by_the_bare_import_then_exported() -> dict[str, Any]:
             "recovery_outcomes": {"pool-exported-cleanly": "fixed"}, "repaired": True}
 
 
+def _emergency_access_refuses(says: str) -> dict[str, Any]:
+    """No fix exists (the guide's remedy is manual): from the installer, the emergency-access
+    playbook imports the pool, cannot unlock the system, names why (``says``) and mounts nothing."""
+    return {"recovery": "fix/emergency-access.py", "recovery_data": ("allow_force_import=true",),
+            "recovery_outcomes": {"recovery-system-mounted": "fix-failed"}, "recovery_says": says}
+
+
 REBOOT_FAULTS: list[RebootFault] = [
     RebootFault(
         name="next-boot-hostid-changed",
@@ -129,10 +136,16 @@ REBOOT_FAULTS: list[RebootFault] = [
         gap="stage 2 never opens the credstore (it is closed before switch-root) and the product "
             "holds no passphrase for a deployed host, so no check can look inside it while the host runs",
         stop=r"Failed to start rpool-load-key\.service",
-        recovery="fix/emergency-access.py",
-        recovery_data=("allow_force_import=true",),
-        recovery_outcomes={"recovery-system-mounted": "fix-failed"},
-        recovery_says="key file /etc/credstore/zfs-sysroot.mount is missing",
+        **_emergency_access_refuses("key file /etc/credstore/zfs-sysroot.mount is missing"),
+    ),
+    RebootFault(
+        name="credstore-header-wiped",
+        description="the credstore volume's LUKS header wiped (wipefs -a on the closed zvol rpool/credstore)",
+        guide="ZFS Pool Not Imported (Credstore not unlocked)",
+        inject="wipefs -a -q /dev/zvol/rpool/credstore\nsync\n",
+        caught_before=("credstore-luks-header",),
+        stop=r"Failed to start systemd-cryptsetup@credstore\.service",
+        **_emergency_access_refuses("not a valid LUKS device"),
     ),
 ]
 

@@ -10,8 +10,9 @@ installer's own root untouched -> the host boots healthy again, its data intact.
 
 A row per fault that passed every step goes to KC_MATRIX_OUT (`python -m keystone_checks.lab
 table` renders them after the Debian matrix; docs/lab.md has the last results). The guest is
-reused from one fault to the next while it is healthy (a boot under TCG costs ≈ 2 min); after a
-fault with no fix the next one boots a fresh copy of the disk."""
+reused from one fault to the next while it is healthy (a boot under TCG costs 2-4 min); after a
+fault with no fix the next one starts from a fresh copy of the saved running state
+(ksboot.restore, ≈ 20 s). Every reboot a fault makes is a real one."""
 
 from __future__ import annotations
 
@@ -56,13 +57,21 @@ class Chain:
             self.flavour = "entries"
         g = self.guest
         if fault.flavour == "uki" and self.flavour != "uki":
-            rc, _, err = g.ssh("sh /usr/share/keystone-lab/ksboot/to-uki.sh", timeout=300)
-            assert rc == 0, err
-            since = len(g.serial())
-            g.reboot()
-            assert ksboot.boot_outcome(g, since=since) is None, "the UKI flavour did not boot"
-            self.flavour = "uki"
+            self.to_uki()
         self.healthy = False  # until this fault's cycle ends with a healthy boot
+        return g
+
+    def to_uki(self) -> ksboot.UefiGuest:
+        """Turn the running guest into the lanzaboote-style flavour (guest/ksboot/to-uki.sh) and
+        reboot into it: one UKI per generation in EFI/Linux/ (lanzaboote's names), no entries."""
+        g = self.guest
+        assert g is not None
+        rc, _, err = g.ssh("sh /usr/share/keystone-lab/ksboot/to-uki.sh", timeout=300)
+        assert rc == 0, err
+        since = len(g.serial())
+        g.reboot()
+        assert ksboot.boot_outcome(g, since=since) is None, "the UKI flavour did not boot"
+        self.flavour = "uki"
         return g
 
     def installer(self, name: str):
@@ -107,6 +116,39 @@ def _controller_run(g, tmp_path: Path) -> dict:
     assert "Traceback" not in done.stdout + done.stderr, done.stderr[-3000:]
     (after,) = read_report(report)["hosts"]
     return {**after, "exit_code": done.returncode}
+
+
+@pytest.mark.xdist_group("ks-esp")
+def test_lanzaboote_style_flavour_boots_and_sweeps_healthy(chain: Chain, tmp_path):
+    """The second flavour: one UKI per generation in EFI/Linux/ (lanzaboote's names), no entries;
+    systemd-boot boots the newest. Here, first in its chain, because `next-boot-uki-missing`
+    starts from it (one conversion and reboot for both)."""
+    g = chain.guest_for(RebootFault(name="uki-flavour", description="", guide="", flavour="uki"))
+    assert _ssh(g, "ls -A /boot/loader/entries /boot/EFI/nixos 2>&1 | grep -v '^/boot/loader/entries:$'") \
+        == "ls: cannot access '/boot/EFI/nixos': No such file or directory\n"
+    ukis = _ssh(g, "ls /boot/EFI/Linux").split()
+    assert [re.sub(r"-[a-z0-9]{52}\.efi$", "-HASH.efi", u) for u in ukis] == \
+        [f"nixos-generation-{n}-HASH.efi" for n in (1, 2, 3)], ukis
+    # A UKI boot: the command line is the UKI's own .cmdline (systemd-boot prefixes `initrd=` only
+    # for a Type #1 entry's initrd, as the entries flavour's /proc/cmdline shows), and the
+    # generation is the profile's newest; no entry or EFI/nixos file is left to boot from.
+    cmdline = _ssh(g, "cat /proc/cmdline")
+    assert "initrd=" not in cmdline, cmdline
+    newest = _ssh(g, "readlink -f /nix/var/nix/profiles/system-3-link").strip()
+    assert f"init={newest}/init" in cmdline.split(), (cmdline, newest)
+    assert _ssh(g, "readlink -f /run/booted-system").strip() == newest
+    entry = lab_playbook(("ksboot", ksboot.host_data(g)), tmp_path, "sweep-uki", "sweep.py")
+    assert entry["status"] == "ok", entry["error"]
+    assert failing(entry) == {}
+    (gen,) = [r for r in entry["results"] if r["check"] == "next-boot-generation-on-esp"]
+    assert gen["outcome"] == "pass", gen
+    chain.healthy = True
+
+
+def _ssh(g, cmd: str) -> str:
+    rc, out, err = g.ssh(cmd, timeout=120)
+    assert rc == 0, f"{cmd}: {err}"
+    return out
 
 
 # Chains: the faults one guest carries in order (a repaired fault leaves it healthy for the next;

@@ -78,9 +78,12 @@ def _failing(results):
 KNOWN_GAPS: dict[str, str] = {}
 
 
-@pytest.mark.parametrize("fault_name", [
-    pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_GAPS[name], strict=True)) if name in KNOWN_GAPS else name
-    for name in HOST_FAULTS])
+def _marks(name: str) -> list:
+    marks = [pytest.mark.xfail(reason=KNOWN_GAPS[name], strict=True)] if name in KNOWN_GAPS else []
+    return marks + ([pytest.mark.superseded] if name in faults.SUPERSEDED else [])
+
+
+@pytest.mark.parametrize("fault_name", [pytest.param(name, marks=_marks(name)) for name in HOST_FAULTS])
 def test_fault_is_caught_and_fixed(lab_host, lab_zfs, fault_name, tmp_path):
     fault = faults.get(fault_name)
     if lab_zfs not in fault.variants:
