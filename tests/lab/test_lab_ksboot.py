@@ -18,8 +18,8 @@ from kc_helpers import failing, lab_playbook
 from keystone_checks.lab import ksboot, recipe
 from keystone_checks.lab.errors import LabError
 
-# One guest for the module: under pytest-xdist `--dist loadgroup` (CI) one worker runs it all.
-pytestmark = [pytest.mark.lab, pytest.mark.ksboot, pytest.mark.xdist_group("ks-healthy")]
+# One guest for the module: under `--dist loadgroup` (CI) one worker runs it all (tests/conftest.py).
+pytestmark = [pytest.mark.lab, pytest.mark.ksboot]
 
 
 # Keystone's stage 1, in the order storage.nix (v0.2.0 l.79-172) requires; each pattern is

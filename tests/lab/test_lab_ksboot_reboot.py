@@ -118,7 +118,6 @@ def _controller_run(g, tmp_path: Path) -> dict:
     return {**after, "exit_code": done.returncode}
 
 
-@pytest.mark.xdist_group("ks-esp")
 def test_lanzaboote_style_flavour_boots_and_sweeps_healthy(chain: Chain, tmp_path):
     """The second flavour: one UKI per generation in EFI/Linux/ (lanzaboote's names), no entries;
     systemd-boot boots the newest. Here, first in its chain, because `next-boot-uki-missing`
@@ -151,19 +150,8 @@ def _ssh(g, cmd: str) -> str:
     return out
 
 
-# Chains: the faults one guest carries in order (a repaired fault leaves it healthy for the next;
-# after one with no fix the next boots a fresh disk). Under pytest-xdist `--dist loadgroup` (CI)
-# each chain runs on one worker, so two chains' guests boot at a time.
-CHAINS = {
-    "next-boot-hostid-changed": "ks-repaired", "pool-left-imported-by-installer": "ks-repaired",
-    "next-boot-initrd-missing": "ks-repaired",
-    "credstore-key-file-removed": "ks-credstore", "credstore-header-wiped": "ks-credstore",
-    "next-boot-uki-missing": "ks-esp", "esp-emptied": "ks-esp",
-}
-
-
-@pytest.mark.parametrize("fault", [pytest.param(f, id=f.name, marks=pytest.mark.xdist_group(CHAINS[f.name]))
-                                   for f in REBOOT_FAULTS])
+# Order matters within a chain (keystone_checks/lab/reboot_faults.CHAINS): REBOOT_FAULTS' order.
+@pytest.mark.parametrize("fault", REBOOT_FAULTS, ids=[f.name for f in REBOOT_FAULTS])
 def test_fault_through_a_reboot(fault: RebootFault, chain: Chain, tmp_path):
     assert fault.caught_before or fault.gap, f"{fault.name}: no expectation and no gap written down"
     g = chain.guest_for(fault)
