@@ -36,6 +36,11 @@ def pytest_xdist_make_scheduler(config, log):
         return None
     from xdist.scheduler import LoadScopeScheduling
 
+    # Keep the collection's order (tests/lab/conftest.py puts the longest Debian tests first and the
+    # Keystone-shaped guest's last): LoadScopeScheduling otherwise starts with the scopes holding the
+    # most tests, i.e. the chains, which in CI wait for their disk (both workers idled 20 min, measured).
+    config.option.loadscopereorder = False
+
     class ChainScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             return _lab_chain(nodeid) or nodeid
