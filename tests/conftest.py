@@ -28,7 +28,7 @@ def _lab_chain(nodeid: str) -> str | None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_xdist_make_scheduler(config, log):
-    """`--dist loadgroup` (CI's lab run): each chain of lab tests (``_lab_chain``) goes to one worker,
+    """`--dist loadgroup` (the Keystone-shaped guest's runs, docs/lab.md): each chain of lab tests (``_lab_chain``) goes to one worker,
     in order; every other test is scheduled alone. pytest-xdist's own loadgroup cannot do this under
     pytest 9: it marks a group by rewriting ``item._nodeid``, which pytest 9 no longer reads (the
     groups were silently ignored: a chain's tests ran on both workers, measured 2026-12-02)."""
@@ -38,7 +38,8 @@ def pytest_xdist_make_scheduler(config, log):
 
     # Keep the collection's order (tests/lab/conftest.py puts the longest Debian tests first and the
     # Keystone-shaped guest's last): LoadScopeScheduling otherwise starts with the scopes holding the
-    # most tests, i.e. the chains, which in CI wait for their disk (both workers idled 20 min, measured).
+    # most tests, i.e. the chains, which wait for their disk while it builds (both workers idled ≈ 20 min
+    # in a cold run, measured 2026-12-02).
     config.option.loadscopereorder = False
 
     class ChainScheduling(LoadScopeScheduling):

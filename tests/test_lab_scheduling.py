@@ -1,4 +1,4 @@
-"""CI's lab run (`pytest -n 2 --dist loadgroup`) keeps each chain of lab tests on one worker, in
+"""A lab run with `pytest -n 2 --dist loadgroup` keeps each chain of lab tests on one worker, in
 order (tests/conftest.py: pytest_xdist_make_scheduler): the UKI flavour's test with that flavour's
 faults, the healthy-boot module; the other faults go wherever a worker is free. A real pytest-xdist
 run over stand-in tests with the lab's own file names and fault ids (fast: no VM)."""
@@ -46,7 +46,7 @@ def test_each_chain_runs_on_one_worker_in_order(tmp_path):
         f"test_lab_ksboot_reboot.py::test_fault_through_a_reboot[{f.name}]" for f in REBOOT_FAULTS if f.flavour == "uki"]
     healthy = ["test_lab_ksboot.py::test_a", "test_lab_ksboot.py::test_b"]
     assert len(uki) >= 2 and len(ran) == 12 + 2 + 1 + len(REBOOT_FAULTS), done.stdout[-3000:]
-    # the collection's order, not the biggest chains first (they would wait for their disk in CI)
+    # the collection's order, not the biggest chains first (they would wait for their disk in a cold run)
     assert all(test.startswith("test_a_other.py") for _, test in ran[:6]), ran[:6]
     for chain in (uki, healthy):
         on = [(worker, test) for worker, test in ran if test in chain]

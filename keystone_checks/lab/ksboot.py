@@ -347,7 +347,7 @@ def ensure_built(variant: recipe.Variant, say=print) -> Path:
     dest = ksboot_dir(variant)
     if (dest / "meta.json").exists():
         return dest
-    with build_lock(f"ksboot-{variant.name}"):  # CI builds it in the background; tests may ask first
+    with build_lock(f"ksboot-{variant.name}"):  # a background `lab build` and the tests may both ask
         if (dest / "meta.json").exists():
             return dest
         return _build(variant, dest, say)

@@ -39,7 +39,7 @@ def clone_workdir(built: Path, what: str, build_args: str, name: str, workdir: P
 @contextmanager
 def build_lock(name: str) -> Iterator[None]:
     """A lock (``build-<name>.lock`` in the cache) around one kind of build, so two builders
-    (pytest-xdist workers, CI's background build) never build the same thing: the second waits,
+    (pytest-xdist workers, a background `lab build`) never build the same thing: the second waits,
     then finds it built. One name per thing that may be built at the same time as another: an
     image, a variant's saved states (one builds on another), the Keystone-shaped disk; the Debian
     guests' states must not wait for a Keystone disk being built. Not re-entrant."""

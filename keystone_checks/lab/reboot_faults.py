@@ -154,7 +154,7 @@ REBOOT_FAULTS: list[RebootFault] = [
 
 # The lanzaboote-style flavour's own test (tests/lab/test_lab_ksboot_reboot.py) converts a guest
 # and reboots it into its UKIs; the faults of that flavour run after it on the same guest (one
-# conversion, ≈ 4 min under TCG, for all of them): CI's scheduler keeps them on one worker
+# conversion, ≈ 4 min under TCG, for all of them): the lab's scheduler keeps them on one worker
 # (tests/conftest.py). Every other fault starts from the saved running state (≈ 10 s) or the
 # healthy guest a repair left, so it needs no particular worker.
 UKI_CHAIN = "ks-uki"

@@ -31,8 +31,8 @@ def _variants() -> list[str]:
 # collected last runs alone at the end while the other worker idles (measured 2026-12-02: the
 # units test, last in file order, was the ZFS 2.1 run's last ≈ 5 minutes).
 _LONG_FIRST = ("test_lab_units.py", "test_lab_reports.py", "test_lab_destructive_wipe.py", "test_lab_recovery.py")
-# The Keystone-shaped guest's chains go last: in CI its disk and running state are still being
-# built in the background while the Debian guests' tests run (a chain started early would only
+# The Keystone-shaped guest's chains go last: in a cold run its disk and running state may still be
+# being built in the background while the Debian guests' tests run (a chain started early would only
 # wait for them); the longest chains (the reboot faults) before the healthy-boot module.
 _LAST = ("test_lab_ksboot_reboot.py", "test_lab_ksboot.py")
 

@@ -18,7 +18,7 @@ from kc_helpers import failing, lab_playbook
 from keystone_checks.lab import ksboot, recipe
 from keystone_checks.lab.errors import LabError
 
-# One guest for the module: under `--dist loadgroup` (CI) one worker runs it all (tests/conftest.py).
+# One guest for the module: under `--dist loadgroup` one worker runs it all (tests/conftest.py).
 pytestmark = [pytest.mark.lab, pytest.mark.ksboot]
 
 
