@@ -148,6 +148,13 @@ LAB_LIVE_ROOT_LISTING = ("findmnt -n -o SOURCE,FSTYPE,OPTIONS /; "
 LAB_LIVE_ROOT = f"{{ {LAB_LIVE_ROOT_LISTING}; }} | sha256sum"
 
 
+def guest_out(g, cmd: str) -> str:
+    """A lab guest's stdout for ``cmd``, which must succeed (the Keystone-shaped guest's tests)."""
+    rc, out, err = g.ssh(cmd, timeout=120)
+    assert rc == 0, f"{cmd}: {err}"
+    return out
+
+
 def lab_playbook(host: tuple[str, dict], tmp_path: Path, tag: str, playbook: str, *data: str,
                  timeout: int = 900) -> dict:
     """Run one phase/fix playbook (real pyinfra CLI) on one lab host; its report entry."""

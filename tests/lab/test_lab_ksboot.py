@@ -13,7 +13,7 @@ import os
 import re
 
 import pytest
-from kc_helpers import failing, lab_playbook
+from kc_helpers import failing, guest_out, lab_playbook
 
 from keystone_checks.lab import ksboot, recipe
 from keystone_checks.lab.errors import LabError
@@ -49,14 +49,8 @@ def ks_guest(tmp_path_factory):
     g.kill()
 
 
-def _ssh(g, cmd: str) -> str:
-    rc, out, err = g.ssh(cmd, timeout=120)
-    assert rc == 0, f"{cmd}: {err}"
-    return out
-
-
 def test_stage1_runs_keystones_units_in_order(ks_guest):
-    journal = _ssh(ks_guest, "journalctl -b -o cat --no-pager")
+    journal = guest_out(ks_guest, "journalctl -b -o cat --no-pager")
     positions = []
     for what, pattern in INITRD_ORDER:
         m = re.search(pattern, journal, re.M)
@@ -67,7 +61,7 @@ def test_stage1_runs_keystones_units_in_order(ks_guest):
 
 
 def test_stage2_looks_like_a_keystone_host(ks_guest):
-    mounts = {line.split()[1]: line.split()[:3] for line in _ssh(ks_guest, "cat /proc/mounts").splitlines()}
+    mounts = {line.split()[1]: line.split()[:3] for line in guest_out(ks_guest, "cat /proc/mounts").splitlines()}
     assert mounts["/"][0::2] == ["rpool/crypt/system", "zfs"]
     assert mounts["/nix"][0::2] == ["rpool/crypt/system/nix", "zfs"]
     assert mounts["/var"][0::2] == ["rpool/crypt/system/var", "zfs"]
@@ -76,14 +70,14 @@ def test_stage2_looks_like_a_keystone_host(ks_guest):
     # The credstore is closed before switch-root: stage 2 never has it open.
     rc, _, _ = ks_guest.ssh("test -e /dev/mapper/credstore", timeout=30)
     assert rc == 1
-    assert _ssh(ks_guest, "zfs get -H -o value keystatus rpool/crypt").strip() == "available"
-    cmdline = _ssh(ks_guest, "cat /proc/cmdline")
+    assert guest_out(ks_guest, "zfs get -H -o value keystatus rpool/crypt").strip() == "available"
+    cmdline = guest_out(ks_guest, "cat /proc/cmdline")
     init = re.search(r"\binit=(/nix/store/[a-z0-9]{32}-nixos-system-[^ ]+)/init\b", cmdline)
     assert init, cmdline
-    assert _ssh(ks_guest, "readlink /run/booted-system").strip() == init.group(1)
-    entries = _ssh(ks_guest, "ls /boot/loader/entries").split()
+    assert guest_out(ks_guest, "readlink /run/booted-system").strip() == init.group(1)
+    entries = guest_out(ks_guest, "ls /boot/loader/entries").split()
     assert entries == ["nixos-generation-1.conf", "nixos-generation-2.conf", "nixos-generation-3.conf"]
-    assert "ID=nixos" in _ssh(ks_guest, "cat /etc/os-release").splitlines()
+    assert "ID=nixos" in guest_out(ks_guest, "cat /etc/os-release").splitlines()
 
 
 def test_sweep_finds_the_keystone_guest_healthy(ks_guest, tmp_path):
@@ -94,16 +88,16 @@ def test_sweep_finds_the_keystone_guest_healthy(ks_guest, tmp_path):
 
 def test_nixos_user_space(ks_guest):
     """What nixpkgs' modules put where the checks look (guest/ksboot/stage2/)."""
-    rules = _ssh(ks_guest, "iptables -S")
+    rules = guest_out(ks_guest, "iptables -S")
     for line in ("-N nixos-fw", "-N nixos-fw-accept", "-N nixos-fw-log-refuse", "-N nixos-fw-refuse",
                  "-A INPUT -j nixos-fw", "-A nixos-fw -p tcp -m tcp --dport 22 -j nixos-fw-accept"):
         assert line in rules.splitlines(), (line, rules)
-    assert _ssh(ks_guest, "nft list tables 2>/dev/null | grep -c 'table inet filter' || true").strip() == "0"
+    assert guest_out(ks_guest, "nft list tables 2>/dev/null | grep -c 'table inet filter' || true").strip() == "0"
     # root logs in with the key from /etc/ssh/authorized_keys.d/root (NixOS users.users.*.openssh):
     # there is no ~/.ssh/authorized_keys.
-    assert _ssh(ks_guest, "test -e /root/.ssh/authorized_keys; echo $?").strip() == "1"
-    assert "/etc/ssh/authorized_keys.d/%u" in _ssh(ks_guest, "sshd -T | grep -i '^authorizedkeysfile'").split()
-    profile = _ssh(ks_guest, "readlink /nix/var/nix/profiles/system").strip()
+    assert guest_out(ks_guest, "test -e /root/.ssh/authorized_keys; echo $?").strip() == "1"
+    assert "/etc/ssh/authorized_keys.d/%u" in guest_out(ks_guest, "sshd -T | grep -i '^authorizedkeysfile'").split()
+    profile = guest_out(ks_guest, "readlink /nix/var/nix/profiles/system").strip()
     assert profile == "system-3-link", profile
-    assert _ssh(ks_guest, "readlink -f /nix/var/nix/profiles/system") == _ssh(ks_guest, "readlink -f /run/current-system")
-    assert _ssh(ks_guest, "od -An -tx4 /nix/var/nix/profiles/system/etc/hostid") == _ssh(ks_guest, "od -An -tx4 /etc/hostid")
+    assert guest_out(ks_guest, "readlink -f /nix/var/nix/profiles/system") == guest_out(ks_guest, "readlink -f /run/current-system")
+    assert guest_out(ks_guest, "od -An -tx4 /nix/var/nix/profiles/system/etc/hostid") == guest_out(ks_guest, "od -An -tx4 /etc/hostid")

@@ -12,7 +12,7 @@ A row per fault that passed every step goes to KC_MATRIX_OUT (`python -m keyston
 table` renders them after the Debian matrix; docs/lab.md has the last results). The guest is
 reused from one fault to the next while it is healthy (a boot under TCG costs 2-4 min); after a
 fault with no fix the next one starts from a fresh copy of the saved running state
-(ksboot.restore, ≈ 20 s). Every reboot a fault makes is a real one."""
+(ksboot.restore, ≈ 10 s). Every reboot a fault makes is a real one."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from kc_helpers import EXIT_UNKNOWN, LAB_DATA, LAB_LIVE_ROOT_LISTING, failing, lab_playbook, read_report
+from kc_helpers import EXIT_UNKNOWN, LAB_DATA, LAB_LIVE_ROOT_LISTING, failing, guest_out, lab_playbook, read_report
 
 from keystone_checks.lab import inventory, ksboot, recipe, snapshot
 from keystone_checks.lab.errors import LabError
@@ -96,9 +96,7 @@ def chain(tmp_path_factory):
 
 
 def _sums(g) -> str:
-    rc, out, err = g.ssh(f"sha256sum {DATA_FILES}", timeout=120)
-    assert rc == 0, err
-    return out
+    return guest_out(g, f"sha256sum {DATA_FILES}")
 
 
 def _installer_host(inst, chain: Chain) -> tuple[str, dict]:
@@ -123,19 +121,19 @@ def test_lanzaboote_style_flavour_boots_and_sweeps_healthy(chain: Chain, tmp_pat
     systemd-boot boots the newest. Here, first in its chain, because `next-boot-uki-missing`
     starts from it (one conversion and reboot for both)."""
     g = chain.guest_for(RebootFault(name="uki-flavour", description="", guide="", flavour="uki"))
-    assert _ssh(g, "ls -A /boot/loader/entries /boot/EFI/nixos 2>&1 | grep -v '^/boot/loader/entries:$'") \
+    assert guest_out(g, "ls -A /boot/loader/entries /boot/EFI/nixos 2>&1 | grep -v '^/boot/loader/entries:$'") \
         == "ls: cannot access '/boot/EFI/nixos': No such file or directory\n"
-    ukis = _ssh(g, "ls /boot/EFI/Linux").split()
+    ukis = guest_out(g, "ls /boot/EFI/Linux").split()
     assert [re.sub(r"-[a-z0-9]{52}\.efi$", "-HASH.efi", u) for u in ukis] == \
         [f"nixos-generation-{n}-HASH.efi" for n in (1, 2, 3)], ukis
     # A UKI boot: the command line is the UKI's own .cmdline (systemd-boot prefixes `initrd=` only
     # for a Type #1 entry's initrd, as the entries flavour's /proc/cmdline shows), and the
     # generation is the profile's newest; no entry or EFI/nixos file is left to boot from.
-    cmdline = _ssh(g, "cat /proc/cmdline")
+    cmdline = guest_out(g, "cat /proc/cmdline")
     assert "initrd=" not in cmdline, cmdline
-    newest = _ssh(g, "readlink -f /nix/var/nix/profiles/system-3-link").strip()
+    newest = guest_out(g, "readlink -f /nix/var/nix/profiles/system-3-link").strip()
     assert f"init={newest}/init" in cmdline.split(), (cmdline, newest)
-    assert _ssh(g, "readlink -f /run/booted-system").strip() == newest
+    assert guest_out(g, "readlink -f /run/booted-system").strip() == newest
     entry = lab_playbook(("ksboot", ksboot.host_data(g)), tmp_path, "sweep-uki", "sweep.py")
     assert entry["status"] == "ok", entry["error"]
     assert failing(entry) == {}
@@ -144,13 +142,7 @@ def test_lanzaboote_style_flavour_boots_and_sweeps_healthy(chain: Chain, tmp_pat
     chain.healthy = True
 
 
-def _ssh(g, cmd: str) -> str:
-    rc, out, err = g.ssh(cmd, timeout=120)
-    assert rc == 0, f"{cmd}: {err}"
-    return out
-
-
-# Order matters within a chain (keystone_checks/lab/reboot_faults.CHAINS): REBOOT_FAULTS' order.
+# The UKI flavour's faults run after its test, on its worker (reboot_faults.UKI_CHAIN), in this order.
 @pytest.mark.parametrize("fault", REBOOT_FAULTS, ids=[f.name for f in REBOOT_FAULTS])
 def test_fault_through_a_reboot(fault: RebootFault, chain: Chain, tmp_path):
     assert fault.caught_before or fault.gap, f"{fault.name}: no expectation and no gap written down"
