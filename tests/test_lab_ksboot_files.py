@@ -97,8 +97,9 @@ def test_reboot_rows_render_in_their_own_table():
     assert line.endswith("| boot.py: `pool-exported-cleanly` fixed | yes |"), line
     assert "| `esp-emptied`: " in section and "| not run in this run (`pytest -m ksboot -k esp-emptied`" in section
     assert "import race" not in line
+    # A harness reset past the import race stays in the row, not in the table CI compares.
     raced = matrix_table.render([{**row, "race_resets": ["cannot import 'rpool': one or more devices ..."]}])
-    assert "stops: `Failed to start import-rpool-bare.service.` (import race reset past 1x)" in raced
+    assert raced == text
 
 
 class _ConsoleGuest:

@@ -361,6 +361,9 @@ class PoolLabels(KeystoneFact):
     """
 
     requires = "zdb"
+    # One zdb start per block device (libzpool is large): on a loaded machine, e.g. a TCG guest
+    # beside two others, the 20 s default ran out (measured 2026-12-02); a hung device still ends it.
+    timeout = 60
 
     def command(self):
         return ("lsblk -ln -o PATH | while IFS= read -r kc_d; do "

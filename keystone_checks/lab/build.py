@@ -21,7 +21,7 @@ from pathlib import Path
 
 from keystone_checks.lab import recipe
 from keystone_checks.lab.errors import SETUP_HINT, LabError
-from keystone_checks.lab.paths import cache_root
+from keystone_checks.lab.paths import build_lock, cache_root
 
 RUN_TOOLS = ["qemu-system-x86_64", "qemu-img", "zstd", "ssh"]
 HOST_TOOLS = RUN_TOOLS + ["mmdebstrap", "mkfs.ext4", "ssh-keygen"]
@@ -112,9 +112,17 @@ def _run_logged(cmd: list[str], log: Path, what: str) -> None:
 
 
 def build(variant: recipe.Variant, force: bool = False, say=print) -> dict:
-    """Build (or reuse) the image for ``variant``; returns its manifest."""
+    """Build (or reuse) the image for ``variant``; returns its manifest. Under the variant's
+    image lock: a background `lab build` and the lab tests' workers may ask at the same time."""
     if not force and (m := manifest(variant)):
         return m
+    with build_lock(f"image-{variant.name}"):
+        if not force and (m := manifest(variant)):  # the builder we waited for finished it
+            return m
+        return _build(variant, say)
+
+
+def _build(variant: recipe.Variant, say) -> dict:
     require_tools()
     dest = image_dir(variant)
     dest.mkdir(parents=True, exist_ok=True)

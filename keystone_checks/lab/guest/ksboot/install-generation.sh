@@ -19,9 +19,10 @@ kshort=${kver%-amd64}
 work=$(mktemp -d)
 mkdir -p "$work/linux-$kshort" "$work/initrd-linux-$kshort"
 cp /usr/lib/keystone-lab/vmlinuz "$work/linux-$kshort/bzImage"
-# One initrd for every generation, as NixOS reuses an unchanged initrd's store path.
+# One initrd for every generation, as NixOS reuses an unchanged initrd's store path; dracut
+# built it on the controller (lab/host/ksboot-initrd.sh), not in this TCG guest.
 cache=/var/lib/keystone-lab/initrd-$kver
-[ -s "$cache" ] || { mkdir -p "${cache%/*}"; dracut -q -f --kver "$kver" "$cache"; }
+[ -s "$cache" ] || { echo "install-generation: no initrd at $cache (the disk build puts it there)" >&2; exit 1; }
 cp "$cache" "$work/initrd-linux-$kshort/initrd"
 mkdir -p "$work/etc"
 if [ -n "$hostid" ]; then
