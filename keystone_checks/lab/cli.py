@@ -176,7 +176,8 @@ def parser() -> argparse.ArgumentParser:
                    help="no saved states (tests build the ones they need with KC_LAB_BUILD=1)")
     b.add_argument("--force", action="store_true", help="rebuild the image even if cached")
     b.add_argument("--ksboot", action="store_true",
-                   help="also build the Keystone-shaped disk (UEFI + systemd initrd; ≈ 20 min under TCG) and its running state (≈ 3 min)")
+                   help="also build the Keystone-shaped disk (UEFI + systemd initrd; ≈ 11 min: its initrd "
+                        "natively, the disk under TCG) and its running state (≈ 3 min)")
     b.add_argument("--keep-stale", action="store_true",
                    help="keep images/states whose recipe hash is no longer current")
     u = sub.add_parser("up", help="start a fresh clone and write its inventory")
