@@ -27,7 +27,7 @@ def confirm(host) -> list[dict]:
     ("dataset-busy-under-mnt", "no-processes-using-mnt"),
 ])
 def test_the_cause_present_on_the_guest_ranks_first(lab_host, lab_zfs, fault, cause):
-    host = lab_host("installed")
+    host = lab_host("installed", zfs=lab_zfs)
     host.inject(fault)
     causes = confirm(host)
     verdicts = [(c["id"], c["verdict"]) for c in causes]

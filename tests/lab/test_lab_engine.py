@@ -8,7 +8,7 @@ pytestmark = pytest.mark.lab
 
 
 def test_credstore_open_caught_and_fixed_on_installed_pool(lab_host, lab_zfs, tmp_path):
-    host = lab_host("installed")
+    host = lab_host("installed", zfs=lab_zfs)
     host.inject("credstore-open-at-export")
     before = tmp_path / "before.json"
     run_pyinfra(host.inventory_path, "deployment.py", "--data", f"report={before}", timeout=600)

@@ -39,7 +39,7 @@ def _guest_cpu_ms(host, script: str, runs: int) -> float:
 
 
 def test_host_cpu_per_sweep_on_the_deployed_guest(lab_host, lab_zfs, tmp_path):
-    host = lab_host("deployed")
+    host = lab_host("deployed", zfs=lab_zfs)
     context = hostdata.resolve(host.name, dict(host.data))
     plan = plan_host(checks_for_phase(load_catalog(), "sweep"), ["deployed"], context)
     marker = new_marker()

@@ -89,7 +89,7 @@ def test_fault_is_caught_and_fixed(lab_host, lab_zfs, fault_name, tmp_path):
     if lab_zfs not in fault.variants:
         pytest.skip(f"{fault_name} exists on {', '.join(fault.variants)} only (ZFS behaviour differs)")
     expected = set(faults.EXPECTED_CHECKS[fault_name])
-    host = lab_host(fault=fault_name)  # restores the fault's own state, then injects it
+    host = lab_host(fault=fault_name, zfs=lab_zfs)  # restores the fault's own state, then injects it
     phase = _phase_for(expected)
 
     before = _run(host, tmp_path, f"{phase}.py", "before")
