@@ -272,8 +272,7 @@ assert set(EXPECTED_CHECKS) == set(_BY_NAME), "every fault needs its expected ch
 # Keystone hosts are never in (the pool, key and credstore handled in stage 2), or the same check
 # and fix now run through a real reboot (keystone_checks/lab/reboot_faults.py). Marked `superseded`
 # in the matrix: a run that includes the Keystone-shaped guest leaves them out with
-# `-m "lab and not superseded"` (the table then says why); CI, which does not run that guest yet
-# (README "CI time"), still runs them.
+# `-m "lab and not superseded"` (the table then says why), as CI does (README "CI time").
 SUPERSEDED: dict[str, str] = {
     "pool-not-imported": "a running Keystone host's root is on rpool, so it never runs with the pool exported "
                          "(the Debian guest's root is not on the pool); the import is exercised through real "
