@@ -117,12 +117,11 @@ class LabHost:
 
 
 def _state_ready(variant: recipe.Variant, state: str) -> None:
-    """With KC_LAB_BUILD=1, build what a test of ``variant`` needs when it first asks: the image
-    (build.build takes its lock: a background `lab build` may be building it), then the state.
-    Only the variants a selection uses are built (CI runs a ZFS 2.3 selection at the end of the
-    same run, while the ZFS 2.3 image still builds in the background at its start)."""
+    """With KC_LAB_BUILD=1, build what a test of ``variant`` needs when it first asks: the state,
+    and first its image (snapshot.ensure_state -> build.build, which takes the image's lock: a
+    background `lab build` may be building it). Only the variants a selection uses are built (CI
+    runs a ZFS 2.3 selection at the end of the same run, while that image builds in the background)."""
     if os.environ.get("KC_LAB_BUILD") == "1" and not (snapshot.state_dir(variant, state) / "meta.json").exists():
-        build.build(variant)
         with paths.build_lock(f"states-{variant.name}"):
             snapshot.ensure_state(variant, state)
 
@@ -130,16 +129,13 @@ def _state_ready(variant: recipe.Variant, state: str) -> None:
 @pytest.fixture(scope="session")
 def lab_ready():
     """Fail (not skip) with the command to run when the lab is not built."""
+    building = os.environ.get("KC_LAB_BUILD") == "1"
     try:
-        build.require_tools(build.RUN_TOOLS)
+        build.require_tools(build.HOST_TOOLS if building else build.RUN_TOOLS)
     except LabError as e:
         pytest.fail(str(e), pytrace=False)
     snapshot.reap_orphans()
-    if os.environ.get("KC_LAB_BUILD") == "1":
-        try:
-            build.require_tools()
-        except LabError as e:
-            pytest.fail(str(e), pytrace=False)
+    if building:
         return
     missing = [f"{v}/{st}" for v in _variants() for st in recipe.STATES
                if not (snapshot.state_dir(recipe.VARIANTS[v], st) / "meta.json").exists()]
