@@ -3,9 +3,11 @@ the host only on the command's stdin: a random canary passphrase is absent from 
 and stderr at -vvv, from the JSON report and every report format, from the process arguments
 (`ps -eo args`) on the host while the command runs, and from error messages.
 
-Harness: a tiny fake `cryptsetup` first on PATH (sshd session and @local) that records its argv,
-the `ps -eo args` table at the moment it runs, and what it read on stdin. It proves the transport
-path; the lab test uses the real cryptsetup.
+Two ways in: a fix (luks.open_mapping: the operation's stdin) and a check (luks.CredstoreKey:
+the one batched gather's stdin). Harness: stand-in `cryptsetup`, `zfs`, `mount` first on PATH
+(sshd session and @local; tests/fake_luks_tools.py) that record their argv, the `ps -eo args`
+table while `cryptsetup open` runs, and what it read on stdin. It proves the transport path; the
+lab tests use the real tools.
 """
 
 from __future__ import annotations
@@ -18,38 +20,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from fake_luks_tools import fake_bin
 from kc_helpers import Sshd, read_report, run_pyinfra, write_inventory
 
 from keystone_checks.errors import KeystoneChecksError
 from keystone_checks.secrets import Secret, SecretError, resolve_passphrase
 
 SECRET_CHECKS = Path(__file__).parent / "fixtures" / "safety" / "secret_checks"
-
-FAKE_CRYPTSETUP = r"""#!/bin/sh
-# Test stand-in for cryptsetup: status from a state file; open records argv, ps and stdin.
-here=$(dirname "$0")
-case "$1" in
-  status)
-    if [ -e "$here/state-$2" ]; then printf '/dev/mapper/%s is active.\n  type:    LUKS2\n  device:  /dev/zd0\n' "$2"; exit 0; fi
-    printf '/dev/mapper/%s is inactive.\n' "$2"; exit 4 ;;
-  open)
-    printf '%s\n' "$*" >> "$here/argv"
-    ps -eo args > "$here/ps-during-open"
-    IFS= read -r pass
-    printf '%s' "$pass" > "$here/stdin"
-    shift $(($# - 1)); touch "$here/state-$1"; exit 0 ;;
-esac
-exit 1
-"""
-
-
-def fake_bin(root: Path) -> Path:
-    root.mkdir(parents=True)
-    script = root / "cryptsetup"
-    script.write_text(FAKE_CRYPTSETUP)
-    script.chmod(0o755)
-    return root
-
 
 def test_resolve_errors_never_contain_the_secret(tmp_path, monkeypatch):
     canary = "kc-canary-" + pysecrets.token_hex(16)
@@ -90,6 +67,11 @@ def test_canary_passphrase_only_on_stdin_in_a_full_vvv_run(tmp_path, request):
     text = wrapper.read_text().replace("exec /bin/sh", f'PATH={remote_bin}:$PATH; export PATH; exec /bin/sh')
     wrapper.write_text(text)
     local_bin = fake_bin(tmp_path / "local-bin")
+    for bin_dir in (remote_bin, local_bin):  # what the check's read-only look into the credstore finds
+        (bin_dir / "passphrase").write_text(canary)
+        (bin_dir / "right-key").write_text("the-key")
+        (bin_dir / "credstore").mkdir()
+        (bin_dir / "credstore" / "zfs-sysroot.mount").write_text("the-key")
 
     inventory = write_inventory(tmp_path / "inv.py", {
         "sshd-host": {**server.host_data(), "role": "deployed", "credstore_name": "credstore",
@@ -120,6 +102,10 @@ def test_canary_passphrase_only_on_stdin_in_a_full_vvv_run(tmp_path, request):
     results = {h["name"]: {r["check"]: r for r in h["results"]} for h in report["hosts"]}
     for host, bin_dir in (("sshd-host", remote_bin), ("@local", local_bin)):
         assert results[host]["safety-credstore-open"]["outcome"] == "fixed", (results[host], done.stderr[-3000:])
+        # the gather's own stdin: the check opened the credstore read-only with it, and closed it
+        assert results[host]["safety-credstore-key"]["outcome"] == "pass", results[host]["safety-credstore-key"]
+        assert "open --readonly --type luks" in (bin_dir / "argv").read_text()
+        assert "kc-credstore-verify" in (bin_dir / "closed").read_text()
         assert (bin_dir / "stdin").read_text() == canary, "cryptsetup got the passphrase on stdin"
         assert canary not in (bin_dir / "argv").read_text()
         assert "cryptsetup open" in (bin_dir / "ps-during-open").read_text(), "ps snapshot taken while it ran"
@@ -135,3 +121,20 @@ def test_canary_passphrase_only_on_stdin_in_a_full_vvv_run(tmp_path, request):
     for name in WRITERS:
         assert canary not in writer(name)(report), f"report format {name}"
     assert canary not in json.dumps(report)
+
+
+def test_a_check_whose_passphrase_cannot_be_resolved_is_an_error_and_the_rest_still_run(tmp_path):
+    local_bin = fake_bin(tmp_path / "local-bin")
+    inventory = write_inventory(tmp_path / "inv.py", {
+        "@local": {"role": "deployed", "credstore_name": "credstore", "luks_passphrase_env": "KC_TEST_UNSET_VAR"},
+    })
+    report_path = tmp_path / "run.json"
+    env = {k: v for k, v in os.environ.items() if k != "KC_TEST_UNSET_VAR"}
+    run_pyinfra(inventory, "sweep.py", "--data", f"report={report_path}",
+                env={**env, "KEYSTONE_CHECKS_DIR": str(SECRET_CHECKS), "PATH": f"{local_bin}:{os.environ['PATH']}"})
+    results = {r["check"]: r for r in read_report(report_path)["hosts"][0]["results"]}
+    key = results["safety-credstore-key"]
+    assert key["outcome"] == "error"
+    assert "luks_passphrase_env: environment variable KC_TEST_UNSET_VAR is not set" in json.dumps(key)
+    assert results["safety-credstore-open"]["outcome"] == "fail", "the other probes ran in the same gather"
+    assert not (local_bin / "argv").exists(), "nothing was opened"

@@ -129,7 +129,7 @@ class Check:
     expect: dict[str, Any]
     symptoms: list[Any] = field(default_factory=list)
     depends_on: list[str] = field(default_factory=list)
-    requires_data: list[str] = field(default_factory=list)
+    requires_data: list[str | list[str]] = field(default_factory=list)  # a list entry: any one of its keys
     applies_when: dict[str, Any] | None = None
     fix: Fix | None = None
     prevention: list[str] = field(default_factory=list)
@@ -306,9 +306,11 @@ def _semantic_problems(data: dict, where: str, lines: _Lines) -> list[CheckFileE
                                  f"repository root, e.g. playbooks/fix/load-keys.py; existing: "
                                  f"{', '.join(_fix_playbooks()) or 'none'})")
 
-    for i, key in enumerate(data.get("requires_data") or []):
-        if key not in _SAMPLE_CONTEXT:
-            add(("requires_data", i), f"requires_data: unknown host data key '{key}' (known keys: see keystone_checks/engine/hostdata.py)")
+    for i, item in enumerate(data.get("requires_data") or []):
+        for key in [item] if isinstance(item, str) else item if isinstance(item, list) else []:
+            if key not in _SAMPLE_CONTEXT:
+                add(("requires_data", i),
+                    f"requires_data: unknown host data key '{key}' (known keys: see keystone_checks/engine/hostdata.py)")
 
     problems.extend(_applies_when_problems(data, where, lines))
 

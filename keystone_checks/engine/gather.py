@@ -11,7 +11,7 @@ from jsonschema.exceptions import SchemaError
 
 from ..errors import HostDataError, KeystoneChecksError
 from ..facts import FACTS
-from ..facts.base import ProbeOutput
+from ..facts.base import EXIT_NOT_RUN, ProbeOutput
 from ..facts.batch import KILL_GRACE, STDOUT_LIMIT, Probe, ProbeBatch, new_marker, split_batch
 from . import templating
 from .catalog import Check
@@ -46,24 +46,41 @@ def host_deadline(probes: list[Probe], context: dict[str, Any] | None) -> float:
     return max((p.timeout for p in probes), default=0) + KILL_GRACE + HOST_TIMEOUT_MARGIN
 
 
-def gather(host, probes: list[Probe], deadline: float | None = None, doing: str = "gathering facts") -> list[ProbeOutput]:
+def gather(host, probes: list[Probe], deadline: float | None = None, doing: str = "gathering facts",
+           context: dict[str, Any] | None = None) -> list[ProbeOutput]:
     """Run every probe on ``host`` in one remote command; one ProbeOutput per probe.
 
     ``deadline`` (seconds) bounds the whole exchange - channel open, the command, every byte of
     its output - so a host whose session never returns costs its own result, not the run's:
     raises :class:`HostTimeout`. pyinfra runs each host in a gevent greenlet, so a
     ``gevent.Timeout`` interrupts exactly this host's wait.
+
+    A probe marked ``secret`` needs the operator's passphrase: it is resolved here, on the
+    controller, from the references in ``context`` (keystone_checks.secrets) and sent as the one
+    command's stdin (pyinfra's ``_stdin``). When it cannot be resolved, those probes are not run
+    and say why (naming the reference, never a value); the others run as usual.
     """
     if not probes:
         return []
     import gevent
 
+    secret, unresolved = None, ""
+    if any(p.secret for p in probes):
+        from ..secrets import SecretError, resolve_passphrase
+
+        try:
+            secret = resolve_passphrase((context or {}).get("luks_passphrase_file") or "",
+                                        (context or {}).get("luks_passphrase_env") or "")
+        except SecretError as exc:
+            unresolved = f"not run: {exc}"
+    run = [p for p in probes if secret is not None or not p.secret]
     marker = new_marker()
     timer = gevent.Timeout(deadline) if deadline else None
     if timer is not None:
         timer.start()
     try:
-        lines = host.get_fact(ProbeBatch, probes=tuple(probes), marker=marker)
+        lines = host.get_fact(ProbeBatch, probes=tuple(run), marker=marker,
+                              **({"_stdin": [secret]} if secret is not None else {})) if run else []
     except gevent.Timeout as exc:
         if exc is not timer:
             raise
@@ -72,7 +89,8 @@ def gather(host, probes: list[Probe], deadline: float | None = None, doing: str 
     finally:
         if timer is not None:
             timer.close()
-    return split_batch(lines or [], marker, len(probes))
+    outputs = iter(split_batch(lines or [], marker, len(run)))
+    return [ProbeOutput(EXIT_NOT_RUN, [], [unresolved]) if p.secret and secret is None else next(outputs) for p in probes]
 
 
 def _abandon(host) -> None:
@@ -126,7 +144,7 @@ def look(host, checks: list[Check], roles: list[str], context, known: dict[str, 
     look, for the run itself and for every re-check after a fix. Raises :class:`HostTimeout` when
     the host does not answer within :func:`host_deadline`."""
     plan = plan_host(checks, roles, context)
-    outputs = gather(host, plan.probes, host_deadline(plan.probes, context), doing)
+    outputs = gather(host, plan.probes, host_deadline(plan.probes, context), doing, context)
     parsed = parse_outputs(plan.checks, plan, outputs)
     return evaluate_host(checks, plan, parsed, context, known)
 

@@ -80,6 +80,16 @@ def order_by_dependencies(checks: list[Check]) -> list[Check]:
     return ordered
 
 
+def data_alternatives(item: str | list[str]) -> list[str]:
+    """A ``requires_data`` entry: one host data key, or a list of keys any one of which will do."""
+    return [item] if isinstance(item, str) else list(item)
+
+
+def data_names(item: str | list[str]) -> str:
+    """``'pool'``, or ``'luks_passphrase_file' or 'luks_passphrase_env'`` for a list entry."""
+    return " or ".join(repr(k) for k in data_alternatives(item))
+
+
 def probe_key(fact_name: str, args: dict[str, Any]) -> str:
     return fact_name + json.dumps(args, sort_keys=True, default=str)
 
@@ -91,9 +101,10 @@ def plan_host(checks: list[Check], roles: list[str], context: dict[str, Any]) ->
         if not set(check.roles) & set(roles):
             plan.skipped_by_role.append(check)
             continue
-        empty = [key for key in check.requires_data if context.get(key) in (None, "", [])]
+        empty = [item for item in check.requires_data if not any(context.get(key) not in (None, "", [])
+                                                                  for key in data_alternatives(item))]
         if empty:
-            plan.not_applicable[check.id] = (f"not applicable: host data {', '.join(repr(k) for k in empty)} "
+            plan.not_applicable[check.id] = (f"not applicable: host data {', '.join(data_names(k) for k in empty)} "
                                              "is empty for this host")
             continue
         plan.checks.append(check)
@@ -107,7 +118,7 @@ def plan_host(checks: list[Check], roles: list[str], context: dict[str, Any]) ->
                     keys[key] = len(plan.probes)
                     plan.probes.append(Probe(key=key, command=str(fact.command(**args)),
                                              requires=fact.requires, timeout=fact.timeout,
-                                             writes_files=fact.writes_files))
+                                             writes_files=fact.writes_files, secret=fact.reads_secret))
                 indexes[gather_name] = keys[key]
         except templating.TemplateProblem as exc:
             plan.problems[check.id] = f"host data problem: {exc}"

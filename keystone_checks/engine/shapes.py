@@ -334,6 +334,18 @@ SHAPES: dict[str, dict[str, Any]] = {
         "tpm2": BOOLEAN,
         "version": nullable(INTEGER)
     }),
+    "luks.CredstoreKey": record({
+        "closed_again": nullable(BOOLEAN),
+        "in_credstore": nullable(BOOLEAN),
+        "key_file_present": nullable(BOOLEAN),
+        "key_path": nullable(STRING),
+        "key_verified": nullable(BOOLEAN),
+        "keylocation": STRING,
+        "open_error": nullable(STRING),
+        "opened": nullable(BOOLEAN),
+        "source": nullable(one_of("opened", "mapping")),
+        "verify_error": nullable(STRING)
+    }),
     "luks.LuksHeader": record({
         "exists": BOOLEAN,
         "is_luks": BOOLEAN,

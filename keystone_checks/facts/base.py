@@ -18,6 +18,9 @@ from ..errors import ProbeFailed, UnparseableOutput
 
 EXIT_TIMEOUT = 124
 EXIT_NOT_FOUND = 127
+# Not a process exit status: the probe did not run or its section never came back (batch.split_batch,
+# engine.gather); its stderr says why.
+EXIT_NOT_RUN = -1
 
 
 @dataclass
@@ -46,6 +49,10 @@ class KeystoneFact(FactBase):
     - ``timeout``: seconds before the command is killed (-> ``error``: timed out).
     - ``writes_files``: the command writes files of its own (nix: store database, eval cache), so
       the batch bounds its stdout with a pipe, not a file-size limit that would stop those writes.
+    - ``reads_secret``: the command reads the operator's credstore passphrase from the shell
+      variable ``$kc_secret`` (``batch.SECRET_VAR``), which the batch fills from its stdin: the
+      engine resolves the secret on the controller (host data ``luks_passphrase_file`` /
+      ``luks_passphrase_env``) and sends it on the SSH channel's stdin, never in a command line.
 
     and may override :meth:`parse` when the exit code or stderr is part of the answer.
     """
@@ -55,6 +62,7 @@ class KeystoneFact(FactBase):
     ok_exit_codes: frozenset[int] = frozenset({0})
     timeout: int = 20
     writes_files: bool = False
+    reads_secret: bool = False
 
     def requires_command(self, *args, **kwargs) -> str | None:  # pyinfra API
         return self.requires
@@ -70,6 +78,8 @@ class KeystoneFact(FactBase):
         if result.exit_code == EXIT_TIMEOUT:
             detail = result.stderr_text()
             raise ProbeFailed(f"command timed out after {self.timeout}s" + (f" ({detail})" if detail else ""))
+        if result.exit_code == EXIT_NOT_RUN:
+            raise ProbeFailed(result.stderr_text() or "the probe was not run")
         if result.exit_code not in self.ok_exit_codes:
             detail = result.stderr_text() or "no error output"
             raise ProbeFailed(f"command exited {result.exit_code}: {detail}")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from pyinfra.api import FactBase
 
-from .base import EXIT_NOT_FOUND, EXIT_TIMEOUT, ProbeOutput, shell_quote
+from .base import EXIT_NOT_FOUND, EXIT_NOT_RUN, EXIT_TIMEOUT, ProbeOutput, shell_quote
 
 STDERR_LIMIT = 8192  # bytes of stderr kept per probe: enough for an error, bounded for huge logs
 STDOUT_LIMIT = 1024 * 1024  # bytes of stdout per probe; more is an error ("output larger than ...")
@@ -42,7 +42,13 @@ class Probe:
     # The command writes files of its own (nix's store database, eval cache): its stdout is bounded
     # through a pipe into `head -c` instead of a file-size limit, which would also stop those writes.
     writes_files: bool = False
+    # The command reads the operator's passphrase from $kc_secret (SECRET_VAR): see render_batch.
+    secret: bool = False
 
+
+# The shell variable a probe marked ``secret`` reads the passphrase from. Not exported: it is in no
+# process's environment or argv on the host; a probe hands it on with the shell's printf builtin.
+SECRET_VAR = "kc_secret"
 
 # `ulimit -f` counts 512-byte blocks (dash, busybox, bash as sh): the limit + one block, so a probe
 # printing one byte over STDOUT_LIMIT is still told from one printing exactly the limit.
@@ -75,6 +81,11 @@ def render_batch(probes: list[Probe], marker: str) -> str:
     e.g. ``zpool status`` on a suspended pool) or a child that escaped cannot hold the batch; the
     watchdog gives killed processes :data:`KILL_GRACE` seconds and names a probe whose process is
     still there ("could not be killed") so the operator knows the command hangs in the kernel.
+
+    When a probe is marked ``secret``, the script's first act is to read one line from its stdin
+    (the engine sends the passphrase there, gather.py) into the unexported :data:`SECRET_VAR`;
+    every probe's own stdin stays ``/dev/null``, so no other command can read it. Without such a
+    probe the script reads nothing from stdin.
     """
     q = shell_quote
     lines = [
@@ -83,6 +94,7 @@ def render_batch(probes: list[Probe], marker: str) -> str:
         # The batch's own stderr would reach pyinfra's strict UTF-8 decoder: probes' stderr is
         # captured per probe, anything else is dropped.
         "exec 2>/dev/null",
+        *([f"IFS= read -r {SECRET_VAR} || :"] if any(p.secret for p in probes) else []),
         f"command -v base64 >/dev/null || {{ echo '{marker}:NOBASE64'; exit 0; }}",
         # Fail closed: a predictable fallback path would let a local user plant a symlink that root
         # then writes through.
@@ -163,6 +175,8 @@ def render_batch(probes: list[Probe], marker: str) -> str:
         lines.append('cat "$@" | base64')
         lines.append(f"echo '{marker}:END'")
     lines.append('rm -rf "$kc_t"')
+    if any(p.secret for p in probes):
+        lines.append(f"unset {SECRET_VAR}")
     lines.append("exit 0")
     return "\n".join(lines)
 
@@ -197,7 +211,7 @@ def split_batch(lines: list[str], marker: str, count: int) -> list[ProbeOutput]:
     """
     raw, failure = decode_batch(lines, marker)
     if failure:
-        return [ProbeOutput(-1, [], [failure]) for _ in range(count)]
+        return [ProbeOutput(EXIT_NOT_RUN, [], [failure]) for _ in range(count)]
     results: list[ProbeOutput | None] = [None] * count
     index, rc, part = -1, None, b""
     out: list[bytes] = []
@@ -235,7 +249,7 @@ def split_batch(lines: list[str], marker: str, count: int) -> list[ProbeOutput]:
         elif part == b"ERR":
             err.append(line)
     close()
-    return [r if r is not None else ProbeOutput(-1, [], ["probe did not complete (batch output cut short)"]) for r in results]
+    return [r if r is not None else ProbeOutput(EXIT_NOT_RUN, [], ["probe did not complete (batch output cut short)"]) for r in results]
 
 
 def _text(lines: list[bytes]) -> list[str]:

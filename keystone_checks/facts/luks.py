@@ -334,3 +334,184 @@ class LuksHeader(KeystoneFact):
         types = sorted({t["type"] for t in tokens})
         return {"exists": True, "is_luks": True, "version": version, "uuid": uuid, "keyslots": keyslots,
                 "tokens": tokens, "token_types": types, "tpm2_enrolled": "systemd-tpm2" in types}
+
+
+# -- the key the next boot loads, verified inside the credstore (opt-in: needs the passphrase) -----
+
+VERIFY_MAPPING = "kc-credstore-verify"  # our own read-only mapping; never the initrd's `credstore`
+VERIFY_LOCK = "/run/keystone-checks-credstore-verify.lock"
+
+# POSIX sh (dash, bash as sh, busybox). Inputs arrive as the variables kc_dev kc_map kc_ds kc_cm,
+# assigned quoted before it; the passphrase is in $kc_secret (facts.batch.SECRET_VAR) and reaches
+# cryptsetup through the printf builtin, so it is in no argv. Everything opened is closed in the
+# same script, after the body's subshell ends however it ends; a run killed by its timeout leaves
+# the mapping to the next run, which closes a stale one under the same lock first.
+_CREDSTORE_KEY = r'''
+command -v zfs >/dev/null 2>&1 || { echo 'zfs-missing'; exit 0; }
+kc_loc=$(zfs get -H -o value keylocation "$kc_ds" 2>&1) || { echo "keylocation-error $kc_loc" | head -n 1; exit 0; }
+echo "keylocation $kc_loc"
+case $kc_loc in
+  "file://$kc_cm"/*) kc_rel=${kc_loc#"file://$kc_cm"/} ;;
+  *) echo 'outside'; exit 0 ;;
+esac
+case /$kc_rel/ in */../*|*/./*|//) echo 'outside'; exit 0 ;; esac
+echo "keypath $kc_rel"
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$kc_lock" && flock -n 9 || { echo 'busy'; exit 0; }
+fi
+kc_stale() {
+  for kc_m in $(awk -v d="/dev/mapper/$kc_vm" '$1 == d { print $2 }' /proc/mounts); do umount "$kc_m" 2>/dev/null; done
+  cryptsetup status "$kc_vm" >/dev/null 2>&1 || return 0
+  kc_n=0
+  until cryptsetup close "$kc_vm" 2>/dev/null; do
+    kc_n=$((kc_n + 1)); [ $kc_n -ge 5 ] && return 1
+    udevadm settle 2>/dev/null || sleep 1
+  done
+}
+kc_stale || { echo 'stale-open'; exit 0; }
+kc_opened=
+kc_mp=
+if cryptsetup status "$kc_map" >/dev/null 2>&1; then
+  echo 'source mapping'
+  kc_src=/dev/mapper/$kc_map
+  kc_mp=$(awk -v d="$kc_src" '$1 == d { print $2; exit }' /proc/mounts)
+else
+  echo 'source opened'
+  [ -n "$kc_secret" ] || { echo 'no-secret'; exit 0; }
+  kc_out=$(printf '%s\n' "$kc_secret" | cryptsetup open --readonly --type luks "$kc_dev" "$kc_vm" 2>&1)
+  kc_r=$?
+  echo "open $kc_r"
+  [ $kc_r -eq 0 ] || { printf '%s\n' "$kc_out" | head -n 3 | sed 's/^/open-message /'; exit 0; }
+  kc_opened=1
+  kc_src=/dev/mapper/$kc_vm
+fi
+kc_tmp=
+if [ -z "$kc_mp" ]; then
+  kc_tmp=$(mktemp -d -p /run 2>/dev/null || mktemp -d) || { echo 'mount 1'; exit 0; }
+  kc_mp=$kc_tmp
+  kc_out=$(mount -o ro,nosuid,nodev,noexec "$kc_src" "$kc_mp" 2>&1 ||
+           mount -o ro,noload,nosuid,nodev,noexec "$kc_src" "$kc_mp" 2>&1)
+  kc_r=$?
+  echo "mount $kc_r"
+  [ $kc_r -eq 0 ] || { printf '%s\n' "$kc_out" | head -n 3 | sed 's/^/mount-message /'; kc_mp=; }
+fi
+if [ -n "$kc_mp" ]; then
+  if [ -f "$kc_mp/$kc_rel" ]; then
+    echo 'keyfile yes'
+    kc_out=$(zfs load-key -n -L "file://$kc_mp/$kc_rel" "$kc_ds" 2>&1)
+    kc_r=$?
+    echo "verify $kc_r"
+    [ $kc_r -eq 0 ] || printf '%s\n' "$kc_out" | head -n 3 | sed 's/^/verify-message /'
+  else
+    echo 'keyfile no'
+  fi
+fi
+if [ -n "$kc_tmp" ]; then
+  umount "$kc_tmp" 2>/dev/null
+  rmdir "$kc_tmp" 2>/dev/null
+fi
+if [ -n "$kc_opened" ]; then
+  if kc_stale; then echo 'closed yes'; else echo 'closed no'; fi
+fi
+exit 0
+'''
+
+
+class CredstoreKey(KeystoneFact):
+    """Does the credstore the next boot opens hold the key that unlocks the encryption root?
+
+    Read-only and opt-in (the check that uses it needs host data ``luks_passphrase_file`` or
+    ``luks_passphrase_env``): opens the credstore **read-only** as its own mapping
+    (``kc-credstore-verify``, never the initrd's ``credstore``) with the operator's passphrase from
+    stdin, mounts it read-only in a private directory under ``/run``, looks for the file the
+    dataset's ``keylocation`` names inside ``credstore_mount``, and asks ZFS whether it is the
+    right key with ``zfs load-key -n`` (a dry run: it only verifies, and is allowed while the key
+    is loaded); then unmounts and closes again. A credstore already open in the running system
+    (a stage-2 unlock, or opened by hand) is read through its own mapping and mount instead, and
+    left as it was. Never prints a key or the passphrase: only exit codes and the tools' messages.
+
+    Costs one LUKS unlock on the host (the keyslot's key derivation: about 1-2 s and up to its
+    memory cost, as at boot). One run at a time per host (``flock`` on ``/run``); a mapping a
+    killed run left open is closed by the next one first.
+
+    Arguments:
+        device: the credstore's LUKS device (host data ``credstore_device``)
+        mapping: the credstore's own mapping name (host data ``credstore_name``)
+        dataset: the encryption root whose key the credstore holds (host data ``crypt_dataset``)
+        credstore_mount: where the initrd mounts the credstore (host data ``credstore_mount``)
+
+    Example: ``{"keylocation": "file:///etc/credstore/zfs-sysroot.mount", "in_credstore": true,
+    "key_path": "zfs-sysroot.mount", "source": "opened", "opened": true, "open_error": null,
+    "key_file_present": true, "key_verified": true, "verify_error": null, "closed_again": true}``
+    """
+
+    requires = "cryptsetup"
+    reads_secret = True
+    # The unlock's key derivation is sized for the host's boot (argon2id: seconds, up to 1 GiB).
+    timeout = 90
+
+    def command(self, device, mapping, dataset, credstore_mount):
+        mount = str(credstore_mount).rstrip("/")
+        assignments = (f"kc_dev={shell_quote(device)} kc_map={shell_quote(mapping)} kc_ds={shell_quote(dataset)} "
+                       f"kc_cm={shell_quote(mount)} kc_vm={shell_quote(VERIFY_MAPPING)} kc_lock={shell_quote(VERIFY_LOCK)}")
+        return assignments + "\n" + _CREDSTORE_KEY.strip()
+
+    def process(self, output):
+        value: dict = {"keylocation": None, "in_credstore": None, "key_path": None, "source": None,
+                       "opened": None, "open_error": None, "key_file_present": None, "key_verified": None,
+                       "verify_error": None, "closed_again": None}
+        messages: dict[str, list[str]] = {"open": [], "mount": [], "verify": []}
+        mount_rc = open_rc = None
+        for line in output:
+            word, _, rest = line.partition(" ")
+            if word == "zfs-missing":
+                raise ProbeFailed("command 'zfs' not found on the host")
+            if word == "keylocation-error":
+                raise ProbeFailed(f"zfs get keylocation: {rest or 'failed'}")
+            if word == "keylocation":
+                value["keylocation"] = rest
+            elif word == "keypath":
+                value["key_path"] = rest
+            elif word == "outside":
+                value["in_credstore"] = False
+                return value
+            elif word == "busy":
+                raise ProbeFailed(f"another run is verifying the credstore on this host ({VERIFY_LOCK} is "
+                                  "locked): run again when it has finished")
+            elif word == "stale-open":
+                raise ProbeFailed(f"a mapping {VERIFY_MAPPING} left by an earlier run could not be closed: "
+                                  f"close it (umount its mount; cryptsetup close {VERIFY_MAPPING}) and run again")
+            elif word == "no-secret":
+                raise ProbeFailed("the passphrase did not reach the host (nothing on the command's stdin)")
+            elif word == "source":
+                value["source"] = rest
+                value["in_credstore"] = True
+                if rest == "mapping":
+                    value["opened"] = True
+            elif word == "open":
+                open_rc = rest
+                value["opened"] = rest == "0"
+            elif word == "mount":
+                mount_rc = rest
+            elif word == "keyfile":
+                value["key_file_present"] = rest == "yes"
+            elif word == "verify":
+                value["key_verified"] = rest == "0"
+            elif word == "closed":
+                value["closed_again"] = rest == "yes"
+            elif word.endswith("-message") and word[:-len("-message")] in messages:
+                messages[word[:-len("-message")]].append(rest)
+        if value["keylocation"] is None or value["source"] is None:
+            raise UnparseableOutput("expected 'keylocation ...' and 'source ...' lines")
+        if open_rc not in (None, "0", "2"):
+            # 2 is cryptsetup's "no key available with this passphrase" (an answer: the passphrase
+            # does not open it); 1 bad arguments, 3 out of memory, 4 device, 5 busy: not an answer.
+            raise ProbeFailed(f"cryptsetup open --readonly exited {open_rc}: "
+                              f"{' '.join(messages['open']) or 'no error output'}")
+        if value["opened"] is False:
+            value["open_error"] = " ".join(messages["open"]) or "cryptsetup open failed"
+        if mount_rc not in (None, "0"):
+            raise ProbeFailed(f"the credstore opened but did not mount read-only: {' '.join(messages['mount']) or 'mount failed'}")
+        if value["key_verified"] is False:
+            value["verify_error"] = " ".join(messages["verify"]) or "zfs load-key -n failed"
+        return value

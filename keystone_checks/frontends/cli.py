@@ -102,7 +102,10 @@ def cmd_show(args) -> int:
     if check.depends_on:
         print(f"  after:    {', '.join(check.depends_on)}")
     if check.requires_data:
-        print(f"  needs:    host data {', '.join(check.requires_data)} (not applicable when empty)")
+        from ..engine.plan import data_names
+
+        print(f"  needs:    host data {', '.join(data_names(k).replace(chr(39), '') for k in check.requires_data)} "
+              "(not applicable when empty)")
     if check.applies_when:
         print(f"  applies:  when {check.applies_when['description']} "
               f"({check.applies_when['gather']}: {json.dumps(check.applies_when['schema'])})")

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from ..engine.catalog import describe_fix
-from ..engine.plan import PHASES
+from ..engine.plan import PHASES, data_alternatives
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "docs" / "checks.md"
 
@@ -91,7 +91,8 @@ def render(checks) -> str:
                 if c.depends_on:
                     out.append(f"- **After:** {', '.join(f'`{d}`' for d in c.depends_on)}")
                 if c.requires_data:
-                    out.append(f"- **Applies when host data is set:** {', '.join(f'`{k}`' for k in c.requires_data)}")
+                    out.append("- **Applies when host data is set:** "
+                               + ", ".join(" or ".join(f"`{k}`" for k in data_alternatives(item)) for item in c.requires_data))
                 if c.applies_when:
                     out.append(f"- **Applies when:** {c.applies_when['description']} (judged on `{c.applies_when['gather']}`; "
                                "otherwise skipped as not applicable)")
