@@ -158,8 +158,12 @@ def boot(variant: recipe.Variant, workdir: Path | None = None, wait: bool = True
 
 def host_data(g: Guest) -> dict:
     """Inventory data for a booted Keystone-shaped guest (a deployed host; override "role" for
-    the installer booted on its disk)."""
-    return {**inventory.ssh_data(g), "role": "deployed", "disk": "/dev/vda", "pool": "rpool"}
+    the installer booted on its disk). With the credstore passphrase file, as an operator who
+    opts in to next-boot-credstore-key sets it (read on the controller, sent on stdin)."""
+    from keystone_checks.lab import snapshot
+
+    return {**inventory.ssh_data(g), "role": "deployed", "disk": "/dev/vda", "pool": "rpool",
+            "luks_passphrase_file": str(snapshot.passphrase_file(Path(g.image)))}
 
 
 def running_dir(variant: recipe.Variant) -> Path:

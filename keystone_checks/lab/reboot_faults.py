@@ -135,8 +135,9 @@ REBOOT_FAULTS: list[RebootFault] = [
         guide="Cannot Access Encrypted Datasets",
         inject="set -eu\n" + _OPEN_CREDSTORE + "rm /run/kc-fault-credstore/zfs-sysroot.mount\n" + _CLOSE_CREDSTORE
                + "sync\n",
-        gap="stage 2 never opens the credstore (it is closed before switch-root) and the product "
-            "holds no passphrase for a deployed host, so no check can look inside it while the host runs",
+        # Stage 2 never opens the credstore: only the opt-in check with the operator's passphrase
+        # (the lab inventory sets luks_passphrase_file) can look inside while the host runs.
+        caught_before=("next-boot-credstore-key",),
         stop=r"Failed to start rpool-load-key\.service",
         **_emergency_access_refuses("key file /etc/credstore/zfs-sysroot.mount is missing"),
     ),

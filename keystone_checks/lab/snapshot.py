@@ -28,9 +28,11 @@ def state_dir(variant: recipe.Variant, state: str) -> Path:
     return build.image_dir(variant) / "states" / f"{state}-{recipe.state_hash(variant, state)}"
 
 
-def passphrase_file(variant: recipe.Variant) -> Path:
-    """The LUKS passphrase of the lab credstore: host side only, mode 0600."""
-    path = build.image_dir(variant) / "secrets" / "luks-passphrase"
+def passphrase_file(variant: recipe.Variant | Path) -> Path:
+    """The LUKS passphrase of the lab credstore: host side only, mode 0600. ``variant`` may be its
+    image directory (a guest's ``image``)."""
+    image = variant if isinstance(variant, Path) else build.image_dir(variant)
+    path = image / "secrets" / "luks-passphrase"
     if not path.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.write_text(secrets.token_hex(24))

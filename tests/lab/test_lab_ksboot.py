@@ -9,8 +9,10 @@ copy of the saved running state: the journal read here is that boot's."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 
 import pytest
 from kc_helpers import failing, guest_out, lab_playbook
@@ -84,6 +86,52 @@ def test_sweep_finds_the_keystone_guest_healthy(ks_guest, tmp_path):
     entry = lab_playbook(("ksboot", ksboot.host_data(ks_guest)), tmp_path, "sweep", "sweep.py")
     assert entry["status"] == "ok", entry["error"]
     assert failing(entry) == {}
+    # The opt-in look inside the closed credstore ran (the lab inventory holds the passphrase, as an
+    # operator who opts in sets it) and left nothing open.
+    outcomes = {r["check"]: r["outcome"] for r in entry["results"]}
+    assert outcomes["next-boot-credstore-key"] == "pass"
+    assert guest_out(ks_guest, "ls /dev/mapper").split() == ["control"]
+
+
+def _credstore_key(ks_guest, tmp_path, tag, **data) -> dict:
+    entry = lab_playbook(("ksboot", {**ksboot.host_data(ks_guest), **data}), tmp_path, tag, "sweep.py",
+                         "checks=next-boot-credstore-key")
+    assert entry["status"] == "ok", entry["error"]
+    (result,) = [r for r in entry["results"] if r["check"] == "next-boot-credstore-key"]
+    assert guest_out(ks_guest, "ls /dev/mapper").split() == ["control"], "the check closed what it opened"
+    return result
+
+
+def test_credstore_key_check_fails_on_a_passphrase_that_does_not_open_it(ks_guest, tmp_path):
+    wrong = tmp_path / "wrong.pass"
+    wrong.write_text("not-the-passphrase\n")
+    wrong.chmod(0o600)
+    result = _credstore_key(ks_guest, tmp_path, "wrong-pass", luks_passphrase_file=str(wrong))
+    assert result["outcome"] == "fail", result
+    assert "No key available with this passphrase" in json.dumps(result)
+
+
+def test_credstore_key_check_fails_on_a_key_file_that_is_not_the_pools_key(ks_guest, tmp_path):
+    """The key file present but another key (overwritten on the running host): only ZFS can tell,
+    with `zfs load-key -n` against the real encryption root. Restored afterwards (one guest per
+    module); the key stays loaded throughout, as on a real host."""
+    passphrase = open(ksboot.host_data(ks_guest)["luks_passphrase_file"]).read().strip()
+    swap = ("set -eu; IFS= read -r p; printf '%s\\n' \"$p\" | cryptsetup open /dev/zvol/rpool/credstore kc-test; "
+            "mkdir -p /run/kc-test; mount /dev/mapper/kc-test /run/kc-test; {body}; "
+            "umount /run/kc-test; cryptsetup close kc-test")
+    rc, _, err = ks_guest.ssh("sh -c " + shlex.quote(swap.format(
+        body="cp -p /run/kc-test/zfs-sysroot.mount /run/kc-test/saved; head -c 32 /dev/urandom > /run/kc-test/zfs-sysroot.mount")),
+        stdin=passphrase + "\n", timeout=120)
+    assert rc == 0, err
+    try:
+        result = _credstore_key(ks_guest, tmp_path, "other-key")
+    finally:
+        rc, _, err = ks_guest.ssh("sh -c " + shlex.quote(swap.format(
+            body="mv /run/kc-test/saved /run/kc-test/zfs-sysroot.mount")), stdin=passphrase + "\n", timeout=120)
+        assert rc == 0, err
+    assert result["outcome"] == "fail", result
+    assert "Incorrect key provided" in json.dumps(result)
+    assert _credstore_key(ks_guest, tmp_path, "restored")["outcome"] == "pass"
 
 
 def test_nixos_user_space(ks_guest):
