@@ -389,8 +389,10 @@ kc_tmp=
 if [ -z "$kc_mp" ]; then
   kc_tmp=$(mktemp -d -p /run 2>/dev/null || mktemp -d) || { echo 'mount 1'; exit 0; }
   kc_mp=$kc_tmp
-  kc_out=$(mount -o ro,nosuid,nodev,noexec "$kc_src" "$kc_mp" 2>&1 ||
-           mount -o ro,noload,nosuid,nodev,noexec "$kc_src" "$kc_mp" 2>&1)
+  # noload: ext4 replays a dirty journal even on a read-only mount; without it, whatever the
+  # filesystem (noload is ext3/4's), read-only.
+  kc_out=$(mount -o ro,noload,nosuid,nodev,noexec "$kc_src" "$kc_mp" 2>&1 ||
+           mount -o ro,nosuid,nodev,noexec "$kc_src" "$kc_mp" 2>&1)
   kc_r=$?
   echo "mount $kc_r"
   [ $kc_r -eq 0 ] || { printf '%s\n' "$kc_out" | head -n 3 | sed 's/^/mount-message /'; kc_mp=; }
