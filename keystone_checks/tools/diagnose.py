@@ -393,7 +393,11 @@ class Index:
         best: dict[int, tuple[float, float, str]] = {}
         stripped = self._stripped(text)
         for i, matched in self._pattern_hits(stripped).items():
-            best[i] = (self.messages[i].factor, 10.0, f"matches {self.messages[i].label()} (found {' '.join(matched.split())[:80]!r})")
+            # A pattern is the more specific reading of the words it matched (it is written where the
+            # words alone are ambiguous): its weight is theirs plus 10, so it outranks a plain message
+            # found in the same words (ENOSPC on a /boot path: the ESP, not the Nix store).
+            weight = 10.0 + sum(self.weights.get(w, 0.0) for w in set(words(matched)))
+            best[i] = (self.messages[i].factor, weight, f"matches {self.messages[i].label()} (found {' '.join(matched.split())[:80]!r})")
         lines = self._lines(stripped)
         seen: set[tuple[str, ...]] = set()
         for start in range(len(lines)):
