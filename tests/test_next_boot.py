@@ -127,6 +127,20 @@ def test_full_esp_fails_room_for_next_generation(tmp_path):
 
 
 @needs_unshare
+def test_an_esp_without_the_boot_loader_binary_fails_esp_populated(tmp_path):
+    """Entries, kernels and initrds all there, systemd-boot itself gone (or truncated): the firmware
+    has nothing to start, whatever else EFI/ holds."""
+    files = {k: v for k, v in layouts.SYSTEMD_BOOT.items() if not k.lower().startswith("/efi/systemd/")}
+    files["/EFI/BOOT/BOOTX64.EFI"] = b""
+    results = run_with_esp(tmp_path, "boot.py", files, {})
+    populated = results["esp-populated"]
+    assert populated["outcome"] == "fail", populated
+    assert "EFI/systemd/systemd-boot" in populated["message"]
+    assert populated["evidence"]["esp"]["efi_files"] == 3 and populated["evidence"]["esp"]["boot_loaders"] == []
+    assert results["boot-entries-intact"]["outcome"] == "skipped"  # it waits for esp-populated
+
+
+@needs_unshare
 def test_pinned_boot_loader_decides_what_the_esp_must_hold(tmp_path):
     """A systemd-boot ESP judged as lanzaboote (host data layout.boot_loader) misses its UKIs."""
     results = run_with_esp(tmp_path, "boot.py", dict(layouts.SYSTEMD_BOOT), {"layout": {"boot_loader": "lanzaboote"}})

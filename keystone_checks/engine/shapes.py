@@ -113,6 +113,7 @@ _FIREWALL_FAMILY = record({
 
 SHAPES: dict[str, dict[str, Any]] = {
     "boot.EspContents": record({
+        "boot_loaders": array(STRING),
         "broken_entries": array(record({
             "entry": STRING,
             "missing": array(STRING)

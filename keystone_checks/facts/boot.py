@@ -60,12 +60,18 @@ class EspContents(KeystoneFact):
       ``EFI/Linux/nixos-generation-N[-specialisation-X].efi`` (v0.3) or ``...-<hash>.efi``
       (v0.4 and later), each non-empty (``empty_ukis`` lists those that are not).
 
-    Reads only the small loader entry files and the UKIs' sizes.
+    And the boot loader the firmware starts: systemd-boot as ``bootctl install`` (or lanzaboote)
+    puts it, ``EFI/systemd/systemd-boot<arch>.efi`` and the removable-media fallback
+    ``EFI/BOOT/BOOT<ARCH>.EFI``, non-empty (``boot_loaders``): entries and kernels without it do not
+    boot.
+
+    Reads only the small loader entry files and the files' sizes.
 
     Arguments:
         path: ESP mount point (host data ``boot_mount``; ``/mnt/boot`` from the ISO)
 
-    Example: ``{"mounted": true, "fstype": "vfat", "efi_files": 4, "entries": 3, "broken_entries":
+    Example: ``{"mounted": true, "fstype": "vfat", "efi_files": 4, "boot_loaders":
+    ["EFI/BOOT/BOOTX64.EFI", "EFI/systemd/systemd-bootx64.efi"], "entries": 3, "broken_entries":
     [{"entry": "nixos-generation-3.conf", "missing": ["/EFI/nixos/abc-initrd.efi"]}], "ukis": 0,
     "empty_ukis": []}``
     """
@@ -77,6 +83,9 @@ class EspContents(KeystoneFact):
         return (f"cd {q} 2>/dev/null || {{ echo 'missing'; exit 0; }}; "
                 f"echo \"fstype $(findmnt -n -o FSTYPE --mountpoint {q} 2>/dev/null)\"; "
                 "echo \"efi $(find EFI -type f 2>/dev/null | wc -l)\"; "
+                # the boot loader itself, as bootctl (and lanzaboote) installs it: non-empty, any case (vfat)
+                "find EFI -maxdepth 2 -type f -size +0 \\( -ipath 'EFI/systemd/systemd-boot*.efi' "
+                "-o -ipath 'EFI/boot/boot*.efi' \\) 2>/dev/null | sed 's/^/loader /'; "
                 # entries: every *.conf name; references: from the regular files (or links to one)
                 "kc_n=0; set --; for kc_e in loader/entries/*.conf; do [ -e \"$kc_e\" ] || [ -L \"$kc_e\" ] || continue; "
                 "kc_n=$((kc_n + 1)); [ -f \"$kc_e\" ] && set -- \"$@\" \"$kc_e\"; done; echo \"entries $kc_n\"; "
@@ -92,9 +101,9 @@ class EspContents(KeystoneFact):
 
     def process(self, output):
         if output and output[0].strip() == "missing":
-            return {"exists": False, "mounted": False, "fstype": None, "efi_files": 0, "entries": 0,
-                    "broken_entries": [], "ukis": 0, "empty_ukis": []}
-        fields, refs, present, in_exists, empty_ukis = {}, [], set(), False, []
+            return {"exists": False, "mounted": False, "fstype": None, "efi_files": 0, "boot_loaders": [],
+                    "entries": 0, "broken_entries": [], "ukis": 0, "empty_ukis": []}
+        fields, refs, present, in_exists, empty_ukis, loaders = {}, [], set(), False, [], []
         for line in output:
             if line == "--exists":
                 in_exists = True
@@ -111,6 +120,8 @@ class EspContents(KeystoneFact):
                 refs.append((parts[1], parts[2]))
             elif parts[0] == "emptyuki":
                 empty_ukis.append(line[len("emptyuki "):])
+            elif parts[0] == "loader":
+                loaders.append(line[len("loader "):])
             else:
                 fields[parts[0]] = parts[1] if len(parts) > 1 else ""
         if "efi" not in fields or "entries" not in fields or "ukis" not in fields:
@@ -120,7 +131,7 @@ class EspContents(KeystoneFact):
             if ref not in present:
                 broken.setdefault(entry, []).append(ref)
         return {"exists": True, "mounted": bool(fields.get("fstype")), "fstype": fields.get("fstype") or None,
-                "efi_files": parse_int(fields["efi"], "EFI file count"),
+                "efi_files": parse_int(fields["efi"], "EFI file count"), "boot_loaders": sorted(loaders),
                 "entries": parse_int(fields["entries"], "loader entry count"),
                 "broken_entries": [{"entry": e, "missing": m} for e, m in sorted(broken.items())],
                 "ukis": parse_int(fields["ukis"], "UKI count"), "empty_ukis": sorted(empty_ukis)}
