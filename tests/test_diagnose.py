@@ -284,6 +284,17 @@ def test_cli_eval_reports_each_set():
     assert done.returncode == 3 and "no such eval file" in done.stderr
 
 
+def test_cli_eval_hides_the_frozen_sets_misses_unless_asked():
+    """Which frozen texts are missed is what a matcher must never be tuned on: the figures only."""
+    done = cli("--eval", str(FROZEN), str(DEV))
+    assert done.returncode == 0, done.stderr
+    frozen_part = done.stdout.split(str(DEV))[0]
+    assert "  miss [" not in frozen_part and "not shown: the frozen test set is never tuned on" in frozen_part
+    assert "  miss [" in done.stdout.split(str(DEV))[1], "the dev set's misses are still listed"
+    shown = cli("--eval", str(FROZEN), "--show-frozen")
+    assert "  miss [" in shown.stdout
+
+
 # -- confirming on a host --------------------------------------------------------------------------
 
 FAKE_BIN = {

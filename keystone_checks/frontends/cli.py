@@ -359,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", nargs="*", default=None, metavar="FILE",
                    help="measure top-1/top-3/no-match rates per eval file (default: tests/fixtures/diagnose/"
                         "frozen-test.yaml, dev.yaml, corpus.yaml); unrelated texts must match nothing")
+    p.add_argument("--show-frozen", action="store_true",
+                   help="with --eval: also list the frozen test set's misses (hidden: it is never tuned on)")
     p.add_argument("-i", "--inventory", help="with --host: confirm the candidate causes on that host (read-only)")
     p.add_argument("--host", help="with -i: the one host to run the candidate checks on")
     p.add_argument("--connect-timeout", type=int, default=10, help="with --host: seconds (default 10)")
