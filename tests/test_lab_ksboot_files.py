@@ -142,6 +142,15 @@ def test_the_import_race_is_reset_past_once_and_recorded():
     assert g.resets == 1
 
 
+def test_the_import_before_the_disk_was_probed_is_the_race_too():
+    # udev's coldplug slower than the device timeout (CI, 2026-12-02): the import ran before the disk
+    # was probed; ZFS's own words for it (zpool_main.c).
+    race = _stopped_boot("no such pool available")
+    g = _ConsoleGuest([race, ""])
+    assert ksboot.boot_outcome(g, timeout=30) is None
+    assert g.resets == 1 and g.race_resets == ["cannot import 'rpool': no such pool available"]
+
+
 def test_a_refused_import_that_is_not_the_race_is_the_stop():
     g = _ConsoleGuest([_stopped_boot("pool was previously in use from another system."), ""])
     assert ksboot.boot_outcome(g, timeout=30) == "Failed to start import-rpool-bare.service."

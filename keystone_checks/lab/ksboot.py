@@ -313,8 +313,11 @@ def loader_stop_reason(serial: str) -> str | None:
 
 # Keystone's import-rpool-bare imports once, with no retry (v0.2.0 storage.nix l.79-122, followed
 # as written): under TCG load it has lost the race with the disk's probing about once in twenty
-# boots, with ZFS's ENXIO refusal (libzfs zpool_standard_error). docs/lab.md "import race".
-IMPORT_RACE = re.compile(r"cannot import '[^']+': one or more devices is currently unavailable")
+# boots, with ZFS's ENXIO refusal (libzfs zpool_standard_error), or, when udev's coldplug took
+# longer than the 90 s device timeout, before the disk was probed at all: "no such pool available"
+# (seen once, 2026-12-02, udev trigger at 1 min 38 s while two guests and an image build ran).
+# No reboot fault removes the disk, so neither is a fault's stop. docs/lab.md "import race".
+IMPORT_RACE = re.compile(r"cannot import '[^']+': (one or more devices is currently unavailable|no such pool available)")
 
 
 def boot_outcome(g: UefiGuest, timeout: float = BOOT_TIMEOUT, since: int = 0, race_resets: int = 1) -> str | None:
