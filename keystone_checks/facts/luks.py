@@ -343,9 +343,9 @@ VERIFY_LOCK = "/run/keystone-checks-credstore-verify.lock"
 
 # POSIX sh (dash, bash as sh, busybox). Inputs arrive as the variables kc_dev kc_map kc_ds kc_cm,
 # assigned quoted before it; the passphrase is in $kc_secret (facts.batch.SECRET_VAR) and reaches
-# cryptsetup through the printf builtin, so it is in no argv. Everything opened is closed in the
-# same script, after the body's subshell ends however it ends; a run killed by its timeout leaves
-# the mapping to the next run, which closes a stale one under the same lock first.
+# cryptsetup through the printf builtin, so it is in no argv. Once the mapping is open no step
+# exits early: every path reaches the unmount and the close at the end. A run killed by its
+# timeout leaves the mapping to the next run, which closes a stale one under the same lock first.
 _CREDSTORE_KEY = r'''
 command -v zfs >/dev/null 2>&1 || { echo 'zfs-missing'; exit 0; }
 kc_loc=$(zfs get -H -o value keylocation "$kc_ds" 2>&1) || { echo "keylocation-error $kc_loc" | head -n 1; exit 0; }
@@ -369,6 +369,7 @@ kc_stale() {
   done
 }
 kc_stale || { echo 'stale-open'; exit 0; }
+kc_tell() { printf '%s\n' "$2" | head -n 3 | sed "s/^/$1-message /"; }
 kc_opened=
 kc_mp=
 if cryptsetup status "$kc_map" >/dev/null 2>&1; then
@@ -381,21 +382,23 @@ else
   kc_out=$(printf '%s\n' "$kc_secret" | cryptsetup open --readonly --type luks "$kc_dev" "$kc_vm" 2>&1)
   kc_r=$?
   echo "open $kc_r"
-  [ $kc_r -eq 0 ] || { printf '%s\n' "$kc_out" | head -n 3 | sed 's/^/open-message /'; exit 0; }
+  [ $kc_r -eq 0 ] || { kc_tell open "$kc_out"; exit 0; }
   kc_opened=1
   kc_src=/dev/mapper/$kc_vm
 fi
 kc_tmp=
 if [ -z "$kc_mp" ]; then
-  kc_tmp=$(mktemp -d -p /run 2>/dev/null || mktemp -d) || { echo 'mount 1'; exit 0; }
-  kc_mp=$kc_tmp
   # noload: ext4 replays a dirty journal even on a read-only mount; without it, whatever the
   # filesystem (noload is ext3/4's), read-only.
-  kc_out=$(mount -o ro,noload,nosuid,nodev,noexec "$kc_src" "$kc_mp" 2>&1 ||
-           mount -o ro,nosuid,nodev,noexec "$kc_src" "$kc_mp" 2>&1)
-  kc_r=$?
+  if kc_tmp=$(mktemp -d -p /run 2>/dev/null || mktemp -d); then
+    kc_out=$(mount -o ro,noload,nosuid,nodev,noexec "$kc_src" "$kc_tmp" 2>&1 ||
+             mount -o ro,nosuid,nodev,noexec "$kc_src" "$kc_tmp" 2>&1)
+    kc_r=$?
+  else
+    kc_tmp= kc_out='mktemp -d failed' kc_r=1
+  fi
   echo "mount $kc_r"
-  [ $kc_r -eq 0 ] || { printf '%s\n' "$kc_out" | head -n 3 | sed 's/^/mount-message /'; kc_mp=; }
+  if [ $kc_r -eq 0 ]; then kc_mp=$kc_tmp; else kc_tell mount "$kc_out"; fi
 fi
 if [ -n "$kc_mp" ]; then
   if [ -f "$kc_mp/$kc_rel" ]; then
@@ -403,13 +406,13 @@ if [ -n "$kc_mp" ]; then
     kc_out=$(zfs load-key -n -L "file://$kc_mp/$kc_rel" "$kc_ds" 2>&1)
     kc_r=$?
     echo "verify $kc_r"
-    [ $kc_r -eq 0 ] || printf '%s\n' "$kc_out" | head -n 3 | sed 's/^/verify-message /'
+    [ $kc_r -eq 0 ] || kc_tell verify "$kc_out"
   else
     echo 'keyfile no'
   fi
 fi
 if [ -n "$kc_tmp" ]; then
-  umount "$kc_tmp" 2>/dev/null
+  [ -n "$kc_mp" ] && umount "$kc_tmp" 2>/dev/null
   rmdir "$kc_tmp" 2>/dev/null
 fi
 if [ -n "$kc_opened" ]; then
@@ -501,8 +504,8 @@ class CredstoreKey(KeystoneFact):
                 value["key_verified"] = rest == "0"
             elif word == "closed":
                 value["closed_again"] = rest == "yes"
-            elif word.endswith("-message") and word[:-len("-message")] in messages:
-                messages[word[:-len("-message")]].append(rest)
+            elif word.removesuffix("-message") in messages:
+                messages[word.removesuffix("-message")].append(rest)
         if value["keylocation"] is None or value["source"] is None:
             raise UnparseableOutput("expected 'keylocation ...' and 'source ...' lines")
         if open_rc not in (None, "0", "2"):

@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 
 import pytest
 from kc_helpers import failing, guest_out, lab_playbook
 
 from keystone_checks.lab import ksboot, recipe
 from keystone_checks.lab.errors import LabError
+from keystone_checks.lab.reboot_faults import _CLOSE_CREDSTORE, _OPEN_CREDSTORE
 
 # One guest for the module: under `--dist loadgroup` one worker runs it all (tests/conftest.py).
 pytestmark = [pytest.mark.lab, pytest.mark.ksboot]
@@ -115,20 +115,16 @@ def test_credstore_key_check_fails_on_a_key_file_that_is_not_the_pools_key(ks_gu
     """The key file present but another key (overwritten on the running host): only ZFS can tell,
     with `zfs load-key -n` against the real encryption root. Restored afterwards (one guest per
     module); the key stays loaded throughout, as on a real host."""
-    passphrase = open(ksboot.host_data(ks_guest)["luks_passphrase_file"]).read().strip()
-    swap = ("set -eu; IFS= read -r p; printf '%s\\n' \"$p\" | cryptsetup open /dev/zvol/rpool/credstore kc-test; "
-            "mkdir -p /run/kc-test; mount /dev/mapper/kc-test /run/kc-test; {body}; "
-            "umount /run/kc-test; cryptsetup close kc-test")
-    rc, _, err = ks_guest.ssh("sh -c " + shlex.quote(swap.format(
-        body="cp -p /run/kc-test/zfs-sysroot.mount /run/kc-test/saved; head -c 32 /dev/urandom > /run/kc-test/zfs-sysroot.mount")),
-        stdin=passphrase + "\n", timeout=120)
-    assert rc == 0, err
+    def swap(body: str) -> None:  # the reboot faults' own open/close of the credstore, with the guest's key file
+        rc, _, err = ks_guest.run_script(f"set -eu\n{_OPEN_CREDSTORE}{body}\n{_CLOSE_CREDSTORE}", timeout=120)
+        assert rc == 0, err
+
+    store = "/run/kc-fault-credstore"
+    swap(f"cp -p {store}/zfs-sysroot.mount {store}/saved; head -c 32 /dev/urandom > {store}/zfs-sysroot.mount")
     try:
         result = _credstore_key(ks_guest, tmp_path, "other-key")
     finally:
-        rc, _, err = ks_guest.ssh("sh -c " + shlex.quote(swap.format(
-            body="mv /run/kc-test/saved /run/kc-test/zfs-sysroot.mount")), stdin=passphrase + "\n", timeout=120)
-        assert rc == 0, err
+        swap(f"mv {store}/saved {store}/zfs-sysroot.mount")
     assert result["outcome"] == "fail", result
     assert "Incorrect key provided" in json.dumps(result)
     assert _credstore_key(ks_guest, tmp_path, "restored")["outcome"] == "pass"
